@@ -1,0 +1,47 @@
+/** API group and version of konductor's custom resources. */
+export const GROUP = 'sync.konductor.io';
+export const VERSION = 'v1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** The four primitive kinds, with their REST plural names. */
+export const KINDS = {
+  Semaphore: { plural: 'semaphores', singular: 'semaphore', shortNames: ['sem', 'ksem'] },
+  Lease: { plural: 'leases', singular: 'lease', shortNames: ['klease'] },
+  Barrier: { plural: 'barriers', singular: 'barrier', shortNames: ['kbar'] },
+  Gate: { plural: 'gates', singular: 'gate', shortNames: ['kgate'] },
+} as const;
+export type PrimitiveKind = keyof typeof KINDS;
+export const CATEGORY = 'konductor';
+
+/** Prefix of every user-facing pod annotation. */
+export const ANNOTATION_PREFIX = 'konductor.io/';
+export const ANNOTATIONS = {
+  semaphore: 'konductor.io/semaphore',
+  permits: 'konductor.io/permits',
+  lease: 'konductor.io/lease',
+  barrier: 'konductor.io/barrier',
+  gate: 'konductor.io/gate',
+  priority: 'konductor.io/priority',
+  waitTimeout: 'konductor.io/wait-timeout',
+} as const;
+
+/** Label the webhook puts on every pod it injects; the controller's pod informer filters on it. */
+export const MANAGED_LABEL = 'konductor.io/managed';
+
+/** Names of the injected containers and volumes. */
+export const WAIT_CONTAINER = 'konductor-wait';
+export const HOLD_CONTAINER = 'konductor-hold';
+export const SHARED_VOLUME = 'konductor-run';
+export const SHARED_MOUNT_PATH = '/var/run/konductor';
+export const GRANT_FILE = `${SHARED_MOUNT_PATH}/grant.json`;
+export const TOKEN_VOLUME = 'konductor-token';
+export const TOKEN_MOUNT_PATH = '/var/run/secrets/konductor';
+export const TOKEN_FILE = `${TOKEN_MOUNT_PATH}/token`;
+export const CA_FILE = `${TOKEN_MOUNT_PATH}/ca.crt`;
+
+/** Audience of the projected service-account token the agent presents to the manager. */
+export const TOKEN_AUDIENCE = 'konductor';
+export const TOKEN_EXPIRATION_SECONDS = 3600;
+
+/** Default image of the agent (the process kubelet of devcluster/ maps it to the local build). */
+export const DEFAULT_AGENT_IMAGE = 'logiciq/konductor-agent:0.1.0';
