@@ -45,3 +45,13 @@ export const TOKEN_EXPIRATION_SECONDS = 3600;
 
 /** Default image of the agent (the process kubelet of devcluster/ maps it to the local build). */
 export const DEFAULT_AGENT_IMAGE = 'logiciq/konductor-agent:0.1.0';
+
+/**
+ * Annotation keys the webhook itself writes on the pods it injects. They live under the same prefix, so
+ * the annotation parser accepts (and ignores) them instead of reporting them as unknown keys.
+ */
+export const WEBHOOK_ANNOTATIONS = {
+  /** Set to the konductor version that injected the pod; marks the pod as already injected. */
+  injected: 'konductor.io/injected',
+} as const;
+export const RESERVED_ANNOTATIONS: readonly string[] = Object.values(WEBHOOK_ANNOTATIONS);

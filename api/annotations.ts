@@ -1,0 +1,213 @@
+/**
+ * The one parser of konductor's pod annotations (DESIGN §2), shared by the webhook (which denies syntax
+ * errors at admission) and the controller (which reads what a managed pod asks for).
+ *
+ * Pure: no I/O, never throws. Only keys under `konductor.io/` are looked at; everything else is ignored,
+ * and so are the keys the webhook writes itself (RESERVED_ANNOTATIONS). Values are trimmed of surrounding
+ * whitespace. Every problem is reported (not just the first), each naming the annotation and the accepted form.
+ */
+import { ANNOTATION_PREFIX, ANNOTATIONS, type PrimitiveKind, RESERVED_ANNOTATIONS } from './constants.ts';
+import { isDuration, parseDuration } from './duration.ts';
+
+export interface KonductorRequest {
+  semaphore?: { name: string; permits: number };
+  lease?: { name: string };
+  barrier?: { name: string };
+  gate?: { name: string };
+  /** Queue priority, higher first; 0 when not annotated. */
+  priority: number;
+  /** Give up waiting after this many milliseconds; absent = wait forever. */
+  waitTimeoutMs?: number;
+}
+
+export interface AnnotationProblem {
+  annotation: string;
+  value: string;
+  /** Names the annotation and the accepted form. */
+  message: string;
+}
+
+export type ParseResult =
+  | { ok: true; request: KonductorRequest | null /* null: no konductor.io/ annotations at all */ }
+  | { ok: false; problems: AnnotationProblem[] };
+
+/** A primitive a pod must pass before it starts. */
+export interface PrimitiveRef {
+  kind: PrimitiveKind;
+  name: string;
+  /** Units held once granted: the semaphore's permits, 1 for a lease, 0 for a barrier or gate (they hold nothing). */
+  permits: number;
+}
+
+export const INT32_MIN = -2147483648;
+export const INT32_MAX = 2147483647;
+
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS1123_SUBDOMAIN_MAX = 253;
+
+const USER_KEYS: readonly string[] = Object.values(ANNOTATIONS);
+const PRIMITIVE_KEYS = [ANNOTATIONS.semaphore, ANNOTATIONS.lease, ANNOTATIONS.barrier, ANNOTATIONS.gate];
+
+/** True for a Kubernetes object name that is a DNS-1123 subdomain (what every konductor primitive's name is). */
+export function isDns1123Subdomain(name: string): boolean {
+  return name.length <= DNS1123_SUBDOMAIN_MAX && DNS1123_SUBDOMAIN.test(name);
+}
+
+/** True when the map carries any user-facing `konductor.io/` annotation (known or not; reserved keys aside). */
+export function hasKonductorAnnotations(annotations?: Record<string, string>): boolean {
+  if (!annotations) return false;
+  return Object.keys(annotations).some(isUserKey);
+}
+
+function isUserKey(key: string): boolean {
+  return key.startsWith(ANNOTATION_PREFIX) && !RESERVED_ANNOTATIONS.includes(key);
+}
+
+export function parseAnnotations(annotations: Record<string, string> | undefined): ParseResult {
+  if (!annotations || typeof annotations !== 'object') return { ok: true, request: null };
+  const problems: AnnotationProblem[] = [];
+  const problem = (annotation: string, value: string, message: string): void => {
+    problems.push({ annotation, value, message });
+  };
+  const present = Object.keys(annotations).filter(isUserKey);
+  if (present.length === 0) return { ok: true, request: null };
+
+  for (const key of present) {
+    if (!USER_KEYS.includes(key)) {
+      problem(
+        key,
+        String(annotations[key]),
+        `annotation ${key} is not a konductor annotation (known annotations: ${USER_KEYS.join(', ')})`,
+      );
+    }
+  }
+
+  const read = (key: string): string | undefined => {
+    const v = annotations[key];
+    if (v === undefined) return undefined;
+    return typeof v === 'string' ? v.trim() : String(v);
+  };
+
+  const nameOf = (key: string): string | undefined => {
+    const v = read(key);
+    if (v === undefined) return undefined;
+    if (!isDns1123Subdomain(v)) {
+      problem(
+        key,
+        v,
+        `annotation ${key}: ${JSON.stringify(v)} is not a valid object name (expected a DNS-1123 subdomain: ` +
+          `lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 ` +
+          `characters, e.g. ${key}: "batch-slots")`,
+      );
+      return undefined;
+    }
+    return v;
+  };
+
+  const request: KonductorRequest = { priority: 0 };
+
+  const semaphore = nameOf(ANNOTATIONS.semaphore);
+  const lease = nameOf(ANNOTATIONS.lease);
+  const barrier = nameOf(ANNOTATIONS.barrier);
+  const gate = nameOf(ANNOTATIONS.gate);
+
+  let permits = 1;
+  const permitsRaw = read(ANNOTATIONS.permits);
+  if (permitsRaw !== undefined) {
+    const n = /^[0-9]+$/.test(permitsRaw) ? Number(permitsRaw) : Number.NaN;
+    if (!(n >= 1 && n <= INT32_MAX)) {
+      problem(
+        ANNOTATIONS.permits,
+        permitsRaw,
+        `annotation ${ANNOTATIONS.permits}: ${JSON.stringify(permitsRaw)} is not a positive integer ` +
+          `(expected e.g. ${ANNOTATIONS.permits}: "2")`,
+      );
+    } else {
+      permits = n;
+    }
+    if (annotations[ANNOTATIONS.semaphore] === undefined) {
+      problem(
+        ANNOTATIONS.permits,
+        permitsRaw,
+        `annotation ${ANNOTATIONS.permits} only applies to a semaphore (expected together with ` +
+          `${ANNOTATIONS.semaphore}: "NAME")`,
+      );
+    }
+  }
+
+  const priorityRaw = read(ANNOTATIONS.priority);
+  if (priorityRaw !== undefined) {
+    const n = /^[-+]?[0-9]+$/.test(priorityRaw) ? Number(priorityRaw) : Number.NaN;
+    if (!(n >= INT32_MIN && n <= INT32_MAX)) {
+      problem(
+        ANNOTATIONS.priority,
+        priorityRaw,
+        `annotation ${ANNOTATIONS.priority}: ${JSON.stringify(priorityRaw)} is not an integer between ` +
+          `${INT32_MIN} and ${INT32_MAX} (expected e.g. ${ANNOTATIONS.priority}: "10"; higher goes first)`,
+      );
+    } else {
+      request.priority = n === 0 ? 0 : n; // normalise -0
+    }
+  }
+
+  const timeoutRaw = read(ANNOTATIONS.waitTimeout);
+  if (timeoutRaw !== undefined) {
+    const ms = isDuration(timeoutRaw) ? parseDuration(timeoutRaw) : Number.NaN;
+    if (!(ms > 0)) {
+      problem(
+        ANNOTATIONS.waitTimeout,
+        timeoutRaw,
+        `annotation ${ANNOTATIONS.waitTimeout}: ${JSON.stringify(timeoutRaw)} is not a positive duration ` +
+          `(expected a Go duration, e.g. ${ANNOTATIONS.waitTimeout}: "10m", "30s" or "1h30m")`,
+      );
+    } else {
+      request.waitTimeoutMs = ms;
+    }
+  }
+
+  const anyPrimitive = PRIMITIVE_KEYS.some((k) => annotations[k] !== undefined);
+  if (!anyPrimitive) {
+    // (konductor.io/permits without a semaphore is already reported above.)
+    for (const key of [ANNOTATIONS.priority, ANNOTATIONS.waitTimeout]) {
+      const v = read(key);
+      if (v === undefined) continue;
+      problem(
+        key,
+        v,
+        `annotation ${key} needs a primitive to wait for (expected together with one of ${PRIMITIVE_KEYS.join(', ')})`,
+      );
+    }
+  }
+
+  if (problems.length > 0) return { ok: false, problems };
+
+  if (semaphore !== undefined) request.semaphore = { name: semaphore, permits };
+  if (lease !== undefined) request.lease = { name: lease };
+  if (barrier !== undefined) request.barrier = { name: barrier };
+  if (gate !== undefined) request.gate = { name: gate };
+  return { ok: true, request };
+}
+
+/**
+ * The primitives a request names, in ACQUISITION ORDER: gate, barrier, lease, semaphore.
+ *
+ * Why this order: a pod first waits on the things that hold nothing (a gate, then a barrier), and only
+ * then takes exclusive or counted resources, so it never sits on a permit while it waits at a gate or a
+ * barrier — a barrier waiting for pods that themselves wait for that permit would otherwise deadlock.
+ * Among held resources the order is fixed globally (Lease before Semaphore), so two pods can never each
+ * hold what the other waits for (the classic lock-ordering argument).
+ */
+export function primitivesOf(req: KonductorRequest): PrimitiveRef[] {
+  const out: PrimitiveRef[] = [];
+  if (req.gate) out.push({ kind: 'Gate', name: req.gate.name, permits: 0 });
+  if (req.barrier) out.push({ kind: 'Barrier', name: req.barrier.name, permits: 0 });
+  if (req.lease) out.push({ kind: 'Lease', name: req.lease.name, permits: 1 });
+  if (req.semaphore)
+    out.push({ kind: 'Semaphore', name: req.semaphore.name, permits: req.semaphore.permits });
+  return out;
+}
+
+/** Human-readable summary of all problems, for an admission denial. */
+export function describeProblems(problems: readonly AnnotationProblem[]): string {
+  return problems.map((p) => p.message).join('; ');
+}

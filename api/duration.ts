@@ -1,0 +1,87 @@
+/**
+ * Go-style duration strings (`300ms`, `30s`, `5m`, `1h30m`, `1.5h`, `0`), as used by the CRDs' ttl/timeout
+ * fields and the konductor.io/wait-timeout annotation.
+ *
+ * The accepted grammar is the non-negative subset of Go's time.ParseDuration: one or more
+ * `<number><unit>` terms, number = digits with an optional `.digits` fraction, unit one of
+ * ns, us, µs, μs, ms, s, m, h; or the bare `0`. Signs are rejected (no negative durations), and so are
+ * Go's lax forms `.5s` / `5.s` so that the CRD schema pattern below and this parser agree exactly
+ * (test/unit/duration.test.ts keeps them in sync).
+ */
+import { KonductorError } from './errors.ts';
+
+/** Pattern used by the CRD OpenAPI schemas (RE2- and ECMAScript-compatible). */
+export const DURATION_PATTERN = '^(0|([0-9]+(\\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+)$';
+
+export const DURATION_INVALID = 'KDR_DURATION_INVALID';
+
+const UNIT_MS: Readonly<Record<string, number>> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3, // U+00B5 micro sign
+  μs: 1e-3, // U+03BC greek small letter mu
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+const WHOLE = new RegExp(DURATION_PATTERN);
+
+/** Parses a Go duration string into milliseconds (possibly fractional below 1 ms). */
+export function parseDuration(s: string): number {
+  if (typeof s !== 'string' || !WHOLE.test(s)) {
+    throw new KonductorError(
+      DURATION_INVALID,
+      `${JSON.stringify(s)} is not a duration (expected a Go duration such as "30s", "5m", "1h30m", "1.5h")`,
+      400,
+    );
+  }
+  if (s === '0') return 0;
+  const term = /([0-9]+(?:\.[0-9]+)?)(ns|us|µs|μs|ms|s|m|h)/g;
+  let total = 0;
+  for (const m of s.matchAll(term)) {
+    total += Number(m[1]) * (UNIT_MS[m[2] as string] as number);
+  }
+  if (!Number.isFinite(total) || total > Number.MAX_SAFE_INTEGER) {
+    throw new KonductorError(DURATION_INVALID, `duration ${JSON.stringify(s)} is out of range`, 400);
+  }
+  // Scaling by fractional unit factors can leave float noise (e.g. 0.1h); snap to a microsecond.
+  return Math.round(total * 1000) / 1000;
+}
+
+/** True when parseDuration accepts `s`. */
+export function isDuration(s: string): boolean {
+  try {
+    parseDuration(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Formats milliseconds as a compact Go duration that parseDuration reads back to the same value:
+ * `0s`, `300ms`, `1.5s`, `5m`, `1h30m`, `1h0m5s` is written `1h5s`.
+ */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) {
+    throw new KonductorError(DURATION_INVALID, `cannot format ${ms} ms as a duration`, 500);
+  }
+  if (ms === 0) return '0s';
+  if (ms < 1000) return `${trimFraction(ms, 3)}ms`;
+  const hours = Math.floor(ms / 3_600_000);
+  const minutes = Math.floor((ms % 3_600_000) / 60_000);
+  const restMs = ms - hours * 3_600_000 - minutes * 60_000;
+  let out = '';
+  if (hours > 0) out += `${hours}h`;
+  if (minutes > 0) out += `${minutes}m`;
+  if (restMs > 0) out += `${trimFraction(restMs / 1000, 6)}s`;
+  return out;
+}
+
+/** Fixed-point without exponent notation, trailing zeros removed. */
+function trimFraction(n: number, digits: number): string {
+  const fixed = n.toFixed(digits);
+  return fixed.includes('.') ? fixed.replace(/\.?0+$/, '') : fixed;
+}

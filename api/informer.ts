@@ -1,0 +1,190 @@
+/**
+ * List+watch cache of one resource collection, like client-go's reflector + store:
+ * lists, then watches from the list's resourceVersion with bookmarks; on 410 Gone re-lists and
+ * emits the difference; on any other error (watch dropped, API server restarted) backs off with
+ * jitter and resumes. It never gives up while running: a controller's caches must outlive the
+ * API server's restarts.
+ */
+import { isGone, type KubeClient, type Query, type WatchEvent } from './kubeClient.ts';
+
+export interface ObjectWithMeta {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string };
+}
+
+export type InformerEvent<T> =
+  | { type: 'added'; object: T }
+  | { type: 'updated'; object: T; old: T }
+  | { type: 'deleted'; object: T };
+
+export interface InformerOptions<T> {
+  /** Collection path, e.g. /api/v1/pods or /apis/sync.konductor.io/v1/namespaces/ns/semaphores */
+  path: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** Strips what the cache does not need (keeps memory flat with many objects). */
+  transform?: (obj: T) => T;
+  onEvent: (ev: InformerEvent<T>) => void;
+  onError?: (err: unknown, attempt: number) => void;
+  /** Backoff bounds after a failed list or watch. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Server-side watch timeout; the watch is renewed from the last resourceVersion. */
+  watchTimeoutSeconds?: number;
+}
+
+export const objectKey = (o: ObjectWithMeta) =>
+  o.metadata?.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : (o.metadata?.name ?? '');
+
+export class Informer<T extends ObjectWithMeta> {
+  private readonly store = new Map<string, T>();
+  private readonly abort = new AbortController();
+  private resourceVersion = '';
+  private syncedResolve!: () => void;
+  private running = false;
+  /** Resolves once the first list has been delivered to onEvent. */
+  readonly synced: Promise<void>;
+  hasSynced = false;
+
+  private readonly client: KubeClient;
+  private readonly opts: InformerOptions<T>;
+
+  constructor(client: KubeClient, opts: InformerOptions<T>) {
+    this.client = client;
+    this.opts = opts;
+    this.synced = new Promise((r) => {
+      this.syncedResolve = r;
+    });
+  }
+
+  get(key: string): T | undefined {
+    return this.store.get(key);
+  }
+  list(): IterableIterator<T> {
+    return this.store.values();
+  }
+  get size(): number {
+    return this.store.size;
+  }
+
+  start(): this {
+    if (this.running) return this;
+    this.running = true;
+    void this.run();
+    return this;
+  }
+
+  stop(): void {
+    this.running = false;
+    this.abort.abort();
+  }
+
+  private selectors(): Query {
+    return { labelSelector: this.opts.labelSelector, fieldSelector: this.opts.fieldSelector };
+  }
+
+  private put(raw: T): void {
+    const obj = this.opts.transform ? this.opts.transform(raw) : raw;
+    const key = objectKey(obj);
+    const old = this.store.get(key);
+    this.store.set(key, obj);
+    this.opts.onEvent(old ? { type: 'updated', object: obj, old } : { type: 'added', object: obj });
+  }
+
+  private async relist(): Promise<void> {
+    const items: T[] = [];
+    let cont: string | undefined;
+    let rv = '';
+    do {
+      const page = await this.client.list<T>(this.opts.path, {
+        ...this.selectors(),
+        limit: 5000,
+        continue: cont,
+      });
+      items.push(...page.items);
+      cont = page.metadata.continue || undefined;
+      rv = page.metadata.resourceVersion;
+    } while (cont);
+    const seen = new Set<string>();
+    for (const item of items) {
+      seen.add(objectKey(item));
+      this.put(item);
+    }
+    for (const [key, obj] of this.store) {
+      if (!seen.has(key)) {
+        this.store.delete(key);
+        this.opts.onEvent({ type: 'deleted', object: obj });
+      }
+    }
+    this.resourceVersion = rv;
+    if (!this.hasSynced) {
+      this.hasSynced = true;
+      this.syncedResolve();
+    }
+  }
+
+  private handle(ev: WatchEvent<T>): void {
+    const rv = ev.object.metadata?.resourceVersion;
+    if (rv) this.resourceVersion = rv;
+    if (ev.type === 'BOOKMARK') return;
+    if (ev.type === 'DELETED') {
+      const key = objectKey(ev.object);
+      const old = this.store.get(key);
+      this.store.delete(key);
+      this.opts.onEvent({ type: 'deleted', object: old ?? ev.object });
+      return;
+    }
+    this.put(ev.object);
+  }
+
+  private async run(): Promise<void> {
+    const min = this.opts.minBackoffMs ?? 100;
+    const max = this.opts.maxBackoffMs ?? 3000;
+    let attempt = 0;
+    let needList = true;
+    while (this.running) {
+      try {
+        if (needList) {
+          await this.relist();
+          needList = false;
+        }
+        await this.client.watch<T>(
+          this.opts.path,
+          {
+            ...this.selectors(),
+            resourceVersion: this.resourceVersion,
+            allowWatchBookmarks: true,
+            timeoutSeconds: this.opts.watchTimeoutSeconds ?? 300,
+          },
+          (ev) => {
+            attempt = 0;
+            this.handle(ev);
+          },
+          this.abort.signal,
+        );
+        attempt = 0; // a normal end of the watch: renew at once
+      } catch (err) {
+        if (!this.running) return;
+        if (isGone(err)) needList = true;
+        attempt++;
+        this.opts.onError?.(err, attempt);
+        const ceiling = Math.min(max, min * 2 ** Math.min(attempt - 1, 10));
+        await delay(ceiling / 2 + Math.random() * (ceiling / 2), this.abort.signal);
+      }
+    }
+  }
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}
