@@ -233,14 +233,33 @@ export type Gate = KonductorObject<'Gate', GateSpec, GateStatus>;
 
 export type Primitive = Semaphore | Lease | Barrier | Gate;
 
+/** A LIST response (`SemaphoreList`, `PodList`, ...). */
+export interface KubeList<T> {
+  apiVersion: string;
+  kind: string;
+  metadata: { resourceVersion?: string; continue?: string };
+  items: T[];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pods (the minimum webhook, controller and devcluster kubelet need)
 // ---------------------------------------------------------------------------------------------
 
+export interface ObjectFieldSelector {
+  fieldPath: string;
+  apiVersion?: string;
+}
+
 export interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: Record<string, unknown>;
+  valueFrom?: {
+    /** Downward API: metadata.name, metadata.namespace, metadata.uid, spec.nodeName, status.podIP, ... */
+    fieldRef?: ObjectFieldSelector;
+    resourceFieldRef?: { resource: string; containerName?: string; divisor?: string };
+    configMapKeyRef?: { name: string; key: string; optional?: boolean };
+    secretKeyRef?: { name: string; key: string; optional?: boolean };
+  };
 }
 
 export interface VolumeMount {
@@ -295,6 +314,7 @@ export interface Volume {
     defaultMode?: number;
     sources: {
       serviceAccountToken?: ServiceAccountTokenProjection;
+      downwardAPI?: { items: { path: string; fieldRef?: ObjectFieldSelector }[] };
       configMap?: { name: string; items?: { key: string; path: string }[]; optional?: boolean };
       secret?: { name: string; items?: { key: string; path: string }[]; optional?: boolean };
     }[];
