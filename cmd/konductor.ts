@@ -1,0 +1,170 @@
+/**
+ * `konductor`: the manager — controller, admission webhook and agent API in one process.
+ * Thin: parses flags, wires the parts, serves health and metrics, stops gracefully on SIGTERM.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
+import { KubeClient, resolveConnection } from '../api/kubeClient.ts';
+import { agentApiRoutes } from '../controller/agentApi.ts';
+import { AgentAuthenticator } from '../controller/agentAuth.ts';
+import { KonductorController } from '../controller/controller.ts';
+import { createMetrics } from '../controller/metrics.ts';
+import { startHttpsServer } from '../webhook/httpsServer.ts';
+import { buildServer, mutateRoutes } from '../webhook/server.ts';
+
+const HELP = `konductor — Kubernetes synchronization primitives (manager: controller + webhook + agent API)
+
+Usage: konductor [flags]
+
+  --kubeconfig PATH                 kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)
+  --namespace NS                    watch one namespace only (default: all)
+  --webhook-port N                  HTTPS port of /mutate and the agent API (default 9443)
+  --bind-address ADDR               address of the HTTPS server (default 0.0.0.0)
+  --cert-dir DIR                    directory with tls.crt, tls.key and ca.crt
+                                    (default /tmp/k8s-webhook-server/serving-certs)
+  --agent-image IMAGE               image of the injected agent (default ${DEFAULT_AGENT_IMAGE})
+  --agent-url URL                   agent API URL as pods reach it (default https://<service>.<ns>.svc:443)
+  --service-name NAME               the manager's Service (default konductor)
+  --service-namespace NS            its namespace (default $POD_NAMESPACE or konductor-system)
+  --leader-elect                    elect a leader with a coordination.k8s.io Lease
+  --leader-election-namespace NS    namespace of that Lease (default: service namespace)
+  --log-level LEVEL                 debug, info, warn, error (default info)
+  --metrics-bind-address ADDR       Prometheus /metrics (default :8080, 0 to disable)
+  --health-probe-bind-address ADDR  /healthz and /readyz (default :8081, 0 to disable)
+  --help, --version
+`;
+
+function parseAddress(addr: string): { host: string; port: number } | undefined {
+  if (addr === '0' || addr === '') return undefined;
+  const m = /^(.*):(\d+)$/.exec(addr);
+  if (!m) throw new Error(`invalid address "${addr}": expected [host]:port, e.g. :8080`);
+  return { host: m[1] || '0.0.0.0', port: Number(m[2]) };
+}
+
+function listen(server: Server, addr: { host: string; port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(addr.port, addr.host, () => resolve());
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      kubeconfig: { type: 'string' },
+      namespace: { type: 'string' },
+      'webhook-port': { type: 'string', default: '9443' },
+      'bind-address': { type: 'string', default: '0.0.0.0' },
+      'cert-dir': { type: 'string', default: '/tmp/k8s-webhook-server/serving-certs' },
+      'agent-image': { type: 'string', default: DEFAULT_AGENT_IMAGE },
+      'agent-url': { type: 'string' },
+      'service-name': { type: 'string', default: 'konductor' },
+      'service-namespace': { type: 'string', default: process.env.POD_NAMESPACE || 'konductor-system' },
+      'leader-elect': { type: 'boolean', default: false },
+      'leader-election-namespace': { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+      'metrics-bind-address': { type: 'string', default: ':8080' },
+      'health-probe-bind-address': { type: 'string', default: ':8081' },
+      help: { type: 'boolean', default: false },
+      version: { type: 'boolean', default: false },
+    },
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write('konductor 0.1.0\n');
+    return;
+  }
+  const log = pino({ level: values['log-level'], base: { component: 'konductor' } });
+  const client = new KubeClient(resolveConnection(values.kubeconfig));
+  const metrics = createMetrics();
+  const identity = `${hostname()}_${process.pid}`;
+  const serviceNs = values['service-namespace'];
+
+  const controller = new KonductorController({
+    client,
+    logger: log.child({ part: 'controller' }),
+    namespace: values.namespace,
+    identity,
+    leaderElect: values['leader-elect'],
+    leaderElectionNamespace: values['leader-election-namespace'] ?? serviceNs,
+    metrics,
+  }).start();
+
+  const certDir = values['cert-dir'];
+  const caFile = join(certDir, 'ca.crt');
+  const injection = {
+    agentImage: values['agent-image'],
+    agentUrl: values['agent-url'] ?? `https://${values['service-name']}.${serviceNs}.svc:443`,
+    // Read at each admission: the CA may rotate while we run.
+    get caBundle(): string {
+      return existsSync(caFile) ? readFileSync(caFile, 'utf8') : '';
+    },
+  };
+  const app = buildServer({ loggerInstance: log.child({ part: 'https' }), httpsOptions: {} });
+  await app.register(mutateRoutes, {
+    injection,
+    primitiveExists: (kind, ns, name) => controller.primitiveExists(kind, ns, name),
+  });
+  await app.register(agentApiRoutes, {
+    controller,
+    authenticator: new AgentAuthenticator(client),
+    metrics,
+  });
+  const https = await startHttpsServer({
+    app,
+    certDir,
+    port: Number(values['webhook-port']),
+    host: values['bind-address'],
+  });
+  log.info({ url: https.url }, 'webhook and agent API listening');
+
+  const servers: Server[] = [];
+  const healthAddr = parseAddress(values['health-probe-bind-address']);
+  if (healthAddr) {
+    const health = createServer((req, res) => {
+      const ready = req.url === '/readyz' ? controller.hasSynced : true;
+      res
+        .writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(ready ? 'ok\n' : 'informers not synced\n');
+    });
+    await listen(health, healthAddr);
+    servers.push(health);
+  }
+  const metricsAddr = parseAddress(values['metrics-bind-address']);
+  if (metricsAddr) {
+    const m = createServer((req, res) => {
+      if (req.url !== '/metrics') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render());
+    });
+    await listen(m, metricsAddr);
+    servers.push(m);
+  }
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    await controller.stop();
+    await https.close();
+    for (const s of servers) s.close();
+    client.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`konductor: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

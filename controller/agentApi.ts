@@ -1,0 +1,155 @@
+/**
+ * The agent API (DESIGN §4), a fastify plugin served on the manager's HTTPS port next to /mutate.
+ * The caller is identified only by its projected service-account token (TokenReview, audience konductor):
+ * the pod bound to the token is the only pod it can wait for or release.
+ *
+ *   POST /v1/wait     NDJSON stream: queued/progress -> granted (per primitive) -> done | failed
+ *   POST /v1/release  releases what the calling pod holds (idempotent)
+ */
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { isKonductorError } from '../api/errors.ts';
+import {
+  AGENT_API,
+  encodeWaitEvent,
+  type Grant,
+  HEARTBEAT_INTERVAL_MS,
+  NDJSON_CONTENT_TYPE,
+  type QueueStanding,
+  type WaitEvent,
+} from '../api/protocol.ts';
+import type { AgentAuthenticator, PodIdentity } from './agentAuth.ts';
+import type { KonductorController } from './controller.ts';
+import type { ControllerMetrics } from './metrics.ts';
+
+export interface AgentApiOptions {
+  controller: KonductorController;
+  authenticator: AgentAuthenticator;
+  metrics?: ControllerMetrics;
+  /** How long a wait request may wait for the pod to appear in the cache. */
+  podAppearTimeoutMs?: number;
+}
+
+async function authenticate(
+  opts: AgentApiOptions,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): Promise<PodIdentity | undefined> {
+  try {
+    return await opts.authenticator.authenticate(req.headers.authorization);
+  } catch (err) {
+    const status = isKonductorError(err) && err.statusCode < 500 ? err.statusCode : 500;
+    const code = isKonductorError(err) ? err.code : 'KDR_AGENT_AUTH_FAILED';
+    req.log.info({ code, status }, 'agent request rejected');
+    await reply.code(status).send({ code, message: (err as Error).message });
+    return undefined;
+  }
+}
+
+/** Waits until the pod is in the controller's cache (it may lag the kubelet by a watch delivery). */
+function podAppears(controller: KonductorController, uid: string, timeoutMs: number): Promise<boolean> {
+  if (controller.podIndex.get(uid)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      unsubscribe();
+      resolve(controller.podIndex.get(uid) !== undefined);
+    }, timeoutMs);
+    const unsubscribe = controller.subscribe(uid, () => {
+      if (controller.podIndex.get(uid)) {
+        clearTimeout(timer);
+        unsubscribe();
+        resolve(true);
+      }
+    });
+  });
+}
+
+const standingKey = (s: QueueStanding) =>
+  JSON.stringify([s.primitive, s.position, s.queueLength, s.inUse, s.holder, s.arrived, s.unmet, s.missing]);
+
+export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, opts) => {
+  const { controller } = opts;
+
+  app.post(AGENT_API.wait.path, async (req, reply) => {
+    const identity = await authenticate(opts, req, reply);
+    if (!identity) return reply;
+    opts.metrics?.agentWaits.inc();
+    if (!(await podAppears(controller, identity.uid, opts.podAppearTimeoutMs ?? 5000))) {
+      return reply.code(404).send({
+        code: 'KDR_AGENT_POD_UNKNOWN',
+        message: `pod ${identity.namespace}/${identity.pod} is not a konductor-managed pod with a konductor request`,
+      });
+    }
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, { 'content-type': NDJSON_CONTENT_TYPE, 'cache-control': 'no-store' });
+    raw.flushHeaders?.();
+    const sentGrants = new Map<string, Grant>();
+    let lastStanding = '';
+    let queuedSent = new Set<string>();
+    let closed = false;
+    const send = (ev: WaitEvent) => {
+      if (!closed) raw.write(encodeWaitEvent(ev));
+    };
+    const finish = (ev: WaitEvent) => {
+      send(ev);
+      cleanup();
+      raw.end();
+    };
+    const evaluate = () => {
+      if (closed) return;
+      const st = controller.standing(identity.uid);
+      if (!st) {
+        finish({
+          type: 'failed',
+          reason: 'PodTerminating',
+          message: `pod ${identity.namespace}/${identity.pod} is gone`,
+        });
+        return;
+      }
+      for (const s of st.stages) {
+        if (s.state === 'passed') {
+          const k = `${s.grant.kind}/${s.grant.name}`;
+          if (!sentGrants.has(k)) {
+            sentGrants.set(k, s.grant);
+            send({ type: 'granted', grant: s.grant });
+          }
+        } else if (s.state === 'failed') {
+          finish({ type: 'failed', reason: s.reason, message: s.message });
+          return;
+        } else {
+          const key = standingKey(s.standing);
+          if (key !== lastStanding) {
+            lastStanding = key;
+            const pk = `${s.standing.primitive.kind}/${s.standing.primitive.name}`;
+            const first = !queuedSent.has(pk);
+            queuedSent.add(pk);
+            send({ type: first ? 'queued' : 'progress', ...s.standing });
+          }
+          return;
+        }
+      }
+      if (st.stages.length === st.pod.stages.length)
+        finish({ type: 'done', grants: [...sentGrants.values()] });
+    };
+    const unsubscribe = controller.subscribe(identity.uid, evaluate);
+    const heartbeat = setInterval(() => send({ type: 'heartbeat' }), HEARTBEAT_INTERVAL_MS);
+    const cleanup = () => {
+      if (closed) return;
+      closed = true;
+      clearInterval(heartbeat);
+      unsubscribe();
+      queuedSent = new Set();
+    };
+    raw.on('close', cleanup);
+    evaluate();
+    return reply;
+  });
+
+  app.post(AGENT_API.release.path, async (req, reply) => {
+    const identity = await authenticate(opts, req, reply);
+    if (!identity) return reply;
+    const released = controller.release(identity.uid);
+    req.log.info({ pod: `${identity.namespace}/${identity.pod}`, released: released.length }, 'release');
+    return reply.send({ released });
+  });
+};

@@ -1,0 +1,141 @@
+/**
+ * Cross-primitive facts, pure: whether a pod has passed a stage (gate open, barrier open, lease or permits
+ * held), whether it is eligible for a stage (all earlier stages passed), and where it stands in a stage
+ * for the agent's progress lines. A pod acquires in the fixed order gate, barrier, lease, semaphore, so it
+ * never holds anything while it waits for a gate or barrier, and it takes held resources in one global
+ * order (lease before semaphore): no wait-for cycle can form (docs/arbitration.md).
+ */
+
+import type { Grant, QueueStanding } from '../api/protocol.ts';
+import type { Barrier, Gate, Lease, Primitive, Semaphore } from '../api/types.ts';
+import { leaseQueue } from './arbitration/lease.ts';
+import type { PodView } from './arbitration/podView.ts';
+import { semaphoreCapacity, semaphoreQueue } from './arbitration/semaphore.ts';
+import type { Stage } from './podIndex.ts';
+
+export type StageState =
+  | { state: 'passed'; grant: Grant }
+  | { state: 'waiting'; standing: QueueStanding }
+  | { state: 'failed'; reason: string; message: string };
+
+export interface PodIdentityRef {
+  name: string;
+  namespace: string;
+  uid: string;
+}
+
+/** Has the pod passed this stage, judged from the primitive's status alone? */
+export function stagePassed(stage: Stage, primitive: Primitive | undefined, uid: string): boolean {
+  if (!primitive) return false;
+  switch (stage.kind) {
+    case 'Gate':
+      return (primitive as Gate).status?.phase === 'Open';
+    case 'Barrier':
+      return (primitive as Barrier).status?.phase === 'Open';
+    case 'Lease':
+      return (primitive as Lease).status?.holder?.uid === uid;
+    case 'Semaphore':
+      return ((primitive as Semaphore).status?.holders ?? []).some((h) => h.uid === uid);
+  }
+}
+
+/** Eligible for stage `index` when every earlier stage is passed. */
+export function eligibleFor(
+  stages: readonly Stage[],
+  index: number,
+  lookup: (key: string) => Primitive | undefined,
+  uid: string,
+): boolean {
+  for (let i = 0; i < index; i++) {
+    const st = stages[i]!;
+    if (!stagePassed(st, lookup(st.key), uid)) return false;
+  }
+  return true;
+}
+
+/** Where the pod stands in one stage, for the wait stream. `views`: PodViews of the stage's pods. */
+export function stageState(
+  stage: Stage,
+  primitive: Primitive | undefined,
+  pod: PodIdentityRef,
+  views: () => PodView[],
+): StageState {
+  const ref = { kind: stage.kind, name: stage.name, namespace: pod.namespace };
+  const grant = (token: number, grantedAt: string | undefined): StageState => ({
+    state: 'passed',
+    grant: { ...ref, token, grantedAt: grantedAt ?? new Date().toISOString(), pod: pod.name, uid: pod.uid },
+  });
+  const base: QueueStanding = { primitive: ref, position: 0, queueLength: 0, message: '' };
+  if (!primitive) return { state: 'waiting', standing: { ...base, missing: true } };
+  switch (stage.kind) {
+    case 'Gate': {
+      const g = primitive as Gate;
+      if (g.status?.phase === 'Open') return grant(0, g.status.openedAt);
+      if (g.status?.phase === 'Failed') {
+        return {
+          state: 'failed',
+          reason: 'GateFailed',
+          message: `gate ${pod.namespace}/${stage.name} failed: ${gateFailure(g)}`,
+        };
+      }
+      const unmet = (g.status?.conditionStatuses ?? []).filter((c) => !c.met).map((c) => c.message);
+      return { state: 'waiting', standing: { ...base, unmet } };
+    }
+    case 'Barrier': {
+      const b = primitive as Barrier;
+      if (b.status?.phase === 'Open') return grant(0, b.status.openedAt);
+      const expected = b.spec.quorum ?? b.spec.expected;
+      if (b.status?.phase === 'Failed') {
+        return {
+          state: 'failed',
+          reason: 'BarrierFailed',
+          message: `barrier ${pod.namespace}/${stage.name} failed: ${b.status.arrived ?? 0} of ${b.spec.expected} expected pods arrived before the timeout (${b.spec.timeout ?? 'none'})`,
+        };
+      }
+      return { state: 'waiting', standing: { ...base, arrived: b.status?.arrived ?? 0, expected } };
+    }
+    case 'Lease': {
+      const l = primitive as Lease;
+      if (l.status?.holder?.uid === pod.uid) return grant(l.status.holder.token, l.status.holder.acquiredAt);
+      const queue = leaseQueue(l, views(), l.status?.holder?.uid);
+      const idx = queue.findIndex((p) => p.uid === pod.uid);
+      return {
+        state: 'waiting',
+        standing: {
+          ...base,
+          position: idx >= 0 ? idx + 1 : 0,
+          queueLength: queue.length,
+          holder: l.status?.holder?.pod,
+        },
+      };
+    }
+    case 'Semaphore': {
+      const s = primitive as Semaphore;
+      const held = (s.status?.holders ?? []).find((h) => h.uid === pod.uid);
+      if (held) return grant(held.token, held.grantedAt);
+      const capacity = semaphoreCapacity(s) ?? 0;
+      const holders = new Set((s.status?.holders ?? []).map((h) => h.uid));
+      const q = semaphoreQueue(capacity, views(), holders);
+      const all = [...q.ordered, ...q.oversize];
+      const idx = all.findIndex((p) => p.uid === pod.uid);
+      return {
+        state: 'waiting',
+        standing: {
+          ...base,
+          position: idx >= 0 ? idx + 1 : 0,
+          queueLength: all.length,
+          inUse: s.status?.inUse ?? 0,
+          capacity: s.spec.permits,
+          requested: stage.permits,
+        },
+      };
+    }
+  }
+}
+
+function gateFailure(g: Gate): string {
+  const unmet = (g.status?.conditionStatuses ?? []).filter((c) => !c.met).map((c) => c.message);
+  return unmet.length
+    ? `timed out (${g.spec.timeout ?? ''}) with unmet conditions: ${unmet.join('; ')}`
+    : 'timed out';
+}
