@@ -1,0 +1,203 @@
+/**
+ * Installs konductor into a devcluster the way the Helm chart does in a real cluster, minus the
+ * Deployment: the CRDs, a serving certificate for 127.0.0.1 signed by a fresh CA, the manager as a
+ * local process (from the TypeScript sources, so tests always run the current code), and the
+ * MutatingWebhookConfiguration with a `url` client config (as envtest does).
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadCrdManifests } from '../api/crds.ts';
+import { type KubeClient, resourcePath } from '../api/kubeClient.ts';
+import { buildWebhookConfiguration } from '../webhook/webhookConfiguration.ts';
+import type { DevCluster } from './controlPlane.ts';
+import { createCa, signCertificate } from './pki.ts';
+import { getFreePorts } from './ports.ts';
+import { logTail, type ManagedProcess } from './processes.ts';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const WEBHOOK_CONFIGURATION_NAME = 'konductor-devcluster';
+
+export interface InstallOptions {
+  /** Extra manager flags. */
+  managerArgs?: string[];
+  /** Log level of the manager (default info; KONDUCTOR_LOG_LEVEL overrides). */
+  logLevel?: string;
+  log?: (line: string) => void;
+}
+
+export interface KonductorInstall {
+  /** https://127.0.0.1:<port> — the webhook and the agent API. */
+  url: string;
+  healthUrl: string;
+  metricsUrl: string;
+  certDir: string;
+  caPem: string;
+  manager(): ManagedProcess | undefined;
+  /** Starts the manager (again) and waits for /readyz. */
+  startManager(): Promise<void>;
+  /** Stops the manager with a signal (SIGTERM: graceful; SIGKILL: crash) and waits until it is gone. */
+  stopManager(signal?: NodeJS.Signals): Promise<void>;
+  /** Removes the webhook configuration and stops the manager. */
+  uninstall(): Promise<void>;
+}
+
+/** Server-side applies the CRDs and waits until every one is Established. */
+export async function installCrds(client: KubeClient, timeoutMs = 30_000): Promise<void> {
+  const crds = loadCrdManifests() as { metadata: { name: string } }[];
+  for (const crd of crds) {
+    await client.apply(
+      resourcePath({
+        group: 'apiextensions.k8s.io',
+        version: 'v1',
+        plural: 'customresourcedefinitions',
+        name: crd.metadata.name,
+      }),
+      crd,
+      'konductor-devcluster',
+    );
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (const crd of crds) {
+    for (;;) {
+      const got = await client.get<{ status?: { conditions?: { type: string; status: string }[] } }>(
+        `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`,
+      );
+      if (got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
+      if (Date.now() > deadline)
+        throw new Error(`CRD ${crd.metadata.name} not Established after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  // The API server serves a new CRD's REST endpoint a moment after Established; wait for discovery.
+  for (const crd of crds) {
+    const [plural, ...group] = crd.metadata.name.split('.');
+    for (;;) {
+      try {
+        await client.list(`/apis/${group.join('.')}/v1/${plural}`, { limit: 1 });
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+}
+
+async function waitReady(url: string, proc: ManagedProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.exitInfo) {
+      throw new Error(
+        `konductor manager exited (${JSON.stringify(proc.exitInfo)}) before it was ready; log ${proc.logPath}:\n${logTail(proc.logPath)}`,
+      );
+    }
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `konductor manager not ready after ${timeoutMs} ms; log ${proc.logPath}:\n${logTail(proc.logPath)}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function installKonductor(
+  cluster: DevCluster,
+  opts: InstallOptions = {},
+): Promise<KonductorInstall> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`[devcluster] ${l}\n`));
+  await installCrds(cluster.client);
+
+  const certDir = join(cluster.dataDir, 'konductor', 'certs');
+  await mkdir(certDir, { recursive: true });
+  const ca = await createCa('konductor-devcluster-webhook-ca');
+  const serving = await signCertificate(ca, {
+    commonName: 'konductor',
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+    usage: 'server',
+  });
+  await writeFile(join(certDir, 'tls.crt'), serving.certPem);
+  await writeFile(join(certDir, 'tls.key'), serving.keyPem, { mode: 0o600 });
+  await writeFile(join(certDir, 'ca.crt'), ca.certPem);
+
+  const [port, healthPort, metricsPort] = await getFreePorts(3);
+  const url = `https://127.0.0.1:${port}`;
+  const healthUrl = `http://127.0.0.1:${healthPort}`;
+  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  const entry = join(REPO_ROOT, 'cmd', 'konductor.ts');
+  const logPath = join(cluster.dataDir, 'logs', 'konductor-manager.log');
+  await mkdir(dirname(logPath), { recursive: true });
+  if (!existsSync(entry)) throw new Error(`manager entry point missing: ${entry}`);
+  const args = [
+    entry,
+    `--kubeconfig=${cluster.kubeconfigPath}`,
+    `--webhook-port=${port}`,
+    '--bind-address=127.0.0.1',
+    `--cert-dir=${certDir}`,
+    `--agent-url=${url}`,
+    `--health-probe-bind-address=127.0.0.1:${healthPort}`,
+    `--metrics-bind-address=127.0.0.1:${metricsPort}`,
+    `--log-level=${process.env.KONDUCTOR_LOG_LEVEL ?? opts.logLevel ?? 'info'}`,
+    '--service-namespace=default',
+    ...(opts.managerArgs ?? []),
+  ];
+  let current: ManagedProcess | undefined;
+
+  const startManager = async () => {
+    current = await cluster.processes.spawn('konductor-manager', process.execPath, args, logPath, {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      NODE_OPTIONS: '',
+    });
+    await waitReady(`${healthUrl}/readyz`, current, 60_000);
+  };
+  const stopManager = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    const proc = current;
+    if (!proc || proc.exitInfo) return;
+    proc.child.kill(signal);
+    const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10_000);
+    await proc.exited;
+    clearTimeout(timer);
+  };
+
+  await startManager();
+  log(`konductor manager ready at ${url} (log ${logPath})`);
+
+  const webhookConfig = buildWebhookConfiguration({
+    name: WEBHOOK_CONFIGURATION_NAME,
+    clientConfig: { url: `${url}/mutate`, caBundle: Buffer.from(ca.certPem).toString('base64') },
+    excludedNamespaces: ['kube-system', 'kube-node-lease'],
+  });
+  await cluster.client.apply(
+    `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${WEBHOOK_CONFIGURATION_NAME}`,
+    webhookConfig,
+    'konductor-devcluster',
+  );
+
+  return {
+    url,
+    healthUrl,
+    metricsUrl,
+    certDir,
+    caPem: ca.certPem,
+    manager: () => current,
+    startManager,
+    stopManager,
+    uninstall: async () => {
+      await cluster.client
+        .delete(
+          `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${WEBHOOK_CONFIGURATION_NAME}`,
+        )
+        .catch(() => undefined);
+      await stopManager('SIGTERM');
+    },
+  };
+}
