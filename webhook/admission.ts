@@ -1,0 +1,331 @@
+/**
+ * The admission decision (DESIGN §2, §5): `admission.k8s.io/v1` AdmissionReview in, AdmissionReview out.
+ *
+ * - Pod CREATE: konductor annotations are parsed; syntax errors are denied (400, naming every bad
+ *   annotation and its accepted form); otherwise the injection patch is returned, with an admission
+ *   warning for every referenced primitive that does not exist (yet) — the pod is allowed and waits.
+ * - Job CREATE, CronJob CREATE/UPDATE: the object's konductor annotations are copied into the pod template.
+ * - UPDATEs that cannot change the pod template (Pod, Job: immutable) are only validated, and only when
+ *   they change the konductor annotations — an object that already carries bad annotations (e.g. created
+ *   before the webhook was installed) can still be updated, e.g. to remove its finalizers.
+ * - Anything else (unannotated objects, DELETE, CONNECT, subresources, other kinds) is allowed unchanged.
+ *
+ * Never throws: any error becomes an explicit denial carrying the message, and the response always echoes
+ * request.uid. The only I/O is the optional `primitiveExists` lookup, bounded by `lookupTimeoutMs`.
+ */
+import type { Operation } from 'fast-json-patch';
+import {
+  type AnnotationProblem,
+  hasKonductorAnnotations,
+  type KonductorRequest,
+  type ParseResult,
+  parseAnnotations,
+  primitivesOf,
+} from '../api/annotations.ts';
+import type { PrimitiveKind } from '../api/constants.ts';
+import type { CronJob, Job, Pod } from '../api/types.ts';
+import { buildInjectionPatch, type InjectionConfig } from './injectionPatch.ts';
+import { buildTemplateAnnotationPatch, konductorAnnotationsOf } from './templateAnnotations.ts';
+
+export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
+
+export interface GroupVersionKind {
+  group: string;
+  version: string;
+  kind: string;
+}
+
+export interface GroupVersionResource {
+  group: string;
+  version: string;
+  resource: string;
+}
+
+export type AdmissionOperation = 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT';
+
+export interface AdmissionRequest {
+  uid: string;
+  kind: GroupVersionKind;
+  resource?: GroupVersionResource;
+  subResource?: string;
+  requestKind?: GroupVersionKind;
+  name?: string;
+  namespace?: string;
+  operation: AdmissionOperation;
+  userInfo?: { username?: string; uid?: string; groups?: string[] };
+  object?: unknown;
+  oldObject?: unknown;
+  dryRun?: boolean;
+  options?: unknown;
+}
+
+export interface AdmissionStatus {
+  status: 'Failure';
+  code: number;
+  reason: string;
+  message: string;
+}
+
+export interface AdmissionResponse {
+  uid: string;
+  allowed: boolean;
+  /** base64 of the JSON patch. */
+  patch?: string;
+  patchType?: 'JSONPatch';
+  warnings?: string[];
+  status?: AdmissionStatus;
+}
+
+export interface AdmissionReview {
+  apiVersion: typeof ADMISSION_API_VERSION;
+  kind: 'AdmissionReview';
+  request?: AdmissionRequest;
+  response?: AdmissionResponse;
+}
+
+export type PrimitiveExists = (
+  kind: PrimitiveKind,
+  namespace: string,
+  name: string,
+) => boolean | Promise<boolean>;
+
+export interface AdmissionDeps {
+  injection: InjectionConfig;
+  /** Whether a referenced primitive exists; absent = no existence warnings. */
+  primitiveExists?: PrimitiveExists;
+  /** Bound on all primitiveExists lookups of one review together, default 1000 ms. */
+  lookupTimeoutMs?: number;
+}
+
+/**
+ * Why `body` is not an `admission.k8s.io/v1` AdmissionReview with a request, or null when it is one.
+ * (The HTTP layer answers 400 with this reason instead of calling reviewAdmission.)
+ */
+export function admissionReviewProblem(body: unknown): string | null {
+  if (!isObject(body)) return 'request body is not a JSON object';
+  if (body.kind !== 'AdmissionReview')
+    return `kind is ${JSON.stringify(body.kind)}, expected "AdmissionReview"`;
+  if (body.apiVersion !== ADMISSION_API_VERSION) {
+    return `apiVersion is ${JSON.stringify(body.apiVersion)}, expected "${ADMISSION_API_VERSION}"`;
+  }
+  const req = body.request;
+  if (!isObject(req)) return 'AdmissionReview has no request';
+  if (typeof req.uid !== 'string' || req.uid === '') return 'request.uid is missing';
+  if (!isObject(req.kind) || typeof req.kind.kind !== 'string') return 'request.kind is missing';
+  if (typeof req.operation !== 'string') return 'request.operation is missing';
+  return null;
+}
+
+export function isAdmissionReview(body: unknown): body is AdmissionReview & { request: AdmissionRequest } {
+  return admissionReviewProblem(body) === null;
+}
+
+/** Decides one AdmissionReview. Never rejects; the response always carries request.uid. */
+export async function reviewAdmission(
+  review: AdmissionReview,
+  deps: AdmissionDeps,
+): Promise<AdmissionReview> {
+  let uid = '';
+  try {
+    const req = (review as { request?: unknown })?.request;
+    uid = isObject(req) && typeof req.uid === 'string' ? req.uid : '';
+    const problem = admissionReviewProblem(review);
+    if (problem !== null)
+      return respond(deny(uid, 400, 'BadRequest', `malformed AdmissionReview: ${problem}`));
+    return respond(await decide(review.request as AdmissionRequest, deps));
+  } catch (err) {
+    return respond(deny(uid, 500, 'InternalError', `konductor webhook failed: ${errorMessage(err)}`));
+  }
+}
+
+async function decide(req: AdmissionRequest, deps: AdmissionDeps): Promise<AdmissionResponse> {
+  const { uid, operation } = req;
+  if (req.subResource) return allow(uid);
+  const group = req.kind.group ?? '';
+  const kind = req.kind.kind;
+
+  if (group === '' && kind === 'Pod') {
+    if (operation === 'CREATE') return admitPodCreate(req, deps);
+    if (operation === 'UPDATE') return validateUpdate(req, (o) => annotationsOf(o));
+    return allow(uid);
+  }
+  if (group === 'batch' && kind === 'Job') {
+    if (operation === 'CREATE') return admitTemplateOwner(req, 'Job');
+    if (operation === 'UPDATE') return validateUpdate(req, jobEffectiveAnnotations('Job'));
+    return allow(uid);
+  }
+  if (group === 'batch' && kind === 'CronJob') {
+    if (operation === 'CREATE' || operation === 'UPDATE') return admitTemplateOwner(req, 'CronJob');
+    return allow(uid);
+  }
+  return allow(uid);
+}
+
+async function admitPodCreate(req: AdmissionRequest, deps: AdmissionDeps): Promise<AdmissionResponse> {
+  const pod = req.object;
+  if (!isObject(pod)) return deny(req.uid, 400, 'BadRequest', 'request.object is not a Pod');
+  const annotations = annotationsOf(pod);
+  if (!hasKonductorAnnotations(annotations)) return allow(req.uid);
+  const parsed = parseAnnotations(annotations);
+  if (!parsed.ok) return denyProblems(req.uid, 'Pod', describeObject(req, pod), parsed.problems);
+  const request = parsed.request;
+  if (request === null) return allow(req.uid);
+  if (!isObject(pod.spec)) return deny(req.uid, 400, 'BadRequest', 'request.object has no spec');
+
+  const patch = buildInjectionPatch(pod as unknown as Pod, deps.injection, request);
+  const warnings = await missingPrimitiveWarnings(request, namespaceOf(req, pod), deps);
+  return allow(req.uid, patch, warnings);
+}
+
+async function admitTemplateOwner(
+  req: AdmissionRequest,
+  kind: 'Job' | 'CronJob',
+): Promise<AdmissionResponse> {
+  const obj = req.object;
+  if (!isObject(obj)) return deny(req.uid, 400, 'BadRequest', `request.object is not a ${kind}`);
+  const result = buildTemplateAnnotationPatch(obj as unknown as Job | CronJob, kind);
+  if (Object.keys(result.effective).length === 0) return allow(req.uid);
+  if (!result.parsed.ok) {
+    if (req.operation === 'UPDATE' && !annotationsChanged(req, jobEffectiveAnnotations(kind))) {
+      return allow(
+        req.uid,
+        [],
+        [
+          `${kind} ${describeObject(req, obj)} carries invalid konductor annotations; its pods will be denied`,
+        ],
+      );
+    }
+    return denyProblems(req.uid, kind, describeObject(req, obj), result.parsed.problems);
+  }
+  return allow(req.uid, result.patch);
+}
+
+function validateUpdate(
+  req: AdmissionRequest,
+  effectiveOf: (obj: unknown) => Record<string, string> | undefined,
+): AdmissionResponse {
+  if (!annotationsChanged(req, effectiveOf)) return allow(req.uid);
+  const parsed: ParseResult = parseAnnotations(effectiveOf(req.object));
+  if (parsed.ok) return allow(req.uid);
+  return denyProblems(req.uid, req.kind.kind, describeObject(req, req.object), parsed.problems);
+}
+
+function annotationsChanged(
+  req: AdmissionRequest,
+  effectiveOf: (obj: unknown) => Record<string, string> | undefined,
+): boolean {
+  const now = konductorAnnotationsOf(effectiveOf(req.object));
+  const before = konductorAnnotationsOf(effectiveOf(req.oldObject));
+  const keys = new Set([...Object.keys(now), ...Object.keys(before)]);
+  for (const k of keys) if (now[k] !== before[k]) return true;
+  return false;
+}
+
+function jobEffectiveAnnotations(kind: 'Job' | 'CronJob'): (obj: unknown) => Record<string, string> {
+  return (obj) => (isObject(obj) ? buildTemplateAnnotationPatch(obj as unknown as Job, kind).effective : {});
+}
+
+async function missingPrimitiveWarnings(
+  request: KonductorRequest,
+  namespace: string,
+  deps: AdmissionDeps,
+): Promise<string[]> {
+  const exists = deps.primitiveExists;
+  if (!exists) return [];
+  const refs = primitivesOf(request);
+  if (refs.length === 0) return [];
+  const timeoutMs = deps.lookupTimeoutMs ?? 1000;
+  const lookups = refs.map(async (ref): Promise<string | null> => {
+    const where = `${ref.kind} ${namespace}/${ref.name}`;
+    try {
+      const found = await exists(ref.kind, namespace, ref.name);
+      return found ? null : `${where} does not exist yet: the pod will wait until it is created`;
+    } catch (err) {
+      return `could not check that ${where} exists (${errorMessage(err)}): the pod will wait for it`;
+    }
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  try {
+    const results = await Promise.race([Promise.all(lookups), timeout]);
+    if (results === 'timeout') {
+      return [`could not check within ${timeoutMs} ms that the referenced primitives exist`];
+    }
+    return results.filter((w): w is string => w !== null);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function denyProblems(
+  uid: string,
+  kind: string,
+  what: string,
+  problems: readonly AnnotationProblem[],
+): AdmissionResponse {
+  const lines = problems.map((p) => p.message);
+  const noun = problems.length === 1 ? 'annotation' : 'annotations';
+  return deny(uid, 400, 'BadRequest', `${kind} ${what}: invalid konductor ${noun}: ${lines.join('; ')}`);
+}
+
+function allow(uid: string, patch: Operation[] = [], warnings: string[] = []): AdmissionResponse {
+  const res: AdmissionResponse = { uid, allowed: true };
+  if (patch.length > 0) {
+    res.patchType = 'JSONPatch';
+    res.patch = Buffer.from(JSON.stringify(patch), 'utf8').toString('base64');
+  }
+  if (warnings.length > 0) res.warnings = warnings.map(sanitizeWarning);
+  return res;
+}
+
+function deny(uid: string, code: number, reason: string, message: string): AdmissionResponse {
+  return { uid, allowed: false, status: { status: 'Failure', code, reason, message } };
+}
+
+function respond(response: AdmissionResponse): AdmissionReview {
+  return { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response };
+}
+
+/** Warnings travel as HTTP Warning headers: keep them single-line, printable and bounded. */
+function sanitizeWarning(w: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
+  const clean = w.replace(/[\u0000-\u001f\u007f]+/g, ' ');
+  return clean.length > 512 ? `${clean.slice(0, 509)}...` : clean;
+}
+
+function annotationsOf(obj: unknown): Record<string, string> | undefined {
+  if (!isObject(obj) || !isObject(obj.metadata)) return undefined;
+  const a = obj.metadata.annotations;
+  return isObject(a) ? (a as Record<string, string>) : undefined;
+}
+
+function namespaceOf(req: AdmissionRequest, obj: Record<string, unknown>): string {
+  if (typeof req.namespace === 'string' && req.namespace !== '') return req.namespace;
+  const ns = isObject(obj.metadata) ? obj.metadata.namespace : undefined;
+  return typeof ns === 'string' && ns !== '' ? ns : 'default';
+}
+
+function describeObject(req: AdmissionRequest, obj: unknown): string {
+  const meta = isObject(obj) && isObject(obj.metadata) ? obj.metadata : {};
+  const ns = typeof req.namespace === 'string' && req.namespace !== '' ? req.namespace : meta.namespace;
+  let name = typeof req.name === 'string' && req.name !== '' ? req.name : meta.name;
+  if (typeof name !== 'string' || name === '') {
+    name = typeof meta.generateName === 'string' ? `${meta.generateName}<generated>` : '<unnamed>';
+  }
+  return typeof ns === 'string' && ns !== '' ? `${ns}/${name}` : String(name);
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  try {
+    return String(err);
+  } catch {
+    return 'unknown error';
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

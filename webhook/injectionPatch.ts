@@ -1,0 +1,228 @@
+/**
+ * The pure injection patch builder (DESIGN §4, §5): `(pod, config) -> JSON patch` that adds
+ *
+ * - the init container `konductor-wait` (blocks the pod's start until the manager grants it),
+ * - right after it the native sidecar `konductor-hold` (restartPolicy: Always; holds the grant while the
+ *   pod runs and releases it on SIGTERM),
+ * - the shared emptyDir `konductor-run` and the projected service-account token volume `konductor-token`
+ *   (audience `konductor`) both containers mount,
+ * - the label `konductor.io/managed: "true"` the controller's pod informer filters on,
+ * - the annotation `konductor.io/injected` (the konductor version that injected the pod).
+ *
+ * Placement: `konductor-wait` goes before the first regular (non-sidecar) init container, i.e. after any
+ * native sidecars already leading `initContainers` (they start first, as they would without konductor,
+ * so e.g. a service-mesh proxy is up before anything else), and `konductor-hold` right after it, so the
+ * user's regular init containers and main containers only run once the grant is in.
+ *
+ * Idempotent by container name: a pod that already has `konductor-wait` gets an empty patch, so the
+ * webhook can be re-invoked (`reinvocationPolicy: IfNeeded`) safely.
+ */
+import type { Operation } from 'fast-json-patch';
+import { type KonductorRequest, parseAnnotations } from '../api/annotations.ts';
+import {
+  HOLD_CONTAINER,
+  MANAGED_LABEL,
+  SHARED_MOUNT_PATH,
+  SHARED_VOLUME,
+  TOKEN_AUDIENCE,
+  TOKEN_EXPIRATION_SECONDS,
+  TOKEN_MOUNT_PATH,
+  TOKEN_VOLUME,
+  WAIT_CONTAINER,
+  WEBHOOK_ANNOTATIONS,
+} from '../api/constants.ts';
+import type { Container, EnvVar, Pod, ResourceRequirements, SecurityContext, Volume } from '../api/types.ts';
+
+export interface InjectionConfig {
+  /** Image of the agent (`konductor-agent`). */
+  agentImage: string;
+  /** https:// base URL of the manager's agent API, as reachable from pods. */
+  agentUrl: string;
+  /** PEM bundle of the CA(s) the agent trusts for agentUrl. */
+  caBundle: string;
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /** Resources of each injected container; default requests cpu 10m / memory 32Mi, limits memory 64Mi. */
+  resources?: ResourceRequirements;
+  /** Value of the `konductor.io/injected` annotation, default "true". */
+  version?: string;
+}
+
+/** Environment variable names the agent reads (sidecar/ reads the same names). */
+export const AGENT_ENV = {
+  url: 'KONDUCTOR_URL',
+  caBundle: 'KONDUCTOR_CA_BUNDLE',
+  podName: 'KONDUCTOR_POD_NAME',
+  podNamespace: 'KONDUCTOR_POD_NAMESPACE',
+  podUid: 'KONDUCTOR_POD_UID',
+  /** Milliseconds, only set when the pod carries konductor.io/wait-timeout. */
+  waitTimeout: 'KONDUCTOR_WAIT_TIMEOUT',
+} as const;
+
+/** Pod Security "restricted"-compliant context of both injected containers. */
+export const AGENT_SECURITY_CONTEXT: Readonly<SecurityContext> = Object.freeze({
+  runAsNonRoot: true,
+  runAsUser: 65532,
+  runAsGroup: 65532,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+});
+
+export const DEFAULT_AGENT_RESOURCES: Readonly<ResourceRequirements> = Object.freeze({
+  requests: { cpu: '10m', memory: '32Mi' },
+  limits: { memory: '64Mi' },
+});
+
+/** Escapes one JSON-pointer reference token (RFC 6901): `~` -> `~0`, `/` -> `~1`. */
+export function escapePointer(token: string): string {
+  return token.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** True when the pod already carries the injected wait container. */
+export function isInjected(pod: Pick<Pod, 'spec'>): boolean {
+  return (pod.spec?.initContainers ?? []).some((c) => c?.name === WAIT_CONTAINER);
+}
+
+/**
+ * Builds the injection patch. `request` is the pod's parsed konductor request (for the wait timeout); when
+ * omitted it is parsed from the pod's annotations (invalid annotations then simply set no timeout: the
+ * admission handler denies them before it gets here).
+ */
+export function buildInjectionPatch(
+  pod: Pod,
+  config: InjectionConfig,
+  request?: KonductorRequest | null,
+): Operation[] {
+  if (isInjected(pod)) return [];
+  const spec = pod.spec ?? ({} as Pod['spec']);
+  const metadata = pod.metadata ?? {};
+  const ops: Operation[] = [];
+
+  if (request === undefined) {
+    const parsed = parseAnnotations(metadata.annotations);
+    request = parsed.ok ? parsed.request : null;
+  }
+
+  // metadata: managed label and injected annotation.
+  if (pod.metadata === undefined || pod.metadata === null) {
+    ops.push({
+      op: 'add',
+      path: '/metadata',
+      value: {
+        labels: { [MANAGED_LABEL]: 'true' },
+        annotations: { [WEBHOOK_ANNOTATIONS.injected]: config.version ?? 'true' },
+      },
+    });
+  } else {
+    ops.push(...setMapEntry('/metadata/labels', metadata.labels, MANAGED_LABEL, 'true'));
+    ops.push(
+      ...setMapEntry(
+        '/metadata/annotations',
+        metadata.annotations,
+        WEBHOOK_ANNOTATIONS.injected,
+        config.version ?? 'true',
+      ),
+    );
+  }
+
+  // init containers: wait, then hold, before the first regular init container.
+  const env = agentEnv(config, request?.waitTimeoutMs);
+  const wait = agentContainer(WAIT_CONTAINER, ['wait'], env, config);
+  const hold: Container = {
+    ...agentContainer(HOLD_CONTAINER, ['hold'], env, config),
+    restartPolicy: 'Always',
+  };
+  const initContainers = Array.isArray(spec.initContainers) ? spec.initContainers : undefined;
+  const hasHold = (initContainers ?? []).some((c) => c?.name === HOLD_CONTAINER);
+  if (!initContainers) {
+    ops.push({ op: 'add', path: '/spec/initContainers', value: [wait, hold] });
+  } else {
+    let at = initContainers.findIndex((c) => c?.restartPolicy !== 'Always');
+    if (at < 0) at = initContainers.length;
+    ops.push({ op: 'add', path: `/spec/initContainers/${at}`, value: wait });
+    if (!hasHold) ops.push({ op: 'add', path: `/spec/initContainers/${at + 1}`, value: hold });
+  }
+
+  // volumes: shared emptyDir and projected token (kept if a volume of that name already exists).
+  const newVolumes = [sharedVolume(), tokenVolume()];
+  const volumes = Array.isArray(spec.volumes) ? spec.volumes : undefined;
+  if (!volumes) {
+    ops.push({ op: 'add', path: '/spec/volumes', value: newVolumes });
+  } else {
+    const names = new Set(volumes.map((v) => v?.name));
+    for (const v of newVolumes) {
+      if (!names.has(v.name)) ops.push({ op: 'add', path: '/spec/volumes/-', value: v });
+    }
+  }
+  return ops;
+}
+
+function setMapEntry(
+  mapPath: string,
+  map: Record<string, string> | undefined,
+  key: string,
+  value: string,
+): Operation[] {
+  if (map === undefined || map === null || typeof map !== 'object') {
+    return [{ op: 'add', path: mapPath, value: { [key]: value } }];
+  }
+  if (map[key] === value) return [];
+  return [{ op: 'add', path: `${mapPath}/${escapePointer(key)}`, value }];
+}
+
+function agentEnv(config: InjectionConfig, waitTimeoutMs: number | undefined): EnvVar[] {
+  const env: EnvVar[] = [
+    { name: AGENT_ENV.url, value: config.agentUrl },
+    { name: AGENT_ENV.caBundle, value: config.caBundle },
+    fieldRef(AGENT_ENV.podName, 'metadata.name'),
+    fieldRef(AGENT_ENV.podNamespace, 'metadata.namespace'),
+    fieldRef(AGENT_ENV.podUid, 'metadata.uid'),
+  ];
+  if (waitTimeoutMs !== undefined) {
+    env.push({ name: AGENT_ENV.waitTimeout, value: String(Math.ceil(waitTimeoutMs)) });
+  }
+  return env;
+}
+
+function fieldRef(name: string, fieldPath: string): EnvVar {
+  return { name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } };
+}
+
+function agentContainer(name: string, args: string[], env: EnvVar[], config: InjectionConfig): Container {
+  const c: Container = {
+    name,
+    image: config.agentImage,
+    args,
+    env: structuredClone(env),
+    volumeMounts: [
+      { name: SHARED_VOLUME, mountPath: SHARED_MOUNT_PATH },
+      { name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true },
+    ],
+    resources: structuredClone(config.resources ?? DEFAULT_AGENT_RESOURCES),
+    securityContext: structuredClone(AGENT_SECURITY_CONTEXT),
+  };
+  if (config.imagePullPolicy) c.imagePullPolicy = config.imagePullPolicy;
+  return c;
+}
+
+function sharedVolume(): Volume {
+  return { name: SHARED_VOLUME, emptyDir: { sizeLimit: '1Mi' } };
+}
+
+function tokenVolume(): Volume {
+  return {
+    name: TOKEN_VOLUME,
+    projected: {
+      sources: [
+        {
+          serviceAccountToken: {
+            audience: TOKEN_AUDIENCE,
+            expirationSeconds: TOKEN_EXPIRATION_SECONDS,
+            path: 'token',
+          },
+        },
+      ],
+    },
+  };
+}
