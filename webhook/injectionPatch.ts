@@ -144,6 +144,19 @@ export function buildInjectionPatch(
     if (!hasHold) ops.push({ op: 'add', path: `/spec/initContainers/${at + 1}`, value: hold });
   }
 
+  // main containers: the grant (fencing token) read-only at the same path, so workloads can pass the
+  // token on to downstream systems; a container that already mounts something there is left alone.
+  (Array.isArray(spec.containers) ? spec.containers : []).forEach((c, i) => {
+    const mounts = Array.isArray(c?.volumeMounts) ? c.volumeMounts : undefined;
+    if (mounts?.some((m) => m?.mountPath === SHARED_MOUNT_PATH || m?.name === SHARED_VOLUME)) return;
+    const mount = { name: SHARED_VOLUME, mountPath: SHARED_MOUNT_PATH, readOnly: true };
+    ops.push(
+      mounts
+        ? { op: 'add', path: `/spec/containers/${i}/volumeMounts/-`, value: mount }
+        : { op: 'add', path: `/spec/containers/${i}/volumeMounts`, value: [mount] },
+    );
+  });
+
   // volumes: shared emptyDir and projected token (kept if a volume of that name already exists).
   const newVolumes = [sharedVolume(), tokenVolume()];
   const volumes = Array.isArray(spec.volumes) ? spec.volumes : undefined;

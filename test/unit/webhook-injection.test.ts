@@ -106,6 +106,15 @@ function expectValidInjectedPod(pod: Pod): void {
   expect(isInjected(pod)).toBe(true);
 }
 
+/** The user's containers with the read-only grant mount removed: everything else must be untouched. */
+function withoutGrantMount(containers: Container[]): Container[] {
+  return containers.map((c) => {
+    const mounts = (c.volumeMounts ?? []).filter((m) => !(m.name === SHARED_VOLUME && m.readOnly));
+    const { volumeMounts: _dropped, ...rest } = c;
+    return mounts.length > 0 ? { ...rest, volumeMounts: mounts } : rest;
+  });
+}
+
 describe('buildInjectionPatch', () => {
   it('injects a Job pod: containers appended as the first init containers, volumes appended, label added', () => {
     const pod = fixturePod('pod-job');
@@ -121,8 +130,15 @@ describe('buildInjectionPatch', () => {
     ]);
     expect(out.metadata.labels).toMatchObject({ 'job-name': 'nightly-report', [MANAGED_LABEL]: 'true' });
     expect(out.metadata.annotations?.[WEBHOOK_ANNOTATIONS.injected]).toBe('true');
-    // The user's containers are untouched.
-    expect(out.spec.containers).toEqual(pod.spec.containers);
+    // The user's containers are untouched but for the read-only grant mount.
+    expect(withoutGrantMount(out.spec.containers)).toEqual(pod.spec.containers);
+    for (const c of out.spec.containers) {
+      expect(c.volumeMounts).toContainEqual({
+        name: SHARED_VOLUME,
+        mountPath: SHARED_MOUNT_PATH,
+        readOnly: true,
+      });
+    }
     // No wait timeout annotated -> no KONDUCTOR_WAIT_TIMEOUT.
     expect(out.spec.initContainers?.[0]?.env?.some((e) => e.name === AGENT_ENV.waitTimeout)).toBe(false);
     // The label key's '/' is escaped in the JSON pointer.
@@ -164,7 +180,7 @@ describe('buildInjectionPatch', () => {
     const pod = fixturePod('pod-big');
     const out = apply(pod, buildInjectionPatch(pod, CONFIG));
     expectValidInjectedPod(out);
-    expect(out.spec.containers).toEqual(pod.spec.containers);
+    expect(withoutGrantMount(out.spec.containers)).toEqual(pod.spec.containers);
     expect(out.spec.containers).toHaveLength(10);
     expect(out.spec.containers[9]?.env).toHaveLength(50);
   });
@@ -188,6 +204,7 @@ describe('buildInjectionPatch', () => {
       '/metadata/labels',
       '/metadata/annotations',
       '/spec/initContainers',
+      '/spec/containers/0/volumeMounts',
       '/spec/volumes',
     ]);
     expectValidInjectedPod(apply(pod, patch));
