@@ -12,6 +12,10 @@ import { loadCrdManifests } from '../api/crds.ts';
 import { type KubeClient, resourcePath } from '../api/kubeClient.ts';
 import { buildWebhookConfiguration } from '../webhook/webhookConfiguration.ts';
 import type { DevCluster } from './controlPlane.ts';
+
+/** What installKonductor needs of a cluster (a DevCluster, or a test worker's view of the global one). */
+export type ClusterHandle = Pick<DevCluster, 'client' | 'kubeconfigPath' | 'dataDir' | 'processes'>;
+
 import { createCa, signCertificate } from './pki.ts';
 import { getFreePorts } from './ports.ts';
 import { logTail, type ManagedProcess } from './processes.ts';
@@ -20,6 +24,11 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const WEBHOOK_CONFIGURATION_NAME = 'konductor-devcluster';
 
 export interface InstallOptions {
+  /**
+   * Scope the manager and its webhook to one namespace (--namespace): several managers can then share one
+   * control plane without seeing each other's pods (each integration test file runs its own).
+   */
+  namespace?: string;
   /** Extra manager flags. */
   managerArgs?: string[];
   /** Log level of the manager (default info; KONDUCTOR_LOG_LEVEL overrides). */
@@ -109,13 +118,16 @@ async function waitReady(url: string, proc: ManagedProcess, timeoutMs: number): 
 }
 
 export async function installKonductor(
-  cluster: DevCluster,
+  cluster: ClusterHandle,
   opts: InstallOptions = {},
 ): Promise<KonductorInstall> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`[devcluster] ${l}\n`));
   await installCrds(cluster.client);
 
-  const certDir = join(cluster.dataDir, 'konductor', 'certs');
+  const scope = opts.namespace;
+  const instance = scope ? `konductor-${scope}` : 'konductor';
+  const webhookName = scope ? `konductor-devcluster-${scope}` : WEBHOOK_CONFIGURATION_NAME;
+  const certDir = join(cluster.dataDir, instance, 'certs');
   await mkdir(certDir, { recursive: true });
   const ca = await createCa('konductor-devcluster-webhook-ca');
   const serving = await signCertificate(ca, {
@@ -133,7 +145,7 @@ export async function installKonductor(
   const healthUrl = `http://127.0.0.1:${healthPort}`;
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   const entry = join(REPO_ROOT, 'cmd', 'konductor.ts');
-  const logPath = join(cluster.dataDir, 'logs', 'konductor-manager.log');
+  const logPath = join(cluster.dataDir, 'logs', `${instance}-manager.log`);
   await mkdir(dirname(logPath), { recursive: true });
   if (!existsSync(entry)) throw new Error(`manager entry point missing: ${entry}`);
   const args = [
@@ -146,13 +158,14 @@ export async function installKonductor(
     `--health-probe-bind-address=127.0.0.1:${healthPort}`,
     `--metrics-bind-address=127.0.0.1:${metricsPort}`,
     `--log-level=${process.env.KONDUCTOR_LOG_LEVEL ?? opts.logLevel ?? 'info'}`,
-    '--service-namespace=default',
+    `--service-namespace=${scope ?? 'default'}`,
+    ...(scope ? [`--namespace=${scope}`] : []),
     ...(opts.managerArgs ?? []),
   ];
   let current: ManagedProcess | undefined;
 
   const startManager = async () => {
-    current = await cluster.processes.spawn('konductor-manager', process.execPath, args, logPath, {
+    current = await cluster.processes.spawn(`${instance}-manager`, process.execPath, args, logPath, {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       NODE_OPTIONS: '',
@@ -172,12 +185,13 @@ export async function installKonductor(
   log(`konductor manager ready at ${url} (log ${logPath})`);
 
   const webhookConfig = buildWebhookConfiguration({
-    name: WEBHOOK_CONFIGURATION_NAME,
+    name: webhookName,
     clientConfig: { url: `${url}/mutate`, caBundle: Buffer.from(ca.certPem).toString('base64') },
     excludedNamespaces: ['kube-system', 'kube-node-lease'],
+    ...(scope ? { onlyNamespaces: [scope] } : {}),
   });
   await cluster.client.apply(
-    `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${WEBHOOK_CONFIGURATION_NAME}`,
+    `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${webhookName}`,
     webhookConfig,
     'konductor-devcluster',
   );
@@ -193,9 +207,7 @@ export async function installKonductor(
     stopManager,
     uninstall: async () => {
       await cluster.client
-        .delete(
-          `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${WEBHOOK_CONFIGURATION_NAME}`,
-        )
+        .delete(`/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${webhookName}`)
         .catch(() => undefined);
       await stopManager('SIGTERM');
     },

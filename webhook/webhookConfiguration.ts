@@ -15,6 +15,8 @@ export interface WebhookConfigurationOptions {
   clientConfig: WebhookClientConfig;
   /** Namespaces never mutated (kube-system and konductor's own). */
   excludedNamespaces: string[];
+  /** Only these namespaces (a namespace-scoped manager, e.g. one per test namespace); all when absent. */
+  onlyNamespaces?: string[];
   failurePolicy?: 'Fail' | 'Ignore';
   timeoutSeconds?: number;
 }
@@ -32,6 +34,9 @@ export function buildWebhookConfiguration(opts: WebhookConfigurationOptions) {
     namespaceSelector: {
       matchExpressions: [
         { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: opts.excludedNamespaces },
+        ...(opts.onlyNamespaces
+          ? [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: opts.onlyNamespaces }]
+          : []),
       ],
     },
     matchConditions: [{ name: 'has-konductor-annotations', expression: MATCH_KONDUCTOR_ANNOTATIONS }],
