@@ -1,0 +1,165 @@
+/**
+ * Barrier arbitration.
+ *
+ * - While Waiting, the arrivals are the referencing pods that are bound, not finished and eligible (their
+ *   gate, if any, is open). A pod that dies before the barrier opens no longer counts; each arrival keeps
+ *   the time it was first seen.
+ * - The barrier opens when arrivals >= spec.quorum (default spec.expected). Open is LATCHED: the status
+ *   (arrivals, openedAt) is frozen, and every referencing pod may pass from then on, including pods that
+ *   arrive later. Reusing a barrier means recreating it.
+ * - spec.timeout counts from the FIRST arrival (status.firstArrivalAt). When every arrival is gone before
+ *   the barrier opens, the clock resets. A Waiting barrier past its deadline becomes Failed (latched) with
+ *   a Warning "arrived X of Y expected"; its pods' wait containers fail. When the quorum is present in the
+ *   decision that also finds the deadline passed, the barrier opens (opening is checked first).
+ */
+import type { Arrival, Barrier, BarrierStatus } from '../../api/types.ts';
+import { type ConditionUpdate, findCondition, setConditions } from './conditions.ts';
+import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
+import type { PodView } from './podView.ts';
+import { jsonEqual } from './statusEquality.ts';
+import { fromIso, readDuration, toIso } from './timestamps.ts';
+import { indexByUid } from './waitingQueue.ts';
+
+export interface BarrierArbitrationInput {
+  barrier: Barrier;
+  /** The managed pods that reference this barrier (any state). */
+  pods: readonly PodView[];
+  now: number;
+}
+
+export interface BarrierArbitrationResult {
+  status: BarrierStatus;
+  changed: boolean;
+  events: PlannedEvent[];
+  /** Arbitrate again after this many ms (the timeout deadline), while Waiting. */
+  requeueAfterMs?: number;
+}
+
+export type BarrierVerdict = 'wait' | 'pass' | { failed: string };
+
+/** Arrivals needed to open: spec.quorum when it is within 1..expected, else spec.expected. */
+export function barrierNeeded(barrier: Barrier): number | undefined {
+  const expected = barrier.spec?.expected;
+  if (typeof expected !== 'number' || !Number.isInteger(expected) || expected < 1) return undefined;
+  const quorum = barrier.spec.quorum;
+  if (typeof quorum === 'number' && Number.isInteger(quorum) && quorum >= 1 && quorum <= expected)
+    return quorum;
+  return expected;
+}
+
+/** A pod counts as arrived when it is bound, not finished and eligible. */
+export function hasArrived(pod: PodView): boolean {
+  return pod.bound && !pod.finished && pod.eligible;
+}
+
+export function arbitrateBarrier(input: BarrierArbitrationInput): BarrierArbitrationResult {
+  const { barrier, now } = input;
+  const ref = `barrier ${barrier.metadata.namespace ?? 'default'}/${barrier.metadata.name ?? ''}`;
+  const nowIso = toIso(now);
+  const old = barrier.status;
+  const generation = barrier.metadata.generation;
+  const events: PlannedEvent[] = [];
+  const expected = barrier.spec?.expected;
+  const needed = barrierNeeded(barrier);
+  const timeout = readDuration('timeout', barrier.spec?.timeout);
+
+  const finish = (status: BarrierStatus, ready: ConditionUpdate, requeueAfterMs?: number) => {
+    ready.observedGeneration = generation;
+    status.conditions = setConditions(old?.conditions, [ready], nowIso);
+    if (generation !== undefined) status.observedGeneration = generation;
+    const result: BarrierArbitrationResult = { status, changed: !jsonEqual(old, status), events };
+    if (requeueAfterMs !== undefined) result.requeueAfterMs = requeueAfterMs;
+    return result;
+  };
+
+  // Latched: an Open or Failed barrier never changes its verdict.
+  if (old !== undefined && (old.phase === 'Open' || old.phase === 'Failed')) {
+    const kept = findCondition(old.conditions, 'Ready');
+    const ready: ConditionUpdate = kept
+      ? { type: 'Ready', status: kept.status, reason: kept.reason, message: kept.message }
+      : old.phase === 'Open'
+        ? { type: 'Ready', status: 'True', reason: 'Opened', message: `${ref} is open` }
+        : { type: 'Ready', status: 'False', reason: 'TimedOut', message: `${ref} failed` };
+    return finish({ ...old }, ready);
+  }
+
+  // Arrivals.
+  const previous = new Map((old?.arrivals ?? []).map((a) => [a.uid, a]));
+  const present = [...indexByUid(input.pods).values()].filter(hasArrived);
+  const arrivals: Arrival[] = present
+    .map((p) => previous.get(p.uid) ?? { pod: p.name, uid: p.uid, arrivedAt: nowIso })
+    .map((a) => ({ pod: a.pod, uid: a.uid, arrivedAt: a.arrivedAt }))
+    .sort((a, b) => cmp(fromIso(a.arrivedAt) ?? now, fromIso(b.arrivedAt) ?? now) || cmp(a.uid, b.uid));
+  const survivors = arrivals.some((a) => previous.has(a.uid));
+  const firstArrivalAt =
+    arrivals.length === 0
+      ? undefined
+      : survivors && old?.firstArrivalAt !== undefined
+        ? old.firstArrivalAt
+        : arrivals[0]?.arrivedAt;
+  const count = arrivals.length;
+  const of = `${count} of ${expected} expected${needed !== undefined && needed !== expected ? ` (quorum ${needed})` : ''}`;
+
+  for (const p of present) {
+    if (!previous.has(p.uid)) events.push(podEvent(p, 'Normal', 'Arrived', `arrived at ${ref}: ${of}`));
+  }
+
+  const status: BarrierStatus = { arrived: count, arrivals, phase: 'Waiting' };
+  if (firstArrivalAt !== undefined) status.firstArrivalAt = firstArrivalAt;
+
+  const problem =
+    needed === undefined
+      ? `spec.expected ${JSON.stringify(expected)} is not a positive integer`
+      : timeout.kind === 'invalid'
+        ? timeout.message
+        : undefined;
+  if (problem !== undefined) {
+    return finish(status, { type: 'Ready', status: 'False', reason: 'InvalidSpec', message: problem });
+  }
+
+  if (needed !== undefined && count >= needed) {
+    status.phase = 'Open';
+    status.openedAt = nowIso;
+    const msg = `${ref} opened: arrived ${of}`;
+    events.push(primitiveEvent('Normal', 'Opened', msg));
+    for (const a of arrivals) events.push(podEvent(a, 'Normal', 'Opened', msg));
+    return finish(status, { type: 'Ready', status: 'True', reason: 'Opened', message: msg });
+  }
+
+  const first = fromIso(firstArrivalAt);
+  if (timeout.kind === 'valid' && first !== undefined) {
+    const deadline = first + timeout.ms;
+    if (deadline <= now) {
+      status.phase = 'Failed';
+      status.failedAt = nowIso;
+      const msg = `${ref} timed out ${barrier.spec.timeout} after the first arrival: arrived ${of}`;
+      events.push(primitiveEvent('Warning', 'Failed', msg));
+      for (const a of arrivals) events.push(podEvent(a, 'Warning', 'Failed', msg));
+      return finish(status, { type: 'Ready', status: 'False', reason: 'TimedOut', message: msg });
+    }
+    return finish(
+      status,
+      { type: 'Ready', status: 'False', reason: 'Waiting', message: `arrived ${of}` },
+      Math.max(0, Math.ceil(deadline - now)),
+    );
+  }
+  return finish(status, { type: 'Ready', status: 'False', reason: 'Waiting', message: `arrived ${of}` });
+}
+
+/**
+ * What a referencing pod does at this barrier: pass once it is Open (latched, for every referencing pod,
+ * whether or not it was among the arrivals), fail once it is Failed, wait otherwise. The verdict is the
+ * same for every pod; `_podUid` is accepted so callers need not special-case primitives.
+ */
+export function barrierVerdict(status: BarrierStatus | undefined, _podUid: string): BarrierVerdict {
+  if (status?.phase === 'Open') return 'pass';
+  if (status?.phase === 'Failed') {
+    const ready = findCondition(status.conditions, 'Ready');
+    return { failed: ready?.message ?? `the barrier failed: arrived ${status.arrived}` };
+  }
+  return 'wait';
+}
+
+function cmp(a: number | string, b: number | string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,58 @@
+/**
+ * metav1.Condition bookkeeping: a condition's lastTransitionTime changes only when its status changes,
+ * so re-arbitrating unchanged inputs yields a byte-identical status (and no write).
+ */
+import type { Condition, ConditionStatus } from '../../api/types.ts';
+
+export interface ConditionUpdate {
+  type: string;
+  status: ConditionStatus;
+  reason: string;
+  message: string;
+  observedGeneration?: number | undefined;
+}
+
+/**
+ * Returns a new condition list with `update` applied: an existing condition of the same type is replaced in
+ * place (keeping its lastTransitionTime when the status did not change), a new one is appended.
+ * `nowIso` is the transition time to use when the status does change.
+ */
+export function setCondition(
+  conditions: readonly Condition[] | undefined,
+  update: ConditionUpdate,
+  nowIso: string,
+): Condition[] {
+  const list = conditions ? [...conditions] : [];
+  const index = list.findIndex((c) => c.type === update.type);
+  const previous = index >= 0 ? list[index] : undefined;
+  const next: Condition = {
+    type: update.type,
+    status: update.status,
+    reason: update.reason,
+    message: update.message,
+    lastTransitionTime:
+      previous !== undefined && previous.status === update.status ? previous.lastTransitionTime : nowIso,
+  };
+  if (update.observedGeneration !== undefined) next.observedGeneration = update.observedGeneration;
+  if (index >= 0) list[index] = next;
+  else list.push(next);
+  return list;
+}
+
+/** Applies several updates in order. */
+export function setConditions(
+  conditions: readonly Condition[] | undefined,
+  updates: readonly ConditionUpdate[],
+  nowIso: string,
+): Condition[] {
+  let list = conditions ? [...conditions] : [];
+  for (const update of updates) list = setCondition(list, update, nowIso);
+  return list;
+}
+
+export function findCondition(
+  conditions: readonly Condition[] | undefined,
+  type: string,
+): Condition | undefined {
+  return conditions?.find((c) => c.type === type);
+}

@@ -1,0 +1,218 @@
+/**
+ * Gate evaluation: a Gate opens when ALL of its conditions hold, each read from the object it names.
+ *
+ * - Job Complete / Failed: the Job has a condition of that type with status True.
+ * - Semaphore Available: status.available >= (value ?? 1).
+ * - Barrier Open, Gate Open: status.phase is Open.
+ * - Lease Available / Held: status.phase is that state.
+ * Open is LATCHED: a gate opens once and stays open (its conditionStatuses are frozen as the record of why it
+ * opened), because pods already released by it have started and cannot be put back. spec.timeout counts from
+ * the gate's creationTimestamp; a gate not open by then becomes Failed (latched too). When all conditions hold
+ * in the decision that also finds the deadline passed, the gate opens (opening is checked first).
+ * The controller evaluates a gate when it or an object it references changes (see referencesOf), never by
+ * polling; the only timer is the timeout (requeueAfterMs).
+ */
+import type {
+  Barrier,
+  Gate,
+  GateCondition,
+  GateConditionStatus,
+  GateConditionType,
+  GateStatus,
+  Job,
+  Lease,
+  Semaphore,
+} from '../../api/types.ts';
+import { GATE_CONDITION_STATES } from '../../api/types.ts';
+import { type ConditionUpdate, findCondition, setConditions } from './conditions.ts';
+import { type PlannedEvent, primitiveEvent } from './events.ts';
+import { jsonEqual } from './statusEquality.ts';
+import { fromIso, readDuration, toIso } from './timestamps.ts';
+
+/** What a gate condition may point at. */
+export type GateTarget = Job | Semaphore | Barrier | Lease | Gate;
+
+/** Returns the object a condition references (from the controller's caches), or undefined when absent. */
+export type GateLookup = (type: GateConditionType, namespace: string, name: string) => GateTarget | undefined;
+
+export interface GateEvaluationInput {
+  gate: Gate;
+  lookup: GateLookup;
+  now: number;
+}
+
+export interface GateEvaluationResult {
+  status: GateStatus;
+  changed: boolean;
+  events: PlannedEvent[];
+  /** Evaluate again after this many ms (the timeout deadline), while Waiting. */
+  requeueAfterMs?: number;
+}
+
+export interface GateReference {
+  type: GateConditionType;
+  namespace: string;
+  name: string;
+}
+
+/** The objects a gate's conditions reference (namespace defaulted), deduplicated, in spec order. */
+export function referencesOf(gate: Gate): GateReference[] {
+  const namespace = gate.metadata.namespace ?? 'default';
+  const seen = new Set<string>();
+  const out: GateReference[] = [];
+  for (const c of gate.spec?.conditions ?? []) {
+    const ref = { type: c.type, namespace: c.namespace ?? namespace, name: c.name };
+    const key = `${ref.type}/${ref.namespace}/${ref.name}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(ref);
+  }
+  return out;
+}
+
+/** Evaluates one condition against the referenced object. */
+export function evaluateCondition(
+  condition: GateCondition,
+  gateNamespace: string,
+  lookup: GateLookup,
+  self?: { namespace: string; name: string },
+): GateConditionStatus {
+  const namespace = condition.namespace ?? gateNamespace;
+  const base = { type: condition.type, name: condition.name, namespace };
+  const ref = `${condition.type.toLowerCase()} ${namespace}/${condition.name}`;
+  const result = (met: boolean, message: string): GateConditionStatus => ({ ...base, met, message });
+
+  const accepted: readonly string[] | undefined = GATE_CONDITION_STATES[condition.type];
+  if (accepted === undefined)
+    return result(false, `unsupported condition type ${JSON.stringify(condition.type)}`);
+  if (!accepted.includes(condition.state)) {
+    return result(
+      false,
+      `${ref}: unsupported state ${JSON.stringify(condition.state)} (accepted: ${accepted.join(', ')})`,
+    );
+  }
+  if (condition.type === 'Gate' && self && self.namespace === namespace && self.name === condition.name) {
+    return result(false, `${ref} is this gate itself and can never open it`);
+  }
+  const target = lookup(condition.type, namespace, condition.name);
+  if (target === undefined) return result(false, `${ref} not found`);
+
+  switch (condition.type) {
+    case 'Job': {
+      const job = target as Job;
+      const has = (type: string) =>
+        (job.status?.conditions ?? []).some((c) => c.type === type && c.status === 'True');
+      if (has(condition.state)) return result(true, `${ref} is ${condition.state}`);
+      const other = condition.state === 'Complete' ? 'Failed' : 'Complete';
+      if (has(other)) return result(false, `${ref} is ${other}, needs ${condition.state}`);
+      const s = job.status;
+      return result(
+        false,
+        `${ref} is not ${condition.state} yet (active ${s?.active ?? 0}, succeeded ${s?.succeeded ?? 0}, failed ${s?.failed ?? 0})`,
+      );
+    }
+    case 'Semaphore': {
+      const needs = condition.value ?? 1;
+      const available = (target as Semaphore).status?.available;
+      if (available === undefined) return result(false, `${ref} has no status yet, needs ${needs} available`);
+      return result(
+        available >= needs,
+        available >= needs
+          ? `${ref} has at least ${needs} available`
+          : `${ref} has ${available} available, needs ${needs}`,
+      );
+    }
+    case 'Barrier':
+    case 'Gate':
+    case 'Lease': {
+      const phase = (target as Barrier | Gate | Lease).status?.phase;
+      if (phase === undefined) return result(false, `${ref} has no status yet, needs ${condition.state}`);
+      return result(
+        phase === condition.state,
+        phase === condition.state ? `${ref} is ${phase}` : `${ref} is ${phase}, needs ${condition.state}`,
+      );
+    }
+  }
+  return result(false, `unsupported condition type ${JSON.stringify(condition.type)}`);
+}
+
+export function evaluateGate(input: GateEvaluationInput): GateEvaluationResult {
+  const { gate, lookup, now } = input;
+  const namespace = gate.metadata.namespace ?? 'default';
+  const name = gate.metadata.name ?? '';
+  const ref = `gate ${namespace}/${name}`;
+  const nowIso = toIso(now);
+  const old = gate.status;
+  const generation = gate.metadata.generation;
+  const events: PlannedEvent[] = [];
+
+  const finish = (status: GateStatus, ready: ConditionUpdate, requeueAfterMs?: number) => {
+    ready.observedGeneration = generation;
+    status.conditions = setConditions(old?.conditions, [ready], nowIso);
+    if (generation !== undefined) status.observedGeneration = generation;
+    const result: GateEvaluationResult = { status, changed: !jsonEqual(old, status), events };
+    if (requeueAfterMs !== undefined) result.requeueAfterMs = requeueAfterMs;
+    return result;
+  };
+
+  if (old !== undefined && (old.phase === 'Open' || old.phase === 'Failed')) {
+    const kept = findCondition(old.conditions, 'Ready');
+    const ready: ConditionUpdate = kept
+      ? { type: 'Ready', status: kept.status, reason: kept.reason, message: kept.message }
+      : old.phase === 'Open'
+        ? { type: 'Ready', status: 'True', reason: 'Opened', message: `${ref} is open` }
+        : { type: 'Ready', status: 'False', reason: 'TimedOut', message: `${ref} failed` };
+    return finish({ ...old }, ready);
+  }
+
+  const conditionStatuses = (gate.spec?.conditions ?? []).map((c) =>
+    evaluateCondition(c, namespace, lookup, { namespace, name }),
+  );
+  const unmet = conditionStatuses.filter((c) => !c.met);
+  const status: GateStatus = { phase: 'Waiting', conditionStatuses };
+
+  if (unmet.length === 0) {
+    status.phase = 'Open';
+    status.openedAt = nowIso;
+    const msg = `${ref} opened: ${conditionStatuses.length === 0 ? 'it has no conditions' : conditionStatuses.map((c) => c.message).join('; ')}`;
+    events.push(primitiveEvent('Normal', 'Opened', msg));
+    return finish(status, { type: 'Ready', status: 'True', reason: 'Opened', message: msg });
+  }
+
+  const waitingFor = `waiting for ${unmet.map((c) => c.message).join('; ')}`;
+  const timeout = readDuration('timeout', gate.spec?.timeout);
+  if (timeout.kind === 'invalid') {
+    return finish(status, {
+      type: 'Ready',
+      status: 'False',
+      reason: 'InvalidSpec',
+      message: timeout.message,
+    });
+  }
+  const created = fromIso(gate.metadata.creationTimestamp);
+  if (timeout.kind === 'valid' && created !== undefined) {
+    const deadline = created + timeout.ms;
+    if (deadline <= now) {
+      status.phase = 'Failed';
+      status.failedAt = nowIso;
+      const msg = `${ref} timed out ${gate.spec.timeout} after creation, ${waitingFor}`;
+      events.push(primitiveEvent('Warning', 'Failed', msg));
+      return finish(status, { type: 'Ready', status: 'False', reason: 'TimedOut', message: msg });
+    }
+    return finish(
+      status,
+      { type: 'Ready', status: 'False', reason: 'Waiting', message: waitingFor },
+      Math.max(0, Math.ceil(deadline - now)),
+    );
+  }
+  return finish(status, { type: 'Ready', status: 'False', reason: 'Waiting', message: waitingFor });
+}
+
+/** What a pod does at this gate: pass when Open, fail when Failed, wait otherwise. */
+export function gateVerdict(status: GateStatus | undefined): 'wait' | 'pass' | { failed: string } {
+  if (status?.phase === 'Open') return 'pass';
+  if (status?.phase === 'Failed') {
+    return { failed: findCondition(status.conditions, 'Ready')?.message ?? 'the gate failed' };
+  }
+  return 'wait';
+}

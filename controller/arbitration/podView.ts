@@ -1,0 +1,145 @@
+/**
+ * PodView: the normalized facts about one managed pod that arbitration needs, derived purely from the
+ * Pod object (plus two facts the controller knows from elsewhere: eligibility and the hold sidecar's
+ * release). Arbitration never looks at a raw Pod.
+ */
+import type { KonductorRequest } from '../../api/annotations.ts';
+import { ANNOTATIONS, type PrimitiveKind, WAIT_CONTAINER } from '../../api/constants.ts';
+import type { ContainerStatus, Pod } from '../../api/types.ts';
+import { fromIso } from './timestamps.ts';
+
+export interface PodView {
+  name: string;
+  namespace: string;
+  uid: string;
+  /**
+   * konductor.io/priority, higher first. `undefined` when the pod sets none: a Lease then uses its
+   * spec.priority, everything else 0.
+   */
+  priority: number | undefined;
+  /** Permits asked for (semaphore); 1 for a lease; irrelevant for barrier and gate. */
+  permits: number;
+  /** Arrival time in ms: the PodScheduled condition's lastTransitionTime, else creationTimestamp. */
+  scheduledAt: number;
+  /** spec.nodeName is set. A pod that is not scheduled yet never takes a permit. */
+  bound: boolean;
+  /**
+   * The pod is done with its grants: phase Succeeded/Failed, deletionTimestamp set, or its main containers
+   * all terminated for good (see mainContainersFinished).
+   */
+  finished: boolean;
+  /** Its konductor-wait init container exited 0, or a main container has started. */
+  passedWait: boolean;
+  /** Earlier primitives in acquisition order (gate, barrier, lease, semaphore) are satisfied. */
+  eligible: boolean;
+  /** Its konductor-hold sidecar reported release (SIGTERM). */
+  released: boolean;
+}
+
+/** What the pod asks of the one primitive being arbitrated. */
+export interface PodRequest {
+  /** Permits asked for; default 1. */
+  permits?: number | undefined;
+  /** Annotated priority; undefined when the pod sets none. */
+  priority?: number | undefined;
+}
+
+/** Facts the caller derives elsewhere. */
+export interface PodExtras {
+  eligible: boolean;
+  released: boolean;
+}
+
+/**
+ * The PodRequest of a parsed annotation request for one primitive kind. The priority is undefined unless
+ * the pod carries the konductor.io/priority annotation (parseAnnotations reports 0 for both).
+ */
+export function podRequestFor(pod: Pod, request: KonductorRequest, kind: PrimitiveKind): PodRequest {
+  const annotated = pod.metadata.annotations?.[ANNOTATIONS.priority] !== undefined;
+  return {
+    permits: kind === 'Semaphore' ? (request.semaphore?.permits ?? 1) : 1,
+    priority: annotated ? request.priority : undefined,
+  };
+}
+
+/** Pods with unknown arrival time queue after every pod whose arrival is known. */
+const UNKNOWN_TIME = Number.MAX_SAFE_INTEGER;
+
+export function toPodView(pod: Pod, request: PodRequest, extras: PodExtras): PodView {
+  const meta = pod.metadata;
+  const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'True');
+  const scheduledAt =
+    fromIso(scheduled?.lastTransitionTime) ?? fromIso(meta.creationTimestamp) ?? UNKNOWN_TIME;
+  const permits = request.permits;
+  return {
+    name: meta.name ?? '',
+    namespace: meta.namespace ?? 'default',
+    uid: meta.uid ?? '',
+    priority: request.priority,
+    permits: permits !== undefined && Number.isInteger(permits) && permits >= 1 ? permits : 1,
+    scheduledAt,
+    bound: typeof pod.spec.nodeName === 'string' && pod.spec.nodeName !== '',
+    finished: isFinished(pod),
+    passedWait: hasPassedWait(pod),
+    eligible: extras.eligible,
+    released: extras.released,
+  };
+}
+
+function isFinished(pod: Pod): boolean {
+  const phase = pod.status?.phase;
+  if (phase === 'Succeeded' || phase === 'Failed') return true;
+  if (pod.metadata.deletionTimestamp !== undefined) return true;
+  return mainContainersFinished(pod);
+}
+
+/**
+ * True when every main (non-init) container has terminated and will not be restarted:
+ * restartPolicy Never: any termination; OnFailure: exit code 0; Always (the default): never — a
+ * restarting container keeps its grant (the pod is finished only when its phase or deletion says so).
+ */
+export function mainContainersFinished(pod: Pod): boolean {
+  const policy = pod.spec.restartPolicy ?? 'Always';
+  if (policy === 'Always') return false;
+  const containers = pod.spec.containers ?? [];
+  if (containers.length === 0) return false;
+  const statuses = new Map<string, ContainerStatus>();
+  for (const s of pod.status?.containerStatuses ?? []) statuses.set(s.name, s);
+  return containers.every((c) => {
+    const terminated = statuses.get(c.name)?.state?.terminated;
+    if (terminated === undefined) return false;
+    return policy === 'Never' || terminated.exitCode === 0;
+  });
+}
+
+function hasPassedWait(pod: Pod): boolean {
+  const wait = pod.status?.initContainerStatuses?.find((s) => s.name === WAIT_CONTAINER);
+  if (wait?.state?.terminated?.exitCode === 0) return true;
+  return (pod.status?.containerStatuses ?? []).some(
+    (s) =>
+      s.started === true ||
+      s.state?.running !== undefined ||
+      s.state?.terminated !== undefined ||
+      s.lastState?.terminated !== undefined,
+  );
+}
+
+/** Priority of a view, with `fallback` for pods that set none. */
+export function effectivePriority(view: Pick<PodView, 'priority'>, fallback = 0): number {
+  return view.priority ?? fallback;
+}
+
+/**
+ * Arbitration order: priority descending (unset = 0), then arrival (scheduledAt) ascending, then UID
+ * ascending — a total order, so every replica sorts the same pods the same way.
+ */
+export function compareWaiters(
+  a: Pick<PodView, 'priority' | 'scheduledAt' | 'uid'>,
+  b: Pick<PodView, 'priority' | 'scheduledAt' | 'uid'>,
+): number {
+  const pa = effectivePriority(a);
+  const pb = effectivePriority(b);
+  if (pa !== pb) return pb - pa;
+  if (a.scheduledAt !== b.scheduledAt) return a.scheduledAt - b.scheduledAt;
+  return a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0;
+}

@@ -1,0 +1,49 @@
+/**
+ * Who waits, and how a waiter is shown in a primitive's status.queue. Shared by the Semaphore and Lease
+ * arbitration and by queuePosition, so the agent API reports exactly the order arbitration grants in.
+ */
+import type { QueueEntry } from '../../api/types.ts';
+import { compareWaiters, type PodView } from './podView.ts';
+
+/**
+ * How many waiters status.queue lists (the head of the queue, in grant order). `status.waiting` is the full
+ * count; the agent API computes exact positions from the pods themselves. The cap keeps status writes small
+ * when thousands of pods queue on one primitive.
+ */
+export const QUEUE_STATUS_LIMIT = 20;
+
+/**
+ * A pod waits for a Semaphore or Lease when it is bound to a node, not finished, eligible (earlier primitives
+ * in acquisition order are satisfied), has not passed its wait container and has not released. Holders are
+ * excluded by the caller.
+ */
+export function isWaiting(view: PodView): boolean {
+  return view.bound && !view.finished && view.eligible && !view.passedWait && !view.released;
+}
+
+/** Pods in arbitration order (see compareWaiters), one per UID, with `priorityFallback` for unset priorities. */
+export function orderWaiters(pods: readonly PodView[], priorityFallback = 0): PodView[] {
+  const seen = new Set<string>();
+  const out: PodView[] = [];
+  for (const pod of pods) {
+    if (seen.has(pod.uid)) continue;
+    seen.add(pod.uid);
+    out.push(pod.priority === undefined ? { ...pod, priority: priorityFallback } : pod);
+  }
+  return out.sort(compareWaiters);
+}
+
+/** Unique pods by UID (the first occurrence wins). */
+export function indexByUid(pods: readonly PodView[]): Map<string, PodView> {
+  const map = new Map<string, PodView>();
+  for (const pod of pods) if (!map.has(pod.uid)) map.set(pod.uid, pod);
+  return map;
+}
+
+export function toQueueEntry(view: PodView): QueueEntry {
+  return { pod: view.name, uid: view.uid, permits: view.permits, priority: view.priority ?? 0 };
+}
+
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}

@@ -1,0 +1,177 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseAnnotations } from '../../api/annotations.ts';
+import type { Pod } from '../../api/types.ts';
+import { setCondition } from '../../controller/arbitration/conditions.ts';
+import { compareWaiters, podRequestFor, toPodView } from '../../controller/arbitration/podView.ts';
+import { T0, view } from './arbitrationFixtures.ts';
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const extras = { eligible: true, released: false };
+
+function pod(
+  overrides: Partial<Pod['spec']> = {},
+  status: Pod['status'] = {},
+  meta: Partial<Pod['metadata']> = {},
+): Pod {
+  return {
+    metadata: { name: 'p', namespace: 'ns', uid: 'uid-1', creationTimestamp: iso(T0), ...meta },
+    spec: { containers: [{ name: 'main' }, { name: 'side' }], ...overrides },
+    status,
+  };
+}
+
+describe('toPodView', () => {
+  it('reads arrival, binding and the request', () => {
+    const v = toPodView(
+      pod(
+        { nodeName: 'node-1' },
+        { conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: iso(T0 + 5) }] },
+      ),
+      { permits: 3, priority: 7 },
+      extras,
+    );
+    expect(v).toEqual({
+      name: 'p',
+      namespace: 'ns',
+      uid: 'uid-1',
+      priority: 7,
+      permits: 3,
+      scheduledAt: T0 + 5,
+      bound: true,
+      finished: false,
+      passedWait: false,
+      eligible: true,
+      released: false,
+    });
+    const unscheduled = toPodView(pod(), {}, { eligible: false, released: true });
+    expect(unscheduled).toMatchObject({
+      scheduledAt: T0,
+      bound: false,
+      permits: 1,
+      eligible: false,
+      released: true,
+    });
+    expect(unscheduled.priority).toBeUndefined();
+  });
+
+  it('finished: phase, deletion, or main containers terminated for good', () => {
+    expect(toPodView(pod({}, { phase: 'Succeeded' }), {}, extras).finished).toBe(true);
+    expect(toPodView(pod({}, { phase: 'Failed' }), {}, extras).finished).toBe(true);
+    expect(toPodView(pod({}, {}, { deletionTimestamp: iso(T0) }), {}, extras).finished).toBe(true);
+    const terminated = (exitCode: number) => ({
+      state: { terminated: { exitCode } },
+      ready: false,
+      restartCount: 0,
+    });
+    const both = (code: number) => ({
+      containerStatuses: [
+        { name: 'main', ...terminated(code) },
+        { name: 'side', ...terminated(0) },
+      ],
+    });
+    const oneLeft = {
+      containerStatuses: [
+        { name: 'main', ...terminated(0) },
+        { name: 'side', ready: true, restartCount: 0, state: { running: {} } },
+      ],
+    };
+    expect(toPodView(pod({ restartPolicy: 'Never' }, both(1)), {}, extras).finished).toBe(true);
+    expect(toPodView(pod({ restartPolicy: 'Never' }, oneLeft), {}, extras).finished).toBe(false);
+    expect(toPodView(pod({ restartPolicy: 'OnFailure' }, both(0)), {}, extras).finished).toBe(true);
+    expect(toPodView(pod({ restartPolicy: 'OnFailure' }, both(1)), {}, extras).finished).toBe(false);
+    expect(toPodView(pod({}, both(0)), {}, extras).finished).toBe(false); // Always: containers restart
+  });
+
+  it('passedWait: the wait container exited 0, or a main container started', () => {
+    const wait = (exitCode: number) => ({
+      initContainerStatuses: [
+        { name: 'konductor-wait', ready: false, restartCount: 0, state: { terminated: { exitCode } } },
+      ],
+    });
+    expect(toPodView(pod({}, wait(0)), {}, extras).passedWait).toBe(true);
+    expect(toPodView(pod({}, wait(1)), {}, extras).passedWait).toBe(false);
+    const started = {
+      containerStatuses: [{ name: 'main', ready: true, restartCount: 0, state: { running: {} } }],
+    };
+    expect(toPodView(pod({}, started), {}, extras).passedWait).toBe(true);
+    const waiting = {
+      containerStatuses: [{ name: 'main', ready: false, restartCount: 0, state: { waiting: {} } }],
+    };
+    expect(toPodView(pod({}, waiting), {}, extras).passedWait).toBe(false);
+  });
+
+  it('podRequestFor leaves the priority unset unless annotated', () => {
+    const annotated = pod(
+      {},
+      {},
+      { annotations: { 'konductor.io/semaphore': 's', 'konductor.io/permits': '2' } },
+    );
+    const parsed = parseAnnotations(annotated.metadata.annotations);
+    if (!parsed.ok || !parsed.request) throw new Error('expected a request');
+    expect(podRequestFor(annotated, parsed.request, 'Semaphore')).toEqual({
+      permits: 2,
+      priority: undefined,
+    });
+    expect(podRequestFor(annotated, parsed.request, 'Lease')).toEqual({ permits: 1, priority: undefined });
+    annotated.metadata.annotations = { ...annotated.metadata.annotations, 'konductor.io/priority': '0' };
+    const again = parseAnnotations(annotated.metadata.annotations);
+    if (!again.ok || !again.request) throw new Error('expected a request');
+    expect(podRequestFor(annotated, again.request, 'Semaphore').priority).toBe(0);
+  });
+});
+
+describe('compareWaiters', () => {
+  it('orders by priority desc, arrival asc, uid asc', () => {
+    const pods = [
+      view('b', { scheduledAt: T0 }),
+      view('a', { scheduledAt: T0 }),
+      view('late-high', { scheduledAt: T0 + 9, priority: 1 }),
+      view('early', { scheduledAt: T0 - 1 }),
+      view('neg', { scheduledAt: T0 - 5, priority: -1 }),
+    ];
+    expect([...pods].sort(compareWaiters).map((p) => p.uid)).toEqual(['late-high', 'early', 'a', 'b', 'neg']);
+  });
+
+  it('is a total order (antisymmetric, transitive on samples)', () => {
+    const arb = fc.record({
+      priority: fc.option(fc.integer({ min: -2, max: 2 }), { nil: undefined }),
+      scheduledAt: fc.integer({ min: 0, max: 3 }),
+      uid: fc.constantFrom('a', 'b', 'c'),
+    });
+    fc.assert(
+      fc.property(arb, arb, arb, (x, y, z) => {
+        expect(Math.sign(compareWaiters(x, y))).toBe(-Math.sign(compareWaiters(y, x)) || 0);
+        if (compareWaiters(x, y) <= 0 && compareWaiters(y, z) <= 0)
+          expect(compareWaiters(x, z)).toBeLessThanOrEqual(0);
+      }),
+    );
+  });
+});
+
+describe('setCondition', () => {
+  it('keeps lastTransitionTime while the status holds, moves it on change', () => {
+    const one = setCondition(
+      undefined,
+      { type: 'Ready', status: 'True', reason: 'A', message: 'x' },
+      iso(T0),
+    );
+    const two = setCondition(one, { type: 'Ready', status: 'True', reason: 'B', message: 'y' }, iso(T0 + 1));
+    expect(two).toEqual([
+      { type: 'Ready', status: 'True', reason: 'B', message: 'y', lastTransitionTime: iso(T0) },
+    ]);
+    const three = setCondition(
+      two,
+      { type: 'Ready', status: 'False', reason: 'C', message: 'z' },
+      iso(T0 + 2),
+    );
+    expect(three[0]?.lastTransitionTime).toBe(iso(T0 + 2));
+    const four = setCondition(
+      three,
+      { type: 'Other', status: 'True', reason: 'D', message: '' },
+      iso(T0 + 3),
+    );
+    expect(four.map((c) => c.type)).toEqual(['Ready', 'Other']);
+    expect(three).toHaveLength(1); // inputs are not mutated
+  });
+});
