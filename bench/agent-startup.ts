@@ -1,0 +1,192 @@
+/**
+ * Agent startup budget (DESIGN §8): process start -> first request <= 60 ms; RSS <= 40 MiB.
+ *
+ * Method: build dist/konductor-agent.js, start a local HTTPS stand-in for the manager's agent API
+ * (test/unit/agent-fake-manager.ts, TLS with a generated CA exactly as in a pod), then N times, one at a
+ * time: spawn `node dist/konductor-agent.js wait`, take the time from just before spawn() to the moment
+ * the server has the POST /v1/wait request (headers and body; so it includes node boot, module load, TLS
+ * handshake), answer with a `queued` event, wait until the agent printed its progress line (it is then
+ * blocked waiting, the init container's steady state), read /proc/<pid>/status (VmHWM = peak RSS, and its
+ * anonymous/file-backed split), then grant and check it exits 0. For comparison, the same spawn-to-ready
+ * time and VmHWM of a bare `node` that only prints a line: the floor this node binary sets.
+ *
+ * Usage: node bench/agent-startup.ts [runs=30]. Prints p50/p95, writes bench/results/agent.json.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { AGENT_BUNDLE, buildAgent, ROOT } from '../scripts/build.ts';
+import {
+  agentEnv,
+  createSandbox,
+  createTestPki,
+  grantOf,
+  runAgent,
+  SEMAPHORE,
+  startFakeManager,
+  streamEvents,
+} from '../test/unit/agent-fake-manager.ts';
+
+const TARGET_FIRST_REQUEST_MS = 60;
+const TARGET_RSS_MIB = 40;
+
+interface MemorySample {
+  vmHwmKiB: number;
+  rssAnonKiB: number;
+  rssFileKiB: number;
+}
+
+function readMemory(pid: number): MemorySample {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) =>
+    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+  return { vmHwmKiB: field('VmHWM'), rssAnonKiB: field('RssAnon'), rssFileKiB: field('RssFile') };
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index] ?? Number.NaN;
+}
+
+function summary(values: number[]) {
+  const round = (n: number) => Math.round(n * 10) / 10;
+  return {
+    p50: round(percentile(values, 50)),
+    p95: round(percentile(values, 95)),
+    min: round(Math.min(...values)),
+    max: round(Math.max(...values)),
+  };
+}
+
+async function measureAgent(runs: number) {
+  const pki = await createTestPki();
+  const manager = await startFakeManager(pki);
+  const firstRequestMs: number[] = [];
+  const memory: MemorySample[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const sandbox = createSandbox();
+      const grant = grantOf(SEMAPHORE, i + 1);
+      let requestAt = 0;
+      manager.handle((req, res) => {
+        requestAt = req.at;
+        streamEvents(res, [
+          {
+            type: 'queued',
+            primitive: SEMAPHORE,
+            position: 1,
+            queueLength: 1,
+            message: '',
+            inUse: 1,
+            capacity: 1,
+          },
+        ]);
+        run.output(/position 1 of 1/).then(() => {
+          if (run.child.pid !== undefined) memory.push(readMemory(run.child.pid));
+          streamEvents(
+            res,
+            [
+              { type: 'granted', grant },
+              { type: 'done', grants: [grant] },
+            ],
+            true,
+          );
+        });
+      });
+      const run = runAgent(AGENT_BUNDLE, ['wait'], agentEnv(manager, sandbox));
+      const { code } = await run.exited;
+      sandbox.remove();
+      if (code !== 0) throw new Error(`agent run ${i} exited ${code}: ${run.stderr()}`);
+      firstRequestMs.push(requestAt - run.spawnedAt);
+    }
+  } finally {
+    await manager.close();
+  }
+  return { firstRequestMs, memory };
+}
+
+async function measureBareNode(runs: number) {
+  const readyMs: number[] = [];
+  const memory: MemorySample[] = [];
+  for (let i = 0; i < runs; i++) {
+    const started = performance.now();
+    const child = spawn(
+      process.execPath,
+      ['-e', "process.stdout.write('ready\\n'); setInterval(() => {}, 1e6)"],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    readyMs.push(performance.now() - started);
+    if (child.pid !== undefined) memory.push(readMemory(child.pid));
+    const exited = new Promise((resolve) => child.once('close', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+  return { readyMs, memory };
+}
+
+async function main() {
+  const runs = Number(process.argv[2] ?? 30);
+  const bundle = await buildAgent();
+  const agent = await measureAgent(runs);
+  const bare = await measureBareNode(runs);
+  const mib = (samples: MemorySample[], key: keyof MemorySample) =>
+    summary(samples.map((s) => s[key] / 1024));
+  const result = {
+    benchmark: 'agent-startup',
+    method:
+      'spawn `node dist/konductor-agent.js wait` against a local HTTPS fake manager; time = spawn() to the server ' +
+      'having the POST /v1/wait request; memory = /proc/<pid>/status while the agent blocks in the wait ' +
+      '(VmHWM = peak RSS so far); baseline = bare `node -e` printing a line',
+    runs,
+    node: process.version,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    bundleBytes: bundle.bytes,
+    targets: { firstRequestMs: TARGET_FIRST_REQUEST_MS, rssMiB: TARGET_RSS_MIB },
+    agent: {
+      firstRequestMs: summary(agent.firstRequestMs),
+      vmHwmMiB: mib(agent.memory, 'vmHwmKiB'),
+      rssAnonMiB: mib(agent.memory, 'rssAnonKiB'),
+      rssFileMiB: mib(agent.memory, 'rssFileKiB'),
+    },
+    bareNode: {
+      readyMs: summary(bare.readyMs),
+      vmHwmMiB: mib(bare.memory, 'vmHwmKiB'),
+      rssAnonMiB: mib(bare.memory, 'rssAnonKiB'),
+      rssFileMiB: mib(bare.memory, 'rssFileKiB'),
+    },
+  };
+  const a = result.agent;
+  const b = result.bareNode;
+  console.log(
+    `agent startup (${runs} runs, node ${process.version}, ${result.cores} cores, bundle ${bundle.bytes} B)`,
+  );
+  console.log(`method: ${result.method}`);
+  console.log(
+    `  start -> first request  p50 ${a.firstRequestMs.p50} ms  p95 ${a.firstRequestMs.p95} ms  (target <= ${TARGET_FIRST_REQUEST_MS} ms)`,
+  );
+  console.log(
+    `  peak RSS (VmHWM)        p50 ${a.vmHwmMiB.p50} MiB  p95 ${a.vmHwmMiB.p95} MiB  (target <= ${TARGET_RSS_MIB} MiB)`,
+  );
+  console.log(
+    `    of which anonymous    p50 ${a.rssAnonMiB.p50} MiB; file-backed (node binary text) p50 ${a.rssFileMiB.p50} MiB`,
+  );
+  console.log(
+    `  bare node: spawn -> first output p50 ${b.readyMs.p50} ms p95 ${b.readyMs.p95} ms; VmHWM p50 ${b.vmHwmMiB.p50} MiB`,
+  );
+  console.log(`    (anonymous ${b.rssAnonMiB.p50} MiB, file-backed ${b.rssFileMiB.p50} MiB)`);
+  const out = join(ROOT, 'bench', 'results', 'agent.json');
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`wrote ${out}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
