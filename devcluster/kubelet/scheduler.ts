@@ -1,0 +1,89 @@
+/**
+ * The scheduler of the process kubelet (a TEST HARNESS with a single node): binds every pod with an
+ * empty spec.nodeName (all namespaces) to its node through the `pods/binding` subresource, as
+ * kube-scheduler does. It ignores pods with scheduling gates, pods for another schedulerName, and
+ * terminating pods. It does not evaluate nodeSelector, affinity, taints or resources.
+ */
+import { Informer } from '../../api/informer.ts';
+import { isConflict, isNotFound, type KubeClient, resourcePath } from '../../api/kubeClient.ts';
+import type { KPod } from './podTypes.ts';
+
+export function needsBinding(pod: KPod): boolean {
+  const s = pod.spec;
+  return (
+    !s.nodeName &&
+    !pod.metadata.deletionTimestamp &&
+    !(s.schedulingGates?.length ?? 0) &&
+    (!s.schedulerName || s.schedulerName === 'default-scheduler') &&
+    pod.status?.phase !== 'Succeeded' &&
+    pod.status?.phase !== 'Failed'
+  );
+}
+
+export class PodBinder {
+  private readonly client: KubeClient;
+  private readonly nodeName: string;
+  private readonly log: (msg: string) => void;
+  private readonly informer: Informer<KPod>;
+  private readonly inFlight = new Set<string>();
+  private readonly retries = new Set<NodeJS.Timeout>();
+  private stopped = false;
+
+  constructor(client: KubeClient, nodeName: string, log: (msg: string) => void) {
+    this.client = client;
+    this.nodeName = nodeName;
+    this.log = log;
+    this.informer = new Informer<KPod>(client, {
+      path: '/api/v1/pods',
+      fieldSelector: 'spec.nodeName=',
+      onEvent: (ev) => {
+        if (ev.type !== 'deleted' && needsBinding(ev.object)) void this.bind(ev.object);
+      },
+      onError: (err, attempt) => {
+        if (attempt === 1) this.log(`scheduler watch error (resuming): ${(err as Error).message}`);
+      },
+    });
+  }
+
+  start(): Promise<void> {
+    this.informer.start();
+    return this.informer.synced;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.informer.stop();
+    for (const t of this.retries) clearTimeout(t);
+  }
+
+  private async bind(pod: KPod): Promise<void> {
+    const uid = pod.metadata.uid ?? '';
+    if (this.inFlight.has(uid) || this.stopped) return;
+    this.inFlight.add(uid);
+    try {
+      await this.client.create(
+        `${resourcePath({ version: 'v1', plural: 'pods', namespace: pod.metadata.namespace, name: pod.metadata.name })}/binding`,
+        {
+          apiVersion: 'v1',
+          kind: 'Binding',
+          metadata: { name: pod.metadata.name, namespace: pod.metadata.namespace, uid },
+          target: { apiVersion: 'v1', kind: 'Node', name: this.nodeName },
+        },
+      );
+    } catch (err) {
+      if (!isConflict(err) && !isNotFound(err) && !this.stopped) {
+        this.log(
+          `binding ${pod.metadata.namespace}/${pod.metadata.name} failed (retrying): ${(err as Error).message}`,
+        );
+        const t = setTimeout(() => {
+          this.retries.delete(t);
+          const cur = this.informer.get(`${pod.metadata.namespace}/${pod.metadata.name}`);
+          if (cur && cur.metadata.uid === uid && needsBinding(cur)) void this.bind(cur);
+        }, 1000);
+        this.retries.add(t);
+      }
+    } finally {
+      this.inFlight.delete(uid);
+    }
+  }
+}
