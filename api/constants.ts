@@ -53,5 +53,10 @@ export const DEFAULT_AGENT_IMAGE = 'logiciq/konductor-agent:0.1.0';
 export const WEBHOOK_ANNOTATIONS = {
   /** Set to the konductor version that injected the pod; marks the pod as already injected. */
   injected: 'konductor.io/injected',
+  /**
+   * When the webhook admitted the pod (RFC 3339, milliseconds). Breaks ties in arrival order between pods
+   * scheduled within the same second (the API's timestamps have one-second precision), so FIFO holds.
+   */
+  admittedAt: 'konductor.io/admitted-at',
 } as const;
 export const RESERVED_ANNOTATIONS: readonly string[] = Object.values(WEBHOOK_ANNOTATIONS);

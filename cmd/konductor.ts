@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
+import { parseDuration } from '../api/duration.ts';
 import { KubeClient, resolveConnection } from '../api/kubeClient.ts';
+import { servingSans, startSelfManagedCerts } from '../certs/selfManaged.ts';
 import { agentApiRoutes } from '../controller/agentApi.ts';
 import { AgentAuthenticator } from '../controller/agentAuth.ts';
 import { KonductorController } from '../controller/controller.ts';
@@ -27,6 +29,14 @@ Usage: konductor [flags]
   --bind-address ADDR               address of the HTTPS server (default 0.0.0.0)
   --cert-dir DIR                    directory with tls.crt, tls.key and ca.crt
                                     (default /tmp/k8s-webhook-server/serving-certs)
+  --cert-mode MODE                  cert-manager (default: the cert dir is filled by someone else) or
+                                    self-managed (the manager's own CA in a Secret, rotated; docs/certificates.md)
+  --cert-secret NAME                self-managed: the Secret of CA + serving certificate
+                                    (default konductor-webhook-certs, in the service namespace)
+  --webhook-config-name NAME        self-managed: MutatingWebhookConfiguration whose caBundle is set (default konductor)
+  --cert-validity DURATION          self-managed: serving certificate validity, Go duration (default 8760h; CA: 2x)
+  --cert-dns-names LIST             self-managed: extra DNS SANs, comma-separated (Service names are always in)
+  --cert-ip-sans LIST               self-managed: IP SANs, comma-separated (--agent-url's host is always in)
   --agent-image IMAGE               image of the injected agent (default ${DEFAULT_AGENT_IMAGE})
   --agent-url URL                   agent API URL as pods reach it (default https://<service>.<ns>.svc:443)
   --service-name NAME               the manager's Service (default konductor)
@@ -61,6 +71,12 @@ async function main(): Promise<void> {
       'webhook-port': { type: 'string', default: '9443' },
       'bind-address': { type: 'string', default: '0.0.0.0' },
       'cert-dir': { type: 'string', default: '/tmp/k8s-webhook-server/serving-certs' },
+      'cert-mode': { type: 'string', default: 'cert-manager' },
+      'cert-secret': { type: 'string', default: 'konductor-webhook-certs' },
+      'webhook-config-name': { type: 'string', default: 'konductor' },
+      'cert-validity': { type: 'string', default: '8760h' },
+      'cert-dns-names': { type: 'string', default: '' },
+      'cert-ip-sans': { type: 'string', default: '' },
       'agent-image': { type: 'string', default: DEFAULT_AGENT_IMAGE },
       'agent-url': { type: 'string' },
       'service-name': { type: 'string', default: 'konductor' },
@@ -100,6 +116,30 @@ async function main(): Promise<void> {
   }).start();
 
   const certDir = values['cert-dir'];
+  // --cert-mode: self-managed certificates are in the cert dir before the HTTPS server reads it.
+  const certMode = values['cert-mode'];
+  if (certMode !== 'cert-manager' && certMode !== 'self-managed') {
+    throw new Error(`invalid --cert-mode "${certMode}": expected cert-manager or self-managed`);
+  }
+  if (certMode === 'self-managed') {
+    const list = (v: string) => v.split(',').filter((x) => x.trim() !== '');
+    await startSelfManagedCerts({
+      client,
+      namespace: serviceNs,
+      secretName: values['cert-secret'],
+      webhookConfigName: values['webhook-config-name'],
+      certDir,
+      servingValidityMs: parseDuration(values['cert-validity']),
+      logger: log.child({ part: 'certs' }),
+      ...servingSans({
+        serviceName: values['service-name'],
+        serviceNamespace: serviceNs,
+        extraDnsNames: list(values['cert-dns-names']),
+        extraIpAddresses: list(values['cert-ip-sans']),
+        ...(values['agent-url'] ? { agentUrl: values['agent-url'] } : {}),
+      }),
+    });
+  }
   const caFile = join(certDir, 'ca.crt');
   const injection = {
     agentImage: values['agent-image'],
@@ -113,6 +153,7 @@ async function main(): Promise<void> {
   await app.register(mutateRoutes, {
     injection,
     primitiveExists: (kind, ns, name) => controller.primitiveExists(kind, ns, name),
+    now: Date.now,
   });
   await app.register(agentApiRoutes, {
     controller,

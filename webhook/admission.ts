@@ -95,6 +95,8 @@ export interface AdmissionDeps {
   primitiveExists?: PrimitiveExists;
   /** Bound on all primitiveExists lookups of one review together, default 1000 ms. */
   lookupTimeoutMs?: number;
+  /** Clock for the konductor.io/admitted-at annotation; absent = no annotation (pure tests). */
+  now?: () => number;
 }
 
 /**
@@ -172,7 +174,10 @@ async function admitPodCreate(req: AdmissionRequest, deps: AdmissionDeps): Promi
   if (request === null) return allow(req.uid);
   if (!isObject(pod.spec)) return deny(req.uid, 400, 'BadRequest', 'request.object has no spec');
 
-  const patch = buildInjectionPatch(pod as unknown as Pod, deps.injection, request);
+  const injection = deps.now
+    ? { ...deps.injection, admittedAt: new Date(deps.now()).toISOString() }
+    : deps.injection;
+  const patch = buildInjectionPatch(pod as unknown as Pod, injection, request);
   const warnings = await missingPrimitiveWarnings(request, namespaceOf(req, pod), deps);
   return allow(req.uid, patch, warnings);
 }

@@ -45,6 +45,8 @@ export interface InjectionConfig {
   resources?: ResourceRequirements;
   /** Value of the `konductor.io/injected` annotation, default "true". */
   version?: string;
+  /** Value of the `konductor.io/admitted-at` annotation (the admission time); omitted when absent. */
+  admittedAt?: string;
 }
 
 /** Environment variable names the agent reads (sidecar/ reads the same names). */
@@ -123,6 +125,24 @@ export function buildInjectionPatch(
         WEBHOOK_ANNOTATIONS.injected,
         config.version ?? 'true',
       ),
+    );
+  }
+
+  if (config.admittedAt !== undefined) {
+    const annotations = pod.metadata?.annotations;
+    const hasMap = annotations !== undefined && annotations !== null;
+    ops.push(
+      hasMap || ops.some((op) => op.path === '/metadata/annotations' || op.path === '/metadata')
+        ? {
+            op: 'add',
+            path: `/metadata/annotations/${escapePointer(WEBHOOK_ANNOTATIONS.admittedAt)}`,
+            value: config.admittedAt,
+          }
+        : {
+            op: 'add',
+            path: '/metadata/annotations',
+            value: { [WEBHOOK_ANNOTATIONS.admittedAt]: config.admittedAt },
+          },
     );
   }
 

@@ -74,6 +74,7 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
     injection: opts.injection,
     ...(opts.primitiveExists ? { primitiveExists: opts.primitiveExists } : {}),
     ...(opts.lookupTimeoutMs !== undefined ? { lookupTimeoutMs: opts.lookupTimeoutMs } : {}),
+    ...(opts.now ? { now: opts.now } : {}),
   };
 
   // Encapsulated: applies to the routes of this plugin only (body parsing errors included).

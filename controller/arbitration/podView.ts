@@ -4,7 +4,7 @@
  * release). Arbitration never looks at a raw Pod.
  */
 import type { KonductorRequest } from '../../api/annotations.ts';
-import { ANNOTATIONS, type PrimitiveKind, WAIT_CONTAINER } from '../../api/constants.ts';
+import { ANNOTATIONS, type PrimitiveKind, WAIT_CONTAINER, WEBHOOK_ANNOTATIONS } from '../../api/constants.ts';
 import type { ContainerStatus, Pod } from '../../api/types.ts';
 import { fromIso } from './timestamps.ts';
 
@@ -21,6 +21,11 @@ export interface PodView {
   permits: number;
   /** Arrival time in ms: the PodScheduled condition's lastTransitionTime, else creationTimestamp. */
   scheduledAt: number;
+  /**
+   * Admission time in ms (the webhook's konductor.io/admitted-at, else creationTimestamp): breaks ties
+   * between pods scheduled within the same second, whose API timestamps are equal.
+   */
+  admittedAt: number;
   /** spec.nodeName is set. A pod that is not scheduled yet never takes a permit. */
   bound: boolean;
   /**
@@ -78,6 +83,10 @@ export function toPodView(pod: Pod, request: PodRequest, extras: PodExtras): Pod
     priority: request.priority,
     permits: permits !== undefined && Number.isInteger(permits) && permits >= 1 ? permits : 1,
     scheduledAt,
+    admittedAt:
+      fromIso(meta.annotations?.[WEBHOOK_ANNOTATIONS.admittedAt]) ??
+      fromIso(meta.creationTimestamp) ??
+      UNKNOWN_TIME,
     bound: typeof pod.spec.nodeName === 'string' && pod.spec.nodeName !== '',
     finished: isFinished(pod),
     passedWait: hasPassedWait(pod),
@@ -134,12 +143,15 @@ export function effectivePriority(view: Pick<PodView, 'priority'>, fallback = 0)
  * ascending — a total order, so every replica sorts the same pods the same way.
  */
 export function compareWaiters(
-  a: Pick<PodView, 'priority' | 'scheduledAt' | 'uid'>,
-  b: Pick<PodView, 'priority' | 'scheduledAt' | 'uid'>,
+  a: Pick<PodView, 'priority' | 'scheduledAt' | 'uid'> & { admittedAt?: number },
+  b: Pick<PodView, 'priority' | 'scheduledAt' | 'uid'> & { admittedAt?: number },
 ): number {
   const pa = effectivePriority(a);
   const pb = effectivePriority(b);
   if (pa !== pb) return pb - pa;
   if (a.scheduledAt !== b.scheduledAt) return a.scheduledAt - b.scheduledAt;
+  const ta = a.admittedAt ?? 0;
+  const tb = b.admittedAt ?? 0;
+  if (ta !== tb) return ta - tb;
   return a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0;
 }

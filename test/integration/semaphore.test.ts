@@ -96,7 +96,10 @@ describe('the user story: a Job of 6 pods on a Semaphore of 2 permits', () => {
     const gate = uniq('story');
     await kubectl(['apply', '-f', '-'], {
       namespace: ns.name,
-      input: job.replace(/sleep 2; echo done/, `${untilReleased(gate)}; echo done`),
+      input: job.replace(
+        /sleep 2; echo done/,
+        `echo start $(date +%s%N); ${untilReleased(gate)}; echo end $(date +%s%N)`,
+      ),
     });
 
     const waiting = await waitFor(
@@ -144,13 +147,19 @@ describe('the user story: a Job of 6 pods on a Semaphore of 2 permits', () => {
       message: 'IN-USE back to 0',
     });
 
-    // At most two main containers ran at once, by the kubelet's own start/finish times.
+    // At most two main containers ran at once, by their own nanosecond clock readings (the kubelet's
+    // container timestamps have one-second precision).
     const pods = (await client.list<Pod>(PODS, { labelSelector: 'job-name=batch' })).items;
-    const intervals = pods.map((p) => {
-      const t = p.status?.containerStatuses?.[0]?.state?.terminated;
-      return [Date.parse(t?.startedAt ?? ''), Date.parse(t?.finishedAt ?? '')] as const;
-    });
-    expect(intervals.every(([a, b]) => Number.isFinite(a) && Number.isFinite(b))).toBe(true);
+    const intervals: [number, number][] = [];
+    for (const p of pods) {
+      const out = (await kubectl(['logs', p.metadata.name ?? '', '-c', 'work'], { namespace: ns.name }))
+        .stdout;
+      const start = /^start (\d+)$/m.exec(out)?.[1];
+      const end = /^end (\d+)$/m.exec(out)?.[1];
+      expect(start && end, `start/end lines in the log of ${p.metadata.name}: ${out}`).toBeTruthy();
+      intervals.push([Number(BigInt(start!) / 1000n), Number(BigInt(end!) / 1000n)]);
+    }
+    expect(intervals).toHaveLength(6);
     let maxConcurrent = 0;
     for (const [start] of intervals) {
       const running = intervals.filter(([a, b]) => a <= start && start < b).length;
@@ -287,9 +296,18 @@ describe('failure: the manager is killed while pods wait and hold', () => {
     for (let i = 0; i < 5; i++)
       await createPod(`crash-${i}`, { 'konductor.io/semaphore': 'crash' }, untilReleased(`${marker}-${i}`));
     await waitFor(async () => (await getSem('crash')).status?.inUse === 2, { message: '2 held' });
+    const running = await waitFor(
+      async () => {
+        const hs = await holdersOf('crash');
+        const pods = await Promise.all(hs.map(getPod));
+        return pods.every(mainRunning) ? hs : undefined;
+      },
+      { message: 'the two holders run their main containers' },
+    );
+    // The other three are blocked in konductor-wait when the manager dies.
     await konductor.install.stopManager('SIGKILL');
     // While the manager is down: the holders finish.
-    const holders = await holdersOf('crash');
+    const holders = running;
     for (const h of holders) await release(`${marker}-${h.split('-')[1]}`);
     await waitFor(
       async () => {

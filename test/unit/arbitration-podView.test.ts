@@ -21,6 +21,31 @@ function pod(
   };
 }
 
+describe('arrival ties', () => {
+  it('pods scheduled in the same second queue by their admission time, then UID', () => {
+    const scheduled = {
+      conditions: [{ type: 'PodScheduled', status: 'True' as const, lastTransitionTime: iso(T0) }],
+    };
+    const early = toPodView(
+      pod({ nodeName: 'n' }, scheduled, {
+        uid: 'z',
+        annotations: { 'konductor.io/admitted-at': iso(T0 - 900) },
+      }),
+      {},
+      extras,
+    );
+    const late = toPodView(
+      pod({ nodeName: 'n' }, scheduled, {
+        uid: 'a',
+        annotations: { 'konductor.io/admitted-at': iso(T0 - 100) },
+      }),
+      {},
+      extras,
+    );
+    expect([late, early].sort(compareWaiters).map((v) => v.uid)).toEqual(['z', 'a']);
+  });
+});
+
 describe('toPodView', () => {
   it('reads arrival, binding and the request', () => {
     const v = toPodView(
@@ -38,6 +63,7 @@ describe('toPodView', () => {
       priority: 7,
       permits: 3,
       scheduledAt: T0 + 5,
+      admittedAt: T0,
       bound: true,
       finished: false,
       passedWait: false,

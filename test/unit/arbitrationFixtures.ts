@@ -13,6 +13,7 @@ export function view(uid: string, overrides: Partial<PodView> = {}): PodView {
     priority: undefined,
     permits: 1,
     scheduledAt: T0,
+    admittedAt: T0,
     bound: true,
     finished: false,
     passedWait: false,
