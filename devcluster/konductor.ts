@@ -4,7 +4,7 @@
  * local process (from the TypeScript sources, so tests always run the current code), and the
  * MutatingWebhookConfiguration with a `url` client config (as envtest does).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +34,13 @@ export interface InstallOptions {
   /** Log level of the manager (default info; KONDUCTOR_LOG_LEVEL overrides). */
   logLevel?: string;
   log?: (line: string) => void;
+  /**
+   * Certificates (docs/certificates.md). `devcluster` (default): a CA and serving certificate made here,
+   * written to the cert dir, caBundle set here. `self-managed`: the manager runs with
+   * `--cert-mode=self-managed --webhook-config-name=<this install's>` and makes, stores (Secret), rotates and
+   * trusts (caBundle) its own; the webhook configuration is created here without caBundle before it starts.
+   */
+  certMode?: 'devcluster' | 'self-managed';
 }
 
 export interface KonductorInstall {
@@ -42,7 +49,10 @@ export interface KonductorInstall {
   healthUrl: string;
   metricsUrl: string;
   certDir: string;
+  /** The CA as of installation (self-managed: the manager's, read from the cert dir once it is ready). */
   caPem: string;
+  /** Name of this install's MutatingWebhookConfiguration. */
+  webhookConfigurationName: string;
   manager(): ManagedProcess | undefined;
   /** Starts the manager (again) and waits for /readyz. */
   startManager(): Promise<void>;
@@ -129,16 +139,21 @@ export async function installKonductor(
   const webhookName = scope ? `konductor-devcluster-${scope}` : WEBHOOK_CONFIGURATION_NAME;
   const certDir = join(cluster.dataDir, instance, 'certs');
   await mkdir(certDir, { recursive: true });
-  const ca = await createCa('konductor-devcluster-webhook-ca');
-  const serving = await signCertificate(ca, {
-    commonName: 'konductor',
-    dnsNames: ['localhost'],
-    ipAddresses: ['127.0.0.1'],
-    usage: 'server',
-  });
-  await writeFile(join(certDir, 'tls.crt'), serving.certPem);
-  await writeFile(join(certDir, 'tls.key'), serving.keyPem, { mode: 0o600 });
-  await writeFile(join(certDir, 'ca.crt'), ca.certPem);
+  const selfManaged = opts.certMode === 'self-managed';
+  let caPem = '';
+  if (!selfManaged) {
+    const ca = await createCa('konductor-devcluster-webhook-ca');
+    const serving = await signCertificate(ca, {
+      commonName: 'konductor',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+      usage: 'server',
+    });
+    await writeFile(join(certDir, 'tls.crt'), serving.certPem);
+    await writeFile(join(certDir, 'tls.key'), serving.keyPem, { mode: 0o600 });
+    await writeFile(join(certDir, 'ca.crt'), ca.certPem);
+    caPem = ca.certPem;
+  }
 
   const [port, healthPort, metricsPort] = await getFreePorts(3);
   const url = `https://127.0.0.1:${port}`;
@@ -160,6 +175,7 @@ export async function installKonductor(
     `--log-level=${process.env.KONDUCTOR_LOG_LEVEL ?? opts.logLevel ?? 'info'}`,
     `--service-namespace=${scope ?? 'default'}`,
     ...(scope ? [`--namespace=${scope}`] : []),
+    ...(selfManaged ? ['--cert-mode=self-managed', `--webhook-config-name=${webhookName}`] : []),
     ...(opts.managerArgs ?? []),
   ];
   let current: ManagedProcess | undefined;
@@ -175,33 +191,41 @@ export async function installKonductor(
   const stopManager = async (signal: NodeJS.Signals = 'SIGTERM') => {
     const proc = current;
     if (!proc || proc.exitInfo) return;
+    proc.expectedExit = true;
     proc.child.kill(signal);
     const timer = setTimeout(() => proc.child.kill('SIGKILL'), 10_000);
     await proc.exited;
     clearTimeout(timer);
   };
 
+  const applyWebhookConfig = async (caBundle?: string) => {
+    const webhookConfig = buildWebhookConfiguration({
+      name: webhookName,
+      clientConfig: { url: `${url}/mutate`, ...(caBundle ? { caBundle } : {}) },
+      excludedNamespaces: ['kube-system', 'kube-node-lease'],
+      ...(scope ? { onlyNamespaces: [scope] } : {}),
+    });
+    await cluster.client.apply(
+      `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${webhookName}`,
+      webhookConfig,
+      'konductor-devcluster',
+    );
+  };
+
+  // self-managed: the configuration exists (without caBundle) when the manager starts, which sets it.
+  if (selfManaged) await applyWebhookConfig();
   await startManager();
   log(`konductor manager ready at ${url} (log ${logPath})`);
-
-  const webhookConfig = buildWebhookConfiguration({
-    name: webhookName,
-    clientConfig: { url: `${url}/mutate`, caBundle: Buffer.from(ca.certPem).toString('base64') },
-    excludedNamespaces: ['kube-system', 'kube-node-lease'],
-    ...(scope ? { onlyNamespaces: [scope] } : {}),
-  });
-  await cluster.client.apply(
-    `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${webhookName}`,
-    webhookConfig,
-    'konductor-devcluster',
-  );
+  if (selfManaged) caPem = readFileSync(join(certDir, 'ca.crt'), 'utf8');
+  else await applyWebhookConfig(Buffer.from(caPem).toString('base64'));
 
   return {
     url,
     healthUrl,
     metricsUrl,
     certDir,
-    caPem: ca.certPem,
+    caPem,
+    webhookConfigurationName: webhookName,
     manager: () => current,
     startManager,
     stopManager,

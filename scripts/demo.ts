@@ -4,8 +4,9 @@
  * konductor manager, applies examples/semaphore.yaml and examples/semaphore-job.yaml, shows pods and
  * the Semaphore live until the Job completes, prints a summary and exits 0 (non-zero on failure).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Informer } from '../api/informer.ts';
 import type { Job, Pod, Semaphore } from '../api/types.ts';
 import { startCluster } from '../devcluster/index.ts';
@@ -23,7 +24,13 @@ function podStatusText(pod: Pod): string {
   const inits = pod.status?.initContainerStatuses ?? [];
   const initTotal = pod.spec.initContainers?.length ?? 0;
   if (pod.metadata.deletionTimestamp) return 'Terminating';
-  const waitDone = inits.filter((s) => s.state?.terminated?.exitCode === 0 || s.started).length;
+  // As kubectl counts: an init container is done when it exited 0, a native sidecar when it started.
+  const sidecars = new Set(
+    (pod.spec.initContainers ?? []).filter((c) => c.restartPolicy === 'Always').map((c) => c.name),
+  );
+  const waitDone = inits.filter(
+    (s) => s.state?.terminated?.exitCode === 0 || (sidecars.has(s.name) && s.started),
+  ).length;
   const mains = pod.status?.containerStatuses ?? [];
   if (pod.status?.phase === 'Succeeded') return 'Completed';
   if (pod.status?.phase === 'Failed') return 'Error';
@@ -49,17 +56,21 @@ async function main(): Promise<void> {
     cleanups.push(() => kubelet.stop());
     const konductor = await installKonductor(cluster, { log: (l) => say(`[devcluster] ${l}`) });
     cleanups.push(() => konductor.uninstall());
-    const kubectl = (...args: string[]) =>
-      execFileSync(cluster.binaries.kubectl, args, {
-        env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath },
-        encoding: 'utf8',
-      });
+    // Asynchronous: the process kubelet serves `kubectl logs` from this very process.
+    const run = promisify(execFile);
+    const kubectl = async (...args: string[]) =>
+      (
+        await run(cluster.binaries.kubectl, args, {
+          env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath },
+          encoding: 'utf8',
+        })
+      ).stdout;
     say(`\nexport KUBECONFIG=${cluster.kubeconfigPath}   # to look around with kubectl while it runs\n`);
     say(
-      `$ kubectl apply -f examples/semaphore.yaml\n${kubectl('apply', '-f', join(REPO_ROOT, 'examples/semaphore.yaml')).trim()}`,
+      `$ kubectl apply -f examples/semaphore.yaml\n${(await kubectl('apply', '-f', join(REPO_ROOT, 'examples/semaphore.yaml'))).trim()}`,
     );
     say(
-      `$ kubectl apply -f examples/semaphore-job.yaml\n${kubectl('apply', '-f', join(REPO_ROOT, 'examples/semaphore-job.yaml')).trim()}\n`,
+      `$ kubectl apply -f examples/semaphore-job.yaml\n${(await kubectl('apply', '-f', join(REPO_ROOT, 'examples/semaphore-job.yaml'))).trim()}\n`,
     );
 
     const client = cluster.client;
@@ -144,11 +155,13 @@ async function main(): Promise<void> {
     podInformer.stop();
     jobInformer.stop();
 
-    say(`\n$ kubectl get semaphore batch-slots\n${kubectl('get', 'semaphore', 'batch-slots').trimEnd()}`);
+    say(
+      `\n$ kubectl get semaphore batch-slots\n${(await kubectl('get', 'semaphore', 'batch-slots')).trimEnd()}`,
+    );
     const first = [...pods.keys()].sort()[0];
     if (first) {
       say(
-        `\n$ kubectl logs ${first} -c konductor-wait\n${kubectl('logs', first, '-c', 'konductor-wait').trimEnd()}`,
+        `\n$ kubectl logs ${first} -c konductor-wait\n${(await kubectl('logs', first, '-c', 'konductor-wait')).trimEnd()}`,
       );
     }
     say('\nsummary');

@@ -1,0 +1,81 @@
+/**
+ * `npm run cluster`: starts the devcluster control plane and the process kubelet, prints
+ * `export KUBECONFIG=<path>`, and keeps them up until Ctrl-C (SIGINT) or SIGTERM.
+ *
+ *   npm run cluster -- [--port N] [--keep] [--no-kubelet]
+ */
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startCluster } from './index.ts';
+import { type ProcessKubelet, startProcessKubelet } from './kubelet/index.ts';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      'no-kubelet': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write('usage: npm run cluster -- [--port N] [--keep] [--no-kubelet]\n');
+    return;
+  }
+  const cluster = await startCluster({
+    apiserverPort: values.port ? Number(values.port) : undefined,
+    keep: values.keep || undefined,
+    handleSignals: false, // this CLI stops gracefully on signals itself (below)
+  });
+  // Last resort if this process dies another way: kill the children by PID.
+  process.on('exit', () => cluster.processes.abandonSync());
+
+  let kubelet: ProcessKubelet | undefined;
+  let stopping = false;
+  const shutdown = async (why: string) => {
+    if (stopping) {
+      process.stderr.write('[devcluster] second signal: killing now\n');
+      cluster.processes.abandonSync();
+      process.exit(130);
+    }
+    stopping = true;
+    process.stderr.write(`[devcluster] ${why}: stopping...\n`);
+    try {
+      await kubelet?.stop();
+    } finally {
+      await cluster.stop();
+    }
+    process.stderr.write('[devcluster] stopped\n');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGHUP', () => void shutdown('SIGHUP'));
+
+  if (!values['no-kubelet']) {
+    try {
+      kubelet = await startProcessKubelet({ cluster }); // the process kubelet (DESIGN §7)
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+  }
+
+  process.stdout.write(
+    [
+      `# konductor devcluster is up (${cluster.apiserverUrl}${kubelet ? `, node ${kubelet.nodeName}` : ''}); Ctrl-C stops it.`,
+      `# logs: ${dirname(cluster.logs.etcd ?? '')}`,
+      `# kubectl of the same version: ${cluster.binaries.kubectl}`,
+      `export KUBECONFIG=${cluster.kubeconfigPath}`,
+      '',
+    ].join('\n'),
+  );
+  // Stay up: the child processes and the kubelet keep the event loop alive; this keeps it
+  // alive even with --no-kubelet and no pending I/O.
+  setInterval(() => {}, 1 << 30);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`[devcluster] ${(err as Error).message}\n`);
+  process.exit(1);
+});
