@@ -69,6 +69,30 @@ export const GO_TOOLSETS: Readonly<Record<string, GoToolset>> = {
     env: { CGO_ENABLED: '0' },
     minGo: '1.26',
   },
+  /** helm and kubeconform for the chart tests, and models-schema for offline Kubernetes schemas. */
+  'chart-tools': {
+    id: 'chart-tools',
+    version: 'v3.22.0',
+    moduleDir: join(HERE, 'chart-tools'),
+    packages: [
+      'helm.sh/helm/v3/cmd/helm',
+      'github.com/yannh/kubeconform/cmd/kubeconform',
+      'k8s.io/kubernetes/pkg/generated/openapi/cmd/models-schema',
+    ],
+    binaries: ['helm', 'kubeconform', 'models-schema'],
+    // Without the k8sVersion flags helm assumes Kubernetes 1.20 and rejects the chart's kubeVersion floor.
+    ldflags: [
+      '-s -w',
+      '-X helm.sh/helm/v3/internal/version.version=v3.22.0',
+      '-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1',
+      `-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${k8sMinor}`,
+      '-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1',
+      `-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=${k8sMinor}`,
+      '-X main.version=v0.8.0',
+    ].join(' '),
+    env: { CGO_ENABLED: '0' },
+    minGo: '1.26',
+  },
 };
 
 export interface EnsureOptions {

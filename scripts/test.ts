@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureK8sBinaries } from '../devcluster/binaries.ts';
+import { ensureGoTools, ensureK8sBinaries } from '../devcluster/binaries.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -46,6 +46,12 @@ async function main(): Promise<number> {
   try {
     const bins = await ensureK8sBinaries();
     process.stdout.write(`ready in ${((Date.now() - t) / 1000).toFixed(1)} s (${bins.source})\n`);
+    if (!process.env.KONDUCTOR_CHART_TOOLS_BIN) {
+      process.stdout.write('== chart tools (helm, kubeconform, models-schema)\n');
+      const c = Date.now();
+      await ensureGoTools('chart-tools');
+      process.stdout.write(`ready in ${((Date.now() - c) / 1000).toFixed(1)} s\n`);
+    }
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     process.stdout.write('0 passed, 1 failed\n');
