@@ -1,12 +1,14 @@
 /**
- * `npm run cluster`: starts the devcluster control plane and the process kubelet, prints
- * `export KUBECONFIG=<path>`, and keeps them up until Ctrl-C (SIGINT) or SIGTERM.
+ * `npm run cluster`: starts the devcluster control plane, the process kubelet and konductor (CRDs, the
+ * manager, the webhook configuration), prints `export KUBECONFIG=<path>`, and keeps them up until
+ * Ctrl-C (SIGINT) or SIGTERM, so you can try your own YAML with kubectl.
  *
- *   npm run cluster -- [--port N] [--keep] [--no-kubelet]
+ *   npm run cluster -- [--port N] [--keep] [--no-kubelet] [--no-konductor]
  */
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startCluster } from './index.ts';
+import { installKonductor, type KonductorInstall } from './konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from './kubelet/index.ts';
 
 async function main(): Promise<void> {
@@ -15,11 +17,12 @@ async function main(): Promise<void> {
       port: { type: 'string' },
       keep: { type: 'boolean', default: false },
       'no-kubelet': { type: 'boolean', default: false },
+      'no-konductor': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: npm run cluster -- [--port N] [--keep] [--no-kubelet]\n');
+    process.stdout.write('usage: npm run cluster -- [--port N] [--keep] [--no-kubelet] [--no-konductor]\n');
     return;
   }
   const cluster = await startCluster({
@@ -31,6 +34,7 @@ async function main(): Promise<void> {
   process.on('exit', () => cluster.processes.abandonSync());
 
   let kubelet: ProcessKubelet | undefined;
+  let konductor: KonductorInstall | undefined;
   let stopping = false;
   const shutdown = async (why: string) => {
     if (stopping) {
@@ -41,6 +45,7 @@ async function main(): Promise<void> {
     stopping = true;
     process.stderr.write(`[devcluster] ${why}: stopping...\n`);
     try {
+      await konductor?.uninstall();
       await kubelet?.stop();
     } finally {
       await cluster.stop();
@@ -61,10 +66,23 @@ async function main(): Promise<void> {
     }
   }
 
+  if (!values['no-konductor']) {
+    try {
+      konductor = await installKonductor(cluster); // CRDs, manager process, webhook configuration
+    } catch (err) {
+      await kubelet?.stop();
+      await cluster.stop();
+      throw err;
+    }
+  }
+
   process.stdout.write(
     [
       `# konductor devcluster is up (${cluster.apiserverUrl}${kubelet ? `, node ${kubelet.nodeName}` : ''}); Ctrl-C stops it.`,
       `# logs: ${dirname(cluster.logs.etcd ?? '')}`,
+      ...(konductor
+        ? [`# konductor manager: ${konductor.url} (try: kubectl apply -f examples/semaphore.yaml)`]
+        : []),
       `# kubectl of the same version: ${cluster.binaries.kubectl}`,
       `export KUBECONFIG=${cluster.kubeconfigPath}`,
       '',
