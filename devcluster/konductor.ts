@@ -29,6 +29,11 @@ export interface InstallOptions {
    * control plane without seeing each other's pods (each integration test file runs its own).
    */
   namespace?: string;
+  /**
+   * Distinguishes several managers of one scope (their cert dirs, logs and process names); they share
+   * the webhook configuration, which points at the last one installed.
+   */
+  instanceSuffix?: string;
   /** Extra manager flags. */
   managerArgs?: string[];
   /** Log level of the manager (default info; KONDUCTOR_LOG_LEVEL overrides). */
@@ -135,7 +140,7 @@ export async function installKonductor(
   await installCrds(cluster.client);
 
   const scope = opts.namespace;
-  const instance = scope ? `konductor-${scope}` : 'konductor';
+  const instance = `${scope ? `konductor-${scope}` : 'konductor'}${opts.instanceSuffix ? `-${opts.instanceSuffix}` : ''}`;
   const webhookName = scope ? `konductor-devcluster-${scope}` : WEBHOOK_CONFIGURATION_NAME;
   const certDir = join(cluster.dataDir, instance, 'certs');
   await mkdir(certDir, { recursive: true });

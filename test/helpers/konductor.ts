@@ -16,7 +16,11 @@ export interface KonductorHandle {
   install: KonductorInstall;
 }
 
-export function useKonductor(ns: TestNamespace, managerArgs: string[] = []): KonductorHandle {
+export function useKonductor(
+  ns: TestNamespace,
+  managerArgs: string[] = [],
+  instanceSuffix?: string,
+): KonductorHandle {
   const handle = {} as KonductorHandle;
   let processes: ProcessGroup | undefined;
   let client: KubeClient | undefined;
@@ -31,7 +35,12 @@ export function useKonductor(ns: TestNamespace, managerArgs: string[] = []): Kon
     });
     handle.install = await installKonductor(
       { client, kubeconfigPath: info.kubeconfigPath, dataDir: info.dataDir, processes },
-      { namespace: ns.name, managerArgs, log: () => undefined },
+      {
+        namespace: ns.name,
+        managerArgs,
+        log: () => undefined,
+        ...(instanceSuffix ? { instanceSuffix } : {}),
+      },
     );
   });
   afterAll(async () => {
