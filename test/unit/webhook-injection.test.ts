@@ -94,7 +94,7 @@ function expectValidInjectedPod(pod: Pod): void {
     });
     expect(c.securityContext?.capabilities?.add).toBeUndefined();
     expect(c.securityContext?.privileged).toBeUndefined();
-    expect(c.resources).toEqual({ requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } });
+    expect(c.resources).toEqual({ requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '128Mi' } });
   }
   const shared = volumes.find((v) => v.name === SHARED_VOLUME);
   expect(shared?.emptyDir).toBeDefined();
