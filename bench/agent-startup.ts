@@ -10,7 +10,8 @@
  * anonymous/file-backed split), then grant and check it exits 0. For comparison, the same spawn-to-ready
  * time and VmHWM of a bare `node` that only prints a line: the floor this node binary sets.
  *
- * Usage: node bench/agent-startup.ts [runs=30]. Prints p50/p95, writes bench/results/agent.json.
+ * Usage: node bench/agent-startup.ts [runs=30]. Prints p50/p95, writes bench/results/agent.json (or into
+ * $KONDUCTOR_BENCH_RESULTS_DIR). `npm run bench -- agent` runs it through bench/agent.ts.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -181,7 +182,7 @@ async function main() {
     `  bare node: spawn -> first output p50 ${b.readyMs.p50} ms p95 ${b.readyMs.p95} ms; VmHWM p50 ${b.vmHwmMiB.p50} MiB`,
   );
   console.log(`    (anonymous ${b.rssAnonMiB.p50} MiB, file-backed ${b.rssFileMiB.p50} MiB)`);
-  const out = join(ROOT, 'bench', 'results', 'agent.json');
+  const out = join(process.env.KONDUCTOR_BENCH_RESULTS_DIR || join(ROOT, 'bench', 'results'), 'agent-startup.json');
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`wrote ${out}`);
 }

@@ -41,7 +41,7 @@ export interface InjectionConfig {
   /** PEM bundle of the CA(s) the agent trusts for agentUrl. */
   caBundle: string;
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
-  /** Resources of each injected container; default requests cpu 10m / memory 32Mi, limits memory 64Mi. */
+  /** Resources of each injected container; default requests cpu 10m / memory 48Mi, limits memory 128Mi. */
   resources?: ResourceRequirements;
   /** Value of the `konductor.io/injected` annotation, default "true". */
   version?: string;
