@@ -126,6 +126,8 @@ export class KonductorController {
           spec: {},
           status: {
             conditions: j.status?.conditions,
+            // read by the Gate's condition message ("not Complete yet (active 1, succeeded 0, failed 0)")
+            active: j.status?.active,
             succeeded: j.status?.succeeded,
             failed: j.status?.failed,
           },

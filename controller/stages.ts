@@ -8,6 +8,7 @@
 
 import type { Grant, QueueStanding } from '../api/protocol.ts';
 import type { Barrier, Gate, Lease, Primitive, Semaphore } from '../api/types.ts';
+import { barrierVerdict } from './arbitration/barrier.ts';
 import { leaseQueue } from './arbitration/lease.ts';
 import type { PodView } from './arbitration/podView.ts';
 import { semaphoreCapacity, semaphoreQueue } from './arbitration/semaphore.ts';
@@ -86,10 +87,16 @@ export function stageState(
       if (b.status?.phase === 'Open') return grant(0, b.status.openedAt);
       const expected = b.spec.quorum ?? b.spec.expected;
       if (b.status?.phase === 'Failed') {
+        // The arbiter's own verdict ("barrier ns/x timed out 3s after the first arrival: arrived 2 of 3
+        // expected"), so the pod's log, the Event and the Ready condition say the same thing.
+        const verdict = barrierVerdict(b.status, pod.uid);
         return {
           state: 'failed',
           reason: 'BarrierFailed',
-          message: `barrier ${pod.namespace}/${stage.name} failed: ${b.status.arrived ?? 0} of ${b.spec.expected} expected pods arrived before the timeout (${b.spec.timeout ?? 'none'})`,
+          message:
+            typeof verdict === 'object'
+              ? verdict.failed
+              : `barrier ${pod.namespace}/${stage.name} failed: arrived ${b.status.arrived ?? 0} of ${b.spec.expected} expected`,
         };
       }
       return { state: 'waiting', standing: { ...base, arrived: b.status?.arrived ?? 0, expected } };
