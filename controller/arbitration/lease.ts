@@ -15,7 +15,7 @@
 import type { Lease, LeaseHolder, LeaseStatus } from '../../api/types.ts';
 import { type ConditionUpdate, setConditions } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
-import type { PodView } from './podView.ts';
+import { holdStartedAt, type PodView } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
 import { indexByUid, isWaiting, orderWaiters, QUEUE_STATUS_LIMIT, toQueueEntry } from './waitingQueue.ts';
@@ -77,14 +77,19 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
       events.push(podEvent(holder, 'Normal', 'Released', `released ${what}: ${why}`));
       events.push(primitiveEvent('Normal', 'Released', `pod ${holder.pod} released ${what}: ${why}`));
       holder = undefined;
-    } else if (ttl.kind === 'valid' && acquiredAt !== undefined && acquiredAt + ttl.ms <= now) {
+    } else if (
+      ttl.kind === 'valid' &&
+      acquiredAt !== undefined &&
+      (holdStartedAt(pod!, acquiredAt) ?? Number.POSITIVE_INFINITY) + ttl.ms <= now
+    ) {
       result.removed = holder;
       const msg = `held for longer than ttl ${lease.spec.ttl} since ${holder.acquiredAt}`;
       events.push(podEvent(holder, 'Warning', 'Expired', `lost ${what}: ${msg}`));
       events.push(primitiveEvent('Warning', 'Expired', `pod ${holder.pod} lost ${what}: ${msg}`));
       holder = undefined;
     } else if (ttl.kind === 'valid' && acquiredAt !== undefined) {
-      holder = { ...holder, expiresAt: toIso(acquiredAt + ttl.ms) }; // follows spec.ttl changes
+      // follows spec.ttl changes; counts from the end of the pod's wait (see holdStartedAt)
+      holder = { ...holder, expiresAt: toIso((holdStartedAt(pod!, acquiredAt) ?? acquiredAt) + ttl.ms) };
     }
   }
 
@@ -148,7 +153,9 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
 
   const out: LeaseArbitrationResult = { status, changed: !jsonEqual(old, status), ...result };
   const expiresAt = fromIso(holder?.expiresAt);
-  if (holder !== undefined && ttl.kind === 'valid' && expiresAt !== undefined) {
+  // A holder still in its wait is not counting down (holdStartedAt); its pod's next update re-arbitrates.
+  const holderPod = holder === undefined ? undefined : pods.get(holder.uid);
+  if (holder !== undefined && holderPod?.passedWait && ttl.kind === 'valid' && expiresAt !== undefined) {
     out.requeueAfterMs = Math.max(0, Math.ceil(expiresAt - now));
   }
   return out;

@@ -35,6 +35,8 @@ export interface PodView {
   finished: boolean;
   /** Its konductor-wait init container exited 0, or a main container has started. */
   passedWait: boolean;
+  /** When it passed its wait (the wait container's finishedAt, else the first main container start), ms. */
+  passedWaitAt?: number | undefined;
   /** Earlier primitives in acquisition order (gate, barrier, lease, semaphore) are satisfied. */
   eligible: boolean;
   /** Its konductor-hold sidecar reported release (SIGTERM). */
@@ -90,6 +92,7 @@ export function toPodView(pod: Pod, request: PodRequest, extras: PodExtras): Pod
     bound: typeof pod.spec.nodeName === 'string' && pod.spec.nodeName !== '',
     finished: isFinished(pod),
     passedWait: hasPassedWait(pod),
+    passedWaitAt: passedWaitTime(pod),
     eligible: extras.eligible,
     released: extras.released,
   };
@@ -119,6 +122,30 @@ export function mainContainersFinished(pod: Pod): boolean {
     if (terminated === undefined) return false;
     return policy === 'Never' || terminated.exitCode === 0;
   });
+}
+
+function passedWaitTime(pod: Pod): number | undefined {
+  const wait = pod.status?.initContainerStatuses?.find((s) => s.name === WAIT_CONTAINER);
+  const finished = fromIso(wait?.state?.terminated?.finishedAt);
+  if (wait?.state?.terminated?.exitCode === 0 && finished !== undefined) return finished;
+  const starts = (pod.status?.containerStatuses ?? [])
+    .map((s) => fromIso(s.state?.running?.startedAt ?? s.state?.terminated?.startedAt))
+    .filter((t): t is number => t !== undefined);
+  return starts.length > 0 ? Math.min(...starts) : undefined;
+}
+
+/**
+ * When a holder's ttl starts counting: once its pod has passed its wait (before that it is still acquiring
+ * later primitives, and expiring it then could hand its grant to a pod that waits for what it holds —
+ * a deadlock the acquisition order otherwise rules out), from the later of the grant and that moment.
+ * Undefined while the pod still waits.
+ */
+export function holdStartedAt(
+  pod: Pick<PodView, 'passedWait' | 'passedWaitAt'>,
+  grantedAt: number,
+): number | undefined {
+  if (!pod.passedWait) return undefined;
+  return Math.max(grantedAt, pod.passedWaitAt ?? grantedAt);
 }
 
 function hasPassedWait(pod: Pod): boolean {

@@ -25,7 +25,7 @@
 import type { Holder, QueueEntry, Semaphore, SemaphoreStatus } from '../../api/types.ts';
 import { type ConditionUpdate, setConditions } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
-import type { PodView } from './podView.ts';
+import { holdStartedAt, type PodView } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { type DurationField, fromIso, readDuration, toIso } from './timestamps.ts';
 import {
@@ -119,14 +119,24 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
       const what = `${plural(holder.permits, 'permit')} of ${ref} (token ${holder.token})`;
       events.push(podEvent(holder, 'Normal', 'Released', `released ${what}: ${why}`));
       events.push(primitiveEvent('Normal', 'Released', `pod ${holder.pod} released ${what}: ${why}`));
-    } else if (ttl.kind === 'valid' && grantedAt !== undefined && grantedAt + ttl.ms <= now) {
+    } else if (
+      ttl.kind === 'valid' &&
+      grantedAt !== undefined &&
+      (holdStartedAt(pod!, grantedAt) ?? Number.POSITIVE_INFINITY) + ttl.ms <= now
+    ) {
       removed.push(holder);
       const what = `${plural(holder.permits, 'permit')} of ${ref} (token ${holder.token})`;
       const msg = `held for longer than ttl ${semaphore.spec.ttl} since ${holder.grantedAt}`;
       events.push(podEvent(holder, 'Warning', 'Expired', `lost ${what}: ${msg}`));
       events.push(primitiveEvent('Warning', 'Expired', `pod ${holder.pod} lost ${what}: ${msg}`));
     } else {
-      kept.push(withExpiry(holder, grantedAt, ttl));
+      kept.push(
+        withExpiry(
+          holder,
+          grantedAt === undefined ? undefined : (holdStartedAt(pod!, grantedAt) ?? grantedAt),
+          ttl,
+        ),
+      );
     }
   }
 
@@ -234,7 +244,7 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
     granted,
     removed,
   };
-  const requeue = earliestExpiry(holders, ttl, now);
+  const requeue = earliestExpiry(holders, pods, ttl, now);
   if (requeue !== undefined) result.requeueAfterMs = requeue;
   return result;
 }
@@ -258,11 +268,19 @@ function withExpiry(holder: Holder, grantedAt: number | undefined, ttl: Duration
   return { ...rest, expiresAt: toIso(grantedAt + ttl.ms) };
 }
 
-function earliestExpiry(holders: readonly Holder[], ttl: DurationField, now: number): number | undefined {
+function earliestExpiry(
+  holders: readonly Holder[],
+  pods: ReadonlyMap<string, PodView>,
+  ttl: DurationField,
+  now: number,
+): number | undefined {
   if (ttl.kind !== 'valid') return undefined;
   let earliest: number | undefined;
   for (const h of holders) {
-    const at = fromIso(h.grantedAt);
+    const granted = fromIso(h.grantedAt);
+    const pod = pods.get(h.uid);
+    // A holder still in its wait is not counting down; its pod's next update re-arbitrates.
+    const at = granted === undefined || !pod ? undefined : holdStartedAt(pod, granted);
     if (at === undefined) continue;
     const due = at + ttl.ms - now;
     earliest = earliest === undefined ? due : Math.min(earliest, due);

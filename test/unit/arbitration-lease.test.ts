@@ -27,7 +27,8 @@ describe('arbitrateLease', () => {
       ['c', 2],
       ['b', 1],
     ]);
-    expect(r.requeueAfterMs).toBe(60_000);
+    // The holder is still in its wait: its ttl does not count yet.
+    expect(r.requeueAfterMs).toBeUndefined();
     // Without spec.priority, b's explicit priority 1 wins over the default 0.
     const plain = arbitrateLease({ lease: lease('1m'), pods, now: T0 + 10 });
     expect(plain.granted?.uid).toBe('b');
@@ -150,7 +151,8 @@ describe('arbitrateLease: properties', () => {
           if (after) {
             const p = pods.get(after.uid);
             expect(p && !p.finished && !p.released).toBe(true);
-            expect(Date.parse(after.acquiredAt) + 30_000).toBeGreaterThan(now);
+            // The ttl counts only once the holder's pod has passed its wait (holdStartedAt).
+            if (p?.passedWait) expect(Date.parse(after.acquiredAt) + 30_000).toBeGreaterThan(now);
           }
           const again = arbitrateLease({ lease: { ...l, status: r.status }, pods: input, now });
           expect(again.changed).toBe(false);
@@ -177,5 +179,37 @@ describe('arbitrateLease: properties', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('a holder still in its wait (acquiring a later primitive) does not expire; its ttl starts when it passes', () => {
+    const pods = [view('a'), view('b', { scheduledAt: T0 + 1 })];
+    const first = arbitrateLease({ lease: lease('1m'), pods, now: T0 });
+    expect(first.granted?.uid).toBe('a');
+    // Long past the ttl, a is still waiting (e.g. for a semaphore permit after the lease): it keeps the lease,
+    // so b cannot end up holding the lease while waiting for a's permit.
+    const stillWaiting = arbitrateLease({
+      lease: lease('1m', { status: first.status }),
+      pods,
+      now: T0 + 10 * 60_000,
+    });
+    expect(stillWaiting.status.holder?.uid).toBe('a');
+    expect(stillWaiting.events.filter((e) => e.reason === 'Expired')).toEqual([]);
+    // a passes its wait at T0+10m: the full ttl counts from then.
+    const passed = pods.map((p) =>
+      p.uid === 'a' ? { ...p, passedWait: true, passedWaitAt: T0 + 10 * 60_000 } : p,
+    );
+    const running = arbitrateLease({
+      lease: lease('1m', { status: first.status }),
+      pods: passed,
+      now: T0 + 10 * 60_000 + 59_000,
+    });
+    expect(running.status.holder?.uid).toBe('a');
+    expect(running.requeueAfterMs).toBe(1000);
+    const expired = arbitrateLease({
+      lease: lease('1m', { status: first.status }),
+      pods: passed,
+      now: T0 + 11 * 60_000,
+    });
+    expect(expired.status.holder?.uid).toBe('b');
   });
 });
