@@ -66,6 +66,8 @@ export interface DevCluster {
   pids: number[];
   binaries: K8sBinaries;
   processes: ProcessGroup;
+  /** Kills kube-apiserver (SIGKILL by default: a crash) and starts it again; resolves when it is ready. */
+  restartApiserver(signal?: NodeJS.Signals): Promise<void>;
   /** Stops every process by PID and removes the cluster directory (unless kept). Idempotent. */
   stop(): Promise<void>;
 }
@@ -246,38 +248,36 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
 
     // kube-apiserver
     const apiserverUrl = `https://${LOOPBACK}:${apiserverPort}`;
-    const apiserver = await group.spawn(
-      'kube-apiserver',
-      binaries.kubeApiserver,
-      [
-        `--etcd-servers=${etcdUrl}`,
-        `--bind-address=${LOOPBACK}`,
-        `--advertise-address=${LOOPBACK}`,
-        `--secure-port=${apiserverPort}`,
-        `--cert-dir=${p.dir}`,
-        `--tls-cert-file=${p.apiserverCert}`,
-        `--tls-private-key-file=${p.apiserverKey}`,
-        `--client-ca-file=${p.caCert}`,
-        '--authorization-mode=RBAC',
-        '--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy',
-        '--allow-privileged=true',
-        `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
-        '--service-account-issuer=https://kubernetes.default.svc',
-        `--service-account-key-file=${p.serviceAccountPub}`,
-        `--service-account-signing-key-file=${p.serviceAccountKey}`,
-        `--api-audiences=${API_AUDIENCES.join(',')}`,
-        `--kubelet-client-certificate=${p.kubeletClientCert}`,
-        `--kubelet-client-key=${p.kubeletClientKey}`,
-        `--kubelet-certificate-authority=${p.caCert}`,
-        '--kubelet-preferred-address-types=InternalIP',
-        // A loopback advertise address cannot be an Endpoints address: do not reconcile the
-        // `kubernetes` Service endpoints (nothing in the devcluster reaches the apiserver through it).
-        '--endpoint-reconciler-type=none',
-        '--profiling=false',
-        ...(opts.extraApiserverArgs ?? []),
-      ],
-      logs['kube-apiserver']!,
-    );
+    const spawnApiserver = () =>
+      group.spawn('kube-apiserver', binaries.kubeApiserver, apiserverArgs, logs['kube-apiserver']!);
+    const apiserverArgs = [
+      `--etcd-servers=${etcdUrl}`,
+      `--bind-address=${LOOPBACK}`,
+      `--advertise-address=${LOOPBACK}`,
+      `--secure-port=${apiserverPort}`,
+      `--cert-dir=${p.dir}`,
+      `--tls-cert-file=${p.apiserverCert}`,
+      `--tls-private-key-file=${p.apiserverKey}`,
+      `--client-ca-file=${p.caCert}`,
+      '--authorization-mode=RBAC',
+      '--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy',
+      '--allow-privileged=true',
+      `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
+      '--service-account-issuer=https://kubernetes.default.svc',
+      `--service-account-key-file=${p.serviceAccountPub}`,
+      `--service-account-signing-key-file=${p.serviceAccountKey}`,
+      `--api-audiences=${API_AUDIENCES.join(',')}`,
+      `--kubelet-client-certificate=${p.kubeletClientCert}`,
+      `--kubelet-client-key=${p.kubeletClientKey}`,
+      `--kubelet-certificate-authority=${p.caCert}`,
+      '--kubelet-preferred-address-types=InternalIP',
+      // A loopback advertise address cannot be an Endpoints address: do not reconcile the
+      // `kubernetes` Service endpoints (nothing in the devcluster reaches the apiserver through it).
+      '--endpoint-reconciler-type=none',
+      '--profiling=false',
+      ...(opts.extraApiserverArgs ?? []),
+    ];
+    let apiserver = await spawnApiserver();
     const kubeConfig: KubeConnection = {
       server: apiserverUrl,
       ca: pki.ca.certPem,
@@ -287,24 +287,35 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
     client = new KubeClient(kubeConfig);
     const c = client;
     let lastReadyz = '';
-    await waitReady(
-      apiserver,
-      async () => {
-        try {
-          const body = await c.request<string>('GET', '/readyz', { timeoutMs: 2000 });
-          lastReadyz = String(body);
-          return String(body).trim() === 'ok';
-        } catch (err) {
-          lastReadyz = (err as Error).message
-            .split('\n')
-            .filter((l) => l.includes('failed'))
-            .join('; ');
-          return false;
-        }
-      },
-      timeoutMs,
-      () => lastReadyz,
-    );
+    const apiserverReady = () =>
+      waitReady(
+        apiserver,
+        async () => {
+          try {
+            const body = await c.request<string>('GET', '/readyz', { timeoutMs: 2000 });
+            lastReadyz = String(body);
+            return String(body).trim() === 'ok';
+          } catch (err) {
+            lastReadyz = (err as Error).message
+              .split('\n')
+              .filter((l) => l.includes('failed'))
+              .join('; ');
+            return false;
+          }
+        },
+        timeoutMs,
+        () => lastReadyz,
+      );
+    await apiserverReady();
+    /** Kills kube-apiserver (a crash with SIGKILL) and starts it again on the same port and etcd. */
+    const restartApiserver = async (signal: NodeJS.Signals = 'SIGKILL') => {
+      const old = apiserver;
+      old.expectedExit = true;
+      old.child.kill(signal);
+      await old.exited;
+      apiserver = await spawnApiserver();
+      await apiserverReady();
+    };
 
     const kubeconfigPath = join(dataDir, 'kubeconfig');
     await writeFile(
@@ -396,6 +407,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
       pids: group.pids,
       binaries,
       processes: group,
+      restartApiserver,
       stop,
     };
   } catch (err) {
