@@ -182,7 +182,10 @@ async function main() {
     `  bare node: spawn -> first output p50 ${b.readyMs.p50} ms p95 ${b.readyMs.p95} ms; VmHWM p50 ${b.vmHwmMiB.p50} MiB`,
   );
   console.log(`    (anonymous ${b.rssAnonMiB.p50} MiB, file-backed ${b.rssFileMiB.p50} MiB)`);
-  const out = join(process.env.KONDUCTOR_BENCH_RESULTS_DIR || join(ROOT, 'bench', 'results'), 'agent-startup.json');
+  const out = join(
+    process.env.KONDUCTOR_BENCH_RESULTS_DIR || join(ROOT, 'bench', 'results'),
+    'agent-startup.json',
+  );
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`wrote ${out}`);
 }

@@ -1,0 +1,68 @@
+/**
+ * Smoke test of the benchmark suite (bench/): every benchmark runs in its `--tiny` mode (minimal counts,
+ * its own devcluster where it needs one) and writes a well-formed result file. Benchmarks are not tests:
+ * nothing here looks at a timing or compares a figure with its target.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { BenchResult } from '../../bench/common.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const BENCHMARKS = ['agent', 'webhook', 'handoff', 'throughput', 'scale'];
+const resultsDir = mkdtempSync(join(tmpdir(), 'konductor-bench-smoke-'));
+afterAll(() => rmSync(resultsDir, { recursive: true, force: true }));
+
+function runBench(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bench', 'run.ts'), ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    child.on('close', (code) => resolve({ code, output }));
+  });
+}
+
+describe('bench (tiny mode)', () => {
+  it('runs every benchmark and writes well-formed JSON', { timeout: 600_000 }, async () => {
+    const { code, output } = await runBench(['--tiny', '--results-dir', resultsDir]);
+    expect(code, output).toBe(0);
+    for (const name of BENCHMARKS) {
+      const result = JSON.parse(readFileSync(join(resultsDir, `${name}.json`), 'utf8')) as BenchResult;
+      expect(result.benchmark).toBe(name);
+      expect(result.mode).toBe('tiny');
+      expect(result.method.length).toBeGreaterThan(40);
+      expect(result.environment.node).toBe(process.version);
+      expect(result.environment.cores).toBeGreaterThan(0);
+      expect(result.environment.kubernetes).toMatch(/^v1\.\d+/);
+      expect(result.environment.loadAverageAtStart).toHaveLength(3);
+      expect(result.loadAverageAtEnd).toHaveLength(3);
+      expect(Object.keys(result.parameters).length).toBeGreaterThan(0);
+      expect(result.figures.length).toBeGreaterThan(0);
+      for (const f of result.figures) {
+        expect(typeof f.name).toBe('string');
+        expect(Number.isFinite(f.value), `${name}: ${f.name} = ${f.value}`).toBe(true);
+        expect(f.unit.length).toBeGreaterThan(0);
+        if (f.target !== undefined) expect(typeof f.meetsTarget).toBe('boolean');
+      }
+      // Every benchmark states its method on stdout too.
+      expect(output).toContain(`=== ${name}`);
+    }
+    expect(output).toMatch(/method: /);
+  });
+
+  it('rejects an unknown benchmark name', async () => {
+    const { code, output } = await runBench(['--tiny', '--results-dir', resultsDir, 'no-such-bench']);
+    expect(code).toBe(1);
+    expect(output).toContain('unknown benchmark');
+  });
+});
