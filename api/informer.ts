@@ -91,24 +91,24 @@ export class Informer<T extends ObjectWithMeta> {
   }
 
   private async relist(): Promise<void> {
-    const items: T[] = [];
+    // Page by page, each page slimmed (transform) and cached before the next is fetched, so a list of
+    // 10,000 pods never holds more than one page of full objects. Pages share one snapshot (continue).
+    const seen = new Set<string>();
     let cont: string | undefined;
     let rv = '';
     do {
       const page = await this.client.list<T>(this.opts.path, {
         ...this.selectors(),
-        limit: 5000,
+        limit: 500,
         continue: cont,
       });
-      items.push(...page.items);
+      for (const item of page.items) {
+        seen.add(objectKey(item));
+        this.put(item);
+      }
       cont = page.metadata.continue || undefined;
       rv = page.metadata.resourceVersion;
     } while (cont);
-    const seen = new Set<string>();
-    for (const item of items) {
-      seen.add(objectKey(item));
-      this.put(item);
-    }
     for (const [key, obj] of this.store) {
       if (!seen.has(key)) {
         this.store.delete(key);

@@ -17,7 +17,7 @@ import { MANAGED_LABEL, WEBHOOK_ANNOTATIONS } from '../api/constants.ts';
 import type { Pod, Semaphore } from '../api/types.ts';
 import { podRequestFor, toPodView } from '../controller/arbitration/podView.ts';
 import { PodIndex, primitiveKey, slimPod } from '../controller/podIndex.ts';
-import { stageState } from '../controller/stages.ts';
+import { type QueueOrder, queueOrder, stageState } from '../controller/stages.ts';
 import { round } from './common.ts';
 
 function pod(i: number): Pod {
@@ -57,12 +57,18 @@ export function costPerStatusChange(n: number): { n: number; msPerChange: number
         toPodView(p.pod, podRequestFor(p.pod, p.request, 'Semaphore'), { eligible: true, released: false }),
       );
   const change = () => {
-    // afterPrimitiveChange -> notifyPod for every pod -> each wait stream's evaluate() -> standing(uid)
+    // afterPrimitiveChange -> notifyPod for every pod -> each wait stream's evaluate() -> standing(uid);
+    // the controller memoizes the queue order per change (one sort shared by every waiter).
+    let memo: QueueOrder | undefined;
+    const order = () => {
+      memo ??= queueOrder('Semaphore', semaphore, viewsOf());
+      return memo;
+    };
     for (const p of index.podsOf(key)) {
       const stage = p.stages[0];
       if (!stage) continue;
       const uid = p.pod.metadata.uid ?? '';
-      stageState(stage, semaphore, { name: p.pod.metadata.name ?? '', namespace: 'default', uid }, viewsOf);
+      stageState(stage, semaphore, { name: p.pod.metadata.name ?? '', namespace: 'default', uid }, order);
     }
   };
   change(); // warm-up (JIT)

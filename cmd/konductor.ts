@@ -141,12 +141,18 @@ async function main(): Promise<void> {
     });
   }
   const caFile = join(certDir, 'ca.crt');
+  const caCache = { value: '', readAt: 0 };
   const injection = {
     agentImage: values['agent-image'],
     agentUrl: values['agent-url'] ?? `https://${values['service-name']}.${serviceNs}.svc:443`,
-    // Read at each admission: the CA may rotate while we run.
+    // The CA may rotate while we run: re-read it at most once a second (not on every admission).
     get caBundle(): string {
-      return existsSync(caFile) ? readFileSync(caFile, 'utf8') : '';
+      const now = Date.now();
+      if (now - caCache.readAt > 1000) {
+        caCache.value = existsSync(caFile) ? readFileSync(caFile, 'utf8') : '';
+        caCache.readAt = now;
+      }
+      return caCache.value;
     },
   };
   const app = buildServer({ loggerInstance: log.child({ part: 'https' }), httpsOptions: {} });

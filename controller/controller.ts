@@ -26,7 +26,7 @@ import {
   primitiveKey,
   slimPod,
 } from './podIndex.ts';
-import { eligibleFor, type StageState, stageState } from './stages.ts';
+import { eligibleFor, type QueueOrder, queueOrder, type StageState, stageState } from './stages.ts';
 import { WorkQueue } from './workQueue.ts';
 
 export interface ControllerOptions {
@@ -76,6 +76,12 @@ export class KonductorController {
   /** Copies returned by our own status writes, fresher than the watch until it catches up. */
   private readonly written = new Map<PrimitiveKey, Primitive>();
   private readonly released = new Set<string>();
+  /** Queue orders for progress lines, valid while neither the primitive nor any managed pod changed. */
+  private readonly queueOrders = new Map<PrimitiveKey, { stamp: string; order: QueueOrder }>();
+  /** Bumped on every managed-pod event: invalidates the memoized queue orders. */
+  private podEpoch = 0;
+  /** Bumped on every primitive event and write (eligibility for later stages depends on earlier ones). */
+  private primitiveEpoch = 0;
   private readonly podListeners = new Map<string, Set<() => void>>();
   private readonly queue: WorkQueue;
   private readonly events: EventRecorder;
@@ -249,7 +255,11 @@ export class KonductorController {
 
   private onPrimitive(kind: PrimitiveKind, ev: InformerEvent<Primitive>): void {
     const key = primitiveKey(kind, ev.object.metadata.namespace ?? '', ev.object.metadata.name ?? '');
-    if (ev.type === 'deleted') this.written.delete(key);
+    this.primitiveEpoch++;
+    if (ev.type === 'deleted') {
+      this.written.delete(key);
+      this.queueOrders.delete(key);
+    }
     this.queue.add(key);
     this.afterPrimitiveChange(key, kind, ev.object.metadata.namespace ?? '', ev.object.metadata.name ?? '');
   }
@@ -287,6 +297,7 @@ export class KonductorController {
 
   private onPod(ev: InformerEvent<Pod>): void {
     const uid = ev.object.metadata.uid ?? '';
+    this.podEpoch++;
     const keys = ev.type === 'deleted' ? this.podIndex.remove(uid) : this.podIndex.upsert(ev.object);
     if (ev.type === 'deleted') this.released.delete(uid);
     for (const k of keys) this.queue.add(k);
@@ -326,8 +337,9 @@ export class KonductorController {
     const ref = { name: pod.metadata.name ?? '', namespace: pod.metadata.namespace ?? '', uid };
     const states: StageState[] = [];
     for (const stage of indexed.stages) {
-      const state = stageState(stage, this.primitive(stage.key), ref, () =>
-        this.viewsOf(stage.key, stage.kind),
+      const primitive = this.primitive(stage.key);
+      const state = stageState(stage, primitive, ref, () =>
+        this.queueOrderOf(stage.key, stage.kind, primitive),
       );
       states.push(state);
       if (state.state !== 'passed') break;
@@ -365,6 +377,17 @@ export class KonductorController {
       this.queue.add(st.key);
     }
     return out;
+  }
+
+  private queueOrderOf(key: PrimitiveKey, kind: PrimitiveKind, primitive: Primitive | undefined): QueueOrder {
+    if (!primitive || (kind !== 'Semaphore' && kind !== 'Lease')) return { index: new Map(), length: 0 };
+    // Eligibility for a stage depends on the earlier stages' primitives: any primitive change invalidates too.
+    const stamp = `${primitive.metadata.resourceVersion}|${this.podEpoch}|${this.primitiveEpoch}`;
+    const hit = this.queueOrders.get(key);
+    if (hit?.stamp === stamp) return hit.order;
+    const order = queueOrder(kind, primitive, this.viewsOf(key, kind));
+    this.queueOrders.set(key, { stamp, order });
+    return order;
   }
 
   // ---- reconcile ----------------------------------------------------------------------------------
@@ -415,7 +438,9 @@ export class KonductorController {
   }
 
   private async reconcile(key: PrimitiveKey): Promise<{ requeueAfterMs?: number } | undefined> {
-    if (!this.leading) return undefined;
+    // Never decide from a partial cache: a holder whose pod is not listed yet would look gone and be
+    // released. Every key is enqueued again once all informers have synced (start()).
+    if (!this.leading || !this.hasSynced) return undefined;
     const { kind, namespace, name } = parsePrimitiveKey(key);
     const obj = this.primitive(key);
     if (!obj) return undefined;
@@ -444,6 +469,7 @@ export class KonductorController {
         throw err;
       }
       this.written.set(key, updated);
+      this.primitiveEpoch++;
       this.opts.metrics?.statusWrites.inc({ kind });
       if (decision.grants > 0) this.opts.metrics?.grants.inc({ kind }, decision.grants);
       this.recordEvents(kind, updated, decision.events);

@@ -54,12 +54,41 @@ export function eligibleFor(
   return true;
 }
 
-/** Where the pod stands in one stage, for the wait stream. `views`: PodViews of the stage's pods. */
+/** A queue in arbitration order, indexed by pod UID (0-based), for positions in progress lines. */
+export interface QueueOrder {
+  index: ReadonlyMap<string, number>;
+  length: number;
+}
+
+/**
+ * The waiting queue of a Semaphore or Lease in grant order (oversize semaphore requests last), as
+ * arbitration sees it. Computed once per change and shared by every waiter's progress line: per-waiter
+ * recomputation would cost O(n^2 log n) per status change with n waiters connected.
+ */
+export function queueOrder(
+  kind: 'Semaphore' | 'Lease',
+  primitive: Primitive,
+  views: readonly PodView[],
+): QueueOrder {
+  let ordered: PodView[];
+  if (kind === 'Lease') {
+    const l = primitive as Lease;
+    ordered = leaseQueue(l, views, l.status?.holder?.uid);
+  } else {
+    const s = primitive as Semaphore;
+    const holders = new Set((s.status?.holders ?? []).map((h) => h.uid));
+    const q = semaphoreQueue(semaphoreCapacity(s) ?? 0, views, holders);
+    ordered = [...q.ordered, ...q.oversize];
+  }
+  return { index: new Map(ordered.map((p, i) => [p.uid, i])), length: ordered.length };
+}
+
+/** Where the pod stands in one stage, for the wait stream. `order`: the stage's queue (see queueOrder). */
 export function stageState(
   stage: Stage,
   primitive: Primitive | undefined,
   pod: PodIdentityRef,
-  views: () => PodView[],
+  order: () => QueueOrder,
 ): StageState {
   const ref = { kind: stage.kind, name: stage.name, namespace: pod.namespace };
   const grant = (token: number, grantedAt: string | undefined): StageState => ({
@@ -104,14 +133,14 @@ export function stageState(
     case 'Lease': {
       const l = primitive as Lease;
       if (l.status?.holder?.uid === pod.uid) return grant(l.status.holder.token, l.status.holder.acquiredAt);
-      const queue = leaseQueue(l, views(), l.status?.holder?.uid);
-      const idx = queue.findIndex((p) => p.uid === pod.uid);
+      const q = order();
+      const idx = q.index.get(pod.uid);
       return {
         state: 'waiting',
         standing: {
           ...base,
-          position: idx >= 0 ? idx + 1 : 0,
-          queueLength: queue.length,
+          position: idx === undefined ? 0 : idx + 1,
+          queueLength: q.length,
           holder: l.status?.holder?.pod,
         },
       };
@@ -120,17 +149,14 @@ export function stageState(
       const s = primitive as Semaphore;
       const held = (s.status?.holders ?? []).find((h) => h.uid === pod.uid);
       if (held) return grant(held.token, held.grantedAt);
-      const capacity = semaphoreCapacity(s) ?? 0;
-      const holders = new Set((s.status?.holders ?? []).map((h) => h.uid));
-      const q = semaphoreQueue(capacity, views(), holders);
-      const all = [...q.ordered, ...q.oversize];
-      const idx = all.findIndex((p) => p.uid === pod.uid);
+      const q = order();
+      const idx = q.index.get(pod.uid);
       return {
         state: 'waiting',
         standing: {
           ...base,
-          position: idx >= 0 ? idx + 1 : 0,
-          queueLength: all.length,
+          position: idx === undefined ? 0 : idx + 1,
+          queueLength: q.length,
           inUse: s.status?.inUse ?? 0,
           capacity: s.spec.permits,
           requested: stage.permits,

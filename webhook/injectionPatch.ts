@@ -227,18 +227,23 @@ function fieldRef(name: string, fieldPath: string): EnvVar {
   return { name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } };
 }
 
+/** A deep copy of plain JSON data; several times cheaper than structuredClone on the admission hot path. */
+function copyJson<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
 function agentContainer(name: string, args: string[], env: EnvVar[], config: InjectionConfig): Container {
   const c: Container = {
     name,
     image: config.agentImage,
     args,
-    env: structuredClone(env),
+    env: copyJson(env),
     volumeMounts: [
       { name: SHARED_VOLUME, mountPath: SHARED_MOUNT_PATH },
       { name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true },
     ],
-    resources: structuredClone(config.resources ?? DEFAULT_AGENT_RESOURCES),
-    securityContext: structuredClone(AGENT_SECURITY_CONTEXT),
+    resources: copyJson(config.resources ?? DEFAULT_AGENT_RESOURCES),
+    securityContext: copyJson(AGENT_SECURITY_CONTEXT),
   };
   if (config.imagePullPolicy) c.imagePullPolicy = config.imagePullPolicy;
   return c;

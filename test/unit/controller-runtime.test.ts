@@ -180,11 +180,11 @@ describe('stages', () => {
   it('reports a missing primitive and a grant with its token', () => {
     const stage = { kind: 'Semaphore' as const, name: 's', key: 'Semaphore/ns/s', permits: 1 };
     const ref = { name: 'a', namespace: 'ns', uid: 'a' };
-    expect(stageState(stage, undefined, ref, () => [])).toMatchObject({
+    expect(stageState(stage, undefined, ref, () => ({ index: new Map(), length: 0 }))).toMatchObject({
       state: 'waiting',
       standing: { missing: true },
     });
-    expect(stageState(stage, sem(['x', 'a']), ref, () => [])).toMatchObject({
+    expect(stageState(stage, sem(['x', 'a']), ref, () => ({ index: new Map(), length: 0 }))).toMatchObject({
       state: 'passed',
       grant: { token: 2 },
     });
