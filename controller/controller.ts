@@ -219,6 +219,7 @@ export class KonductorController {
     await this.elector?.stop();
     this.leading = false;
     await this.queue.shutdown();
+    this.events.flushAggregates();
     for (const inf of this.primitiveInformers.values()) inf.stop();
     this.podInformer.stop();
     this.jobInformer.stop();

@@ -1,7 +1,10 @@
 /**
  * Records Kubernetes Events (core/v1) on pods and primitives, off the critical path: events are queued
  * and sent by a small pool; under overload the oldest are dropped (events are best effort in Kubernetes
- * too), never blocking arbitration.
+ * too), never blocking arbitration. Normal events on a primitive (Granted/Released of a busy Semaphore)
+ * are aggregated per reason over a short window into one Event with a count, like client-go's
+ * EventCorrelator: they were most of the manager's API requests under load (docs/benchmarks.md), and the
+ * per-pod events and the status already say the same.
  */
 import type { KubeClient } from '../api/kubeClient.ts';
 
@@ -26,11 +29,15 @@ export interface EventRecorderOptions {
   instance?: string;
   maxPending?: number;
   concurrency?: number;
+  /** Aggregation window for Normal events on non-Pod objects, ms (default 1000; 0 = off). */
+  aggregateMs?: number;
   onError?: (err: unknown) => void;
 }
 
 export class EventRecorder {
-  private readonly pending: RecordedEvent[] = [];
+  private readonly pending: (RecordedEvent & { count?: number })[] = [];
+  private readonly aggregates = new Map<string, { ev: RecordedEvent; count: number }>();
+  private flushTimer: NodeJS.Timeout | undefined;
   private readonly opts: EventRecorderOptions;
   private inFlight = 0;
   dropped = 0;
@@ -40,6 +47,42 @@ export class EventRecorder {
   }
 
   record(ev: RecordedEvent): void {
+    const window = this.opts.aggregateMs ?? 1000;
+    if (window > 0 && ev.type === 'Normal' && ev.target.kind !== 'Pod') {
+      const key = `${ev.target.namespace}/${ev.target.kind}/${ev.target.name}/${ev.reason}`;
+      const agg = this.aggregates.get(key);
+      if (agg) {
+        agg.count++;
+        agg.ev = ev;
+      } else {
+        this.aggregates.set(key, { ev, count: 1 });
+      }
+      this.flushTimer ??= setTimeout(() => this.flushAggregates(), window);
+      this.flushTimer.unref?.();
+      return;
+    }
+    this.enqueue(ev);
+  }
+
+  /** Sends what the aggregation window collected: one Event per (object, reason), with its count. */
+  flushAggregates(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    for (const { ev, count } of this.aggregates.values()) {
+      this.enqueue(
+        count === 1
+          ? ev
+          : {
+              ...ev,
+              message: `${ev.message} (and ${count - 1} more ${ev.reason} since the last report)`,
+              count,
+            },
+      );
+    }
+    this.aggregates.clear();
+  }
+
+  private enqueue(ev: RecordedEvent & { count?: number }): void {
     if (this.pending.length >= (this.opts.maxPending ?? 5000)) {
       this.pending.shift();
       this.dropped++;
@@ -59,7 +102,7 @@ export class EventRecorder {
     }
   }
 
-  private async send(ev: RecordedEvent): Promise<void> {
+  private async send(ev: RecordedEvent & { count?: number }): Promise<void> {
     const now = new Date().toISOString();
     const component = this.opts.component ?? 'konductor';
     const body = {
@@ -81,7 +124,7 @@ export class EventRecorder {
       reportingInstance: this.opts.instance ?? component,
       firstTimestamp: now,
       lastTimestamp: now,
-      count: 1,
+      count: ev.count ?? 1,
     };
     try {
       await this.opts.client.create(`/api/v1/namespaces/${ev.target.namespace}/events`, body);
