@@ -43,6 +43,24 @@ export const CA_FILE = `${TOKEN_MOUNT_PATH}/ca.crt`;
 export const TOKEN_AUDIENCE = 'konductor';
 export const TOKEN_EXPIRATION_SECONDS = 3600;
 
+/**
+ * Environment variable names the agent reads (sidecar/config.ts); the webhook sets the first six on the
+ * injected containers (webhook/injectionPatch.ts).
+ */
+export const AGENT_ENV = {
+  url: 'KONDUCTOR_URL',
+  caBundle: 'KONDUCTOR_CA_BUNDLE',
+  podName: 'KONDUCTOR_POD_NAME',
+  podNamespace: 'KONDUCTOR_POD_NAMESPACE',
+  podUid: 'KONDUCTOR_POD_UID',
+  /** Milliseconds, only set when the pod carries konductor.io/wait-timeout. */
+  waitTimeout: 'KONDUCTOR_WAIT_TIMEOUT',
+  /** Not set by the webhook: overrides the shared directory (default SHARED_MOUNT_PATH). */
+  runDir: 'KONDUCTOR_RUN_DIR',
+  /** Not set by the webhook: overrides the projected token's path (default TOKEN_FILE). */
+  tokenFile: 'KONDUCTOR_TOKEN_FILE',
+} as const;
+
 /** Default image of the agent (the process kubelet of devcluster/ maps it to the local build). */
 export const DEFAULT_AGENT_IMAGE = 'logiciq/konductor-agent:0.1.0';
 

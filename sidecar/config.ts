@@ -5,21 +5,13 @@
  * the CA bundle's certificates are parsed in memory; files are read later, per request.
  */
 import { X509Certificate } from 'node:crypto';
-import { GRANT_FILE, SHARED_MOUNT_PATH, TOKEN_FILE } from '../api/constants.ts';
+import { AGENT_ENV, GRANT_FILE, SHARED_MOUNT_PATH, TOKEN_FILE } from '../api/constants.ts';
 import { KonductorError } from '../api/errors.ts';
 
 export const AGENT_CONFIG_INVALID = 'KDR_AGENT_CONFIG_INVALID';
 
-export const AGENT_ENV = {
-  url: 'KONDUCTOR_URL',
-  caBundle: 'KONDUCTOR_CA_BUNDLE',
-  podName: 'KONDUCTOR_POD_NAME',
-  podNamespace: 'KONDUCTOR_POD_NAMESPACE',
-  podUid: 'KONDUCTOR_POD_UID',
-  waitTimeout: 'KONDUCTOR_WAIT_TIMEOUT',
-  runDir: 'KONDUCTOR_RUN_DIR',
-  tokenFile: 'KONDUCTOR_TOKEN_FILE',
-} as const;
+/** Re-exported for existing importers; defined in api/constants.ts. */
+export { AGENT_ENV };
 
 export interface AgentConfig {
   /** Base URL of the manager's agent API, without a trailing slash (always https). */

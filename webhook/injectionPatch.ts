@@ -20,6 +20,7 @@
 import type { Operation } from 'fast-json-patch';
 import { type KonductorRequest, parseAnnotations } from '../api/annotations.ts';
 import {
+  AGENT_ENV,
   HOLD_CONTAINER,
   MANAGED_LABEL,
   SHARED_MOUNT_PATH,
@@ -49,16 +50,8 @@ export interface InjectionConfig {
   admittedAt?: string;
 }
 
-/** Environment variable names the agent reads (sidecar/ reads the same names). */
-export const AGENT_ENV = {
-  url: 'KONDUCTOR_URL',
-  caBundle: 'KONDUCTOR_CA_BUNDLE',
-  podName: 'KONDUCTOR_POD_NAME',
-  podNamespace: 'KONDUCTOR_POD_NAMESPACE',
-  podUid: 'KONDUCTOR_POD_UID',
-  /** Milliseconds, only set when the pod carries konductor.io/wait-timeout. */
-  waitTimeout: 'KONDUCTOR_WAIT_TIMEOUT',
-} as const;
+/** Environment variable names the agent reads; re-exported for existing importers (api/constants.ts). */
+export { AGENT_ENV };
 
 /** Pod Security "restricted"-compliant context of both injected containers. */
 export const AGENT_SECURITY_CONTEXT: Readonly<SecurityContext> = Object.freeze({

@@ -5,58 +5,45 @@
  * main container started before the last needed pod arrived (the API's container timestamps have one-second
  * precision).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Informer } from '../../api/informer.ts';
+import { describe, expect, it } from 'vitest';
 import type { Barrier, Pod } from '../../api/types.ts';
-import { REPO_ROOT } from '../../devcluster/konductor.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';
+import {
+  mainStarted,
+  namespacePods,
+  release,
+  startStamped,
+  untilReleased,
+  waitingInInit,
+} from '../helpers/pods.ts';
 import { waitFor } from '../helpers/waitFor.ts';
+import { recordVersions } from '../helpers/watchers.ts';
 
 const ns = testNamespace('barrier');
 const konductor = useKonductor(ns);
 const client = ns.client;
 const BARRIERS = `/apis/sync.konductor.io/v1/namespaces/${ns.name}/barriers`;
-const PODS = `/api/v1/namespaces/${ns.name}/pods`;
+const nsPods = namespacePods(ns);
+const { PODS, getPod, phaseOf, uniq } = nsPods;
 
-const violations: string[] = [];
-const versions = new Map<string, Barrier[]>();
-let watcher: Informer<Barrier>;
-
-beforeAll(async () => {
-  watcher = new Informer<Barrier>(client, {
-    path: BARRIERS,
-    onEvent: (ev) => {
-      if (ev.type === 'deleted') return;
-      const b = ev.object;
-      const name = b.metadata.name ?? '';
-      const at = `${name}@${b.metadata.resourceVersion}`;
-      const list = versions.get(name) ?? [];
-      const previous = list.at(-1)?.status;
-      list.push(b);
-      versions.set(name, list);
-      const s = b.status;
-      if (!s) return;
-      const needed = b.spec.quorum ?? b.spec.expected;
-      if (s.arrived !== (s.arrivals ?? []).length)
-        violations.push(`${at}: arrived ${s.arrived} != ${(s.arrivals ?? []).length} arrivals`);
-      if (s.phase === 'Open' && s.arrived < needed)
-        violations.push(`${at}: Open with ${s.arrived} arrived < ${needed} needed`);
-      if (s.phase === 'Open' && !s.openedAt) violations.push(`${at}: Open without openedAt`);
-      if (previous?.phase === 'Open' || previous?.phase === 'Failed') {
-        if (s.phase !== previous.phase)
-          violations.push(`${at}: ${previous.phase} -> ${s.phase} (not latched)`);
-        if (JSON.stringify(s.arrivals) !== JSON.stringify(previous.arrivals))
-          violations.push(`${at}: arrivals changed after ${previous.phase}`);
-      }
-    },
-  }).start();
-  await watcher.synced;
+const { violations } = recordVersions<Barrier>(client, BARRIERS, (b, earlier, violation) => {
+  const previous = earlier.at(-1)?.status;
+  const s = b.status;
+  if (!s) return;
+  const needed = b.spec.quorum ?? b.spec.expected;
+  if (s.arrived !== (s.arrivals ?? []).length)
+    violation(`arrived ${s.arrived} != ${(s.arrivals ?? []).length} arrivals`);
+  if (s.phase === 'Open' && s.arrived < needed)
+    violation(`Open with ${s.arrived} arrived < ${needed} needed`);
+  if (s.phase === 'Open' && !s.openedAt) violation('Open without openedAt');
+  if (previous?.phase === 'Open' || previous?.phase === 'Failed') {
+    if (s.phase !== previous.phase) violation(`${previous.phase} -> ${s.phase} (not latched)`);
+    if (JSON.stringify(s.arrivals) !== JSON.stringify(previous.arrivals))
+      violation(`arrivals changed after ${previous.phase}`);
+  }
 });
-afterAll(() => watcher.stop());
 
 async function createBarrier(name: string, spec: { expected: number; quorum?: number; timeout?: string }) {
   await client.create(BARRIERS, {
@@ -68,44 +55,13 @@ async function createBarrier(name: string, spec: { expected: number; quorum?: nu
 }
 
 /** A pod whose main container prints its start time (ns) and then runs `body`. */
-async function createPod(name: string, barrier: string, body = 'true'): Promise<Pod> {
-  return client.create<Pod>(PODS, {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, annotations: { 'konductor.io/barrier': barrier } },
-    spec: {
-      restartPolicy: 'Never',
-      terminationGracePeriodSeconds: 2,
-      containers: [
-        { name: 'main', image: 'busybox', command: ['sh', '-c', `echo start $(date +%s%N); ${body}`] },
-      ],
-    },
-  });
-}
+const createPod = (name: string, barrier: string, body = 'true') =>
+  nsPods.createPod(name, { annotations: { 'konductor.io/barrier': barrier }, script: startStamped(body) });
 
-const getPod = (name: string) => client.get<Pod>(`${PODS}/${name}`);
 const getBarrier = (name: string) => client.get<Barrier>(`${BARRIERS}/${name}`);
-const waitingInInit = (p: Pod) =>
-  p.status?.initContainerStatuses?.some((s) => s.name === 'konductor-wait' && s.state?.running) ?? false;
-const mainStarted = (p: Pod) =>
-  p.status?.containerStatuses?.some((c) => c.state?.running || c.state?.terminated) ?? false;
-const phaseOf = async (name: string) => (await getPod(name)).status?.phase;
-
-const RELEASE_DIR = join(REPO_ROOT, '.tmp');
-const uniq = (p: string) => `${p}-${ns.name}-${Math.random().toString(36).slice(2, 8)}`;
-const untilReleased = (marker: string) => `while [ ! -f ${RELEASE_DIR}/${marker} ]; do sleep 0.05; done`;
-async function release(marker: string): Promise<void> {
-  await mkdir(RELEASE_DIR, { recursive: true });
-  await writeFile(join(RELEASE_DIR, marker), 'x');
-}
 
 /** Main-container start time of a pod, in µs since the epoch, from its own log. */
-async function startedAtUs(name: string): Promise<number> {
-  const log = (await kubectl(['logs', name, '-c', 'main'], { namespace: ns.name })).stdout;
-  const start = /^start (\d+)$/m.exec(log)?.[1];
-  expect(start, `start line in the log of ${name}: ${log}`).toBeTruthy();
-  return Number(BigInt(start!) / 1000n);
-}
+const startedAtUs = (name: string) => nsPods.loggedUs(name, 'main', 'start');
 
 async function arrivedIs(barrier: string, n: number): Promise<Barrier | undefined> {
   const b = await getBarrier(barrier);
@@ -132,8 +88,8 @@ describe('Barrier: pods wait for each other', () => {
     expect(printed.stdout).toMatch(/four\s+4\s+3\s+Waiting\s/);
     const waitLog = await waitFor(
       async () => {
-        const r = await kubectl(['logs', 'four-0', '-c', 'konductor-wait'], { namespace: ns.name });
-        return r.stdout.includes('3/4 arrived') ? r.stdout : undefined;
+        const log = await nsPods.waitLog('four-0');
+        return log.includes('3/4 arrived') ? log : undefined;
       },
       { message: 'a progress line with 3/4 arrived' },
     );
@@ -141,10 +97,7 @@ describe('Barrier: pods wait for each other', () => {
 
     const beforeLast = Date.now() * 1000;
     await createPod('four-3', 'four');
-    await waitFor(async () => (await Promise.all(names.map(phaseOf))).every((p) => p === 'Succeeded'), {
-      timeoutMs: 30_000,
-      message: 'all 4 pods Succeeded',
-    });
+    await nsPods.waitForPhase(names, 'Succeeded', { timeoutMs: 30_000, message: 'all 4 pods Succeeded' });
     const b = await getBarrier('four');
     expect(b.status?.phase).toBe('Open');
     expect(b.status?.arrived).toBe(4);
@@ -165,13 +118,9 @@ describe('Barrier: pods wait for each other', () => {
     await createBarrier('quorum', { expected: 4, quorum: 2 });
     await createPod('quorum-a', 'quorum');
     await waitFor(() => arrivedIs('quorum', 1), { message: '1 arrived' });
-    await waitFor(
-      async () =>
-        (await kubectl(['logs', 'quorum-a', '-c', 'konductor-wait'], { namespace: ns.name })).stdout.includes(
-          '1/2 arrived',
-        ),
-      { message: 'a progress line with 1/2 arrived' },
-    );
+    await waitFor(async () => (await nsPods.waitLog('quorum-a')).includes('1/2 arrived'), {
+      message: 'a progress line with 1/2 arrived',
+    });
     expect(mainStarted(await getPod('quorum-a'))).toBe(false);
     const beforeSecond = Date.now() * 1000;
     await createPod('quorum-b', 'quorum');
@@ -184,9 +133,7 @@ describe('Barrier: pods wait for each other', () => {
     expect(open.status?.phase).toBe('Open');
     expect(open.status?.arrivals?.map((a) => a.pod).sort()).toEqual(['quorum-a', 'quorum-b']);
     await createPod('quorum-c', 'quorum');
-    await waitFor(async () => (await phaseOf('quorum-c')) === 'Succeeded', {
-      message: 'a late pod passes the open barrier',
-    });
+    await nsPods.waitForPhase('quorum-c', 'Succeeded', { message: 'a late pod passes the open barrier' });
     const after = await getBarrier('quorum');
     expect(after.status?.arrivals).toEqual(open.status?.arrivals);
     expect(after.status?.openedAt).toBe(open.status?.openedAt);
@@ -219,7 +166,7 @@ describe('Barrier: pods wait for each other', () => {
       const wait = pod.status?.initContainerStatuses?.find((s) => s.name === 'konductor-wait');
       expect(wait?.state?.terminated?.exitCode).not.toBe(0);
       expect(mainStarted(pod)).toBe(false);
-      const log = (await kubectl(['logs', name, '-c', 'konductor-wait'], { namespace: ns.name })).stdout;
+      const log = await nsPods.waitLog(name);
       expect(log).toMatch(new RegExp(`barrier ${ns.name}/late .*arrived 2 of 3`));
     }
     const events = await client.list<{ reason: string; involvedObject: { kind: string; name: string } }>(
@@ -243,11 +190,9 @@ describe('Barrier: pods wait for each other', () => {
     expect((await getBarrier('gone')).status?.phase).toBe('Waiting');
     expect(mainStarted(await getPod('gone-b'))).toBe(false);
     await createPod('gone-d', 'gone');
-    await waitFor(
-      async () =>
-        (await Promise.all(['gone-b', 'gone-c', 'gone-d'].map(phaseOf))).every((p) => p === 'Succeeded'),
-      { message: 'the three pods Succeeded' },
-    );
+    await nsPods.waitForPhase(['gone-b', 'gone-c', 'gone-d'], 'Succeeded', {
+      message: 'the three pods Succeeded',
+    });
     const open = await getBarrier('gone');
     expect(open.status?.phase).toBe('Open');
     expect(open.status?.arrivals?.map((a) => a.pod).sort()).toEqual(['gone-b', 'gone-c', 'gone-d']);

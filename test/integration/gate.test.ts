@@ -4,54 +4,41 @@
  * manager crash. An independent watcher checks on every status version that an Open gate has every
  * condition met and that Open and Failed are latched.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Informer } from '../../api/informer.ts';
+import { describe, expect, it } from 'vitest';
 import type { Gate, GateCondition, Job, Pod, Semaphore } from '../../api/types.ts';
-import { REPO_ROOT } from '../../devcluster/konductor.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';
+import {
+  mainStarted,
+  namespacePods,
+  release,
+  startStamped,
+  untilReleased,
+  waitingInInit,
+} from '../helpers/pods.ts';
 import { waitFor } from '../helpers/waitFor.ts';
+import { recordVersions } from '../helpers/watchers.ts';
 
 const ns = testNamespace('gate');
 const konductor = useKonductor(ns);
 const client = ns.client;
 const GATES = `/apis/sync.konductor.io/v1/namespaces/${ns.name}/gates`;
 const SEMS = `/apis/sync.konductor.io/v1/namespaces/${ns.name}/semaphores`;
-const JOBS = `/apis/batch/v1/namespaces/${ns.name}/jobs`;
-const PODS = `/api/v1/namespaces/${ns.name}/pods`;
+const nsPods = namespacePods(ns);
+const { PODS, JOBS, getPod, waitLog, uniq, loggedUs } = nsPods;
 
-const violations: string[] = [];
-const versions = new Map<string, Gate[]>();
-let watcher: Informer<Gate>;
-
-beforeAll(async () => {
-  watcher = new Informer<Gate>(client, {
-    path: GATES,
-    onEvent: (ev) => {
-      if (ev.type === 'deleted') return;
-      const g = ev.object;
-      const name = g.metadata.name ?? '';
-      const at = `${name}@${g.metadata.resourceVersion}`;
-      const list = versions.get(name) ?? [];
-      const previous = list.at(-1)?.status;
-      list.push(g);
-      versions.set(name, list);
-      const s = g.status;
-      if (!s) return;
-      if (s.phase === 'Open' && s.conditionStatuses.some((c) => !c.met))
-        violations.push(`${at}: Open with an unmet condition`);
-      if (s.phase === 'Open' && s.conditionStatuses.length !== g.spec.conditions.length)
-        violations.push(`${at}: Open without a status for every condition`);
-      if ((previous?.phase === 'Open' || previous?.phase === 'Failed') && s.phase !== previous.phase)
-        violations.push(`${at}: ${previous.phase} -> ${s.phase} (not latched)`);
-    },
-  }).start();
-  await watcher.synced;
+const { violations } = recordVersions<Gate>(client, GATES, (g, earlier, violation) => {
+  const previous = earlier.at(-1)?.status;
+  const s = g.status;
+  if (!s) return;
+  if (s.phase === 'Open' && s.conditionStatuses.some((c) => !c.met))
+    violation('Open with an unmet condition');
+  if (s.phase === 'Open' && s.conditionStatuses.length !== g.spec.conditions.length)
+    violation('Open without a status for every condition');
+  if ((previous?.phase === 'Open' || previous?.phase === 'Failed') && s.phase !== previous.phase)
+    violation(`${previous.phase} -> ${s.phase} (not latched)`);
 });
-afterAll(() => watcher.stop());
 
 async function createGate(name: string, conditions: GateCondition[], timeout?: string): Promise<void> {
   await client.create(GATES, {
@@ -63,69 +50,17 @@ async function createGate(name: string, conditions: GateCondition[], timeout?: s
 }
 
 /** A pod whose main container prints its start time (ns) and then runs `body`. */
-async function createPod(name: string, annotations: Record<string, string>, body = 'true'): Promise<Pod> {
-  return client.create<Pod>(PODS, {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, annotations },
-    spec: {
-      restartPolicy: 'Never',
-      terminationGracePeriodSeconds: 2,
-      containers: [
-        { name: 'main', image: 'busybox', command: ['sh', '-c', `echo start $(date +%s%N); ${body}`] },
-      ],
-    },
-  });
-}
+const createPod = (name: string, annotations: Record<string, string>, body = 'true') =>
+  nsPods.createPod(name, { annotations, script: startStamped(body) });
 
 /** A plain (unannotated) Job whose one pod runs `script`. */
-async function createJob(name: string, script: string): Promise<void> {
-  await client.create(JOBS, {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: { name },
-    spec: {
-      backoffLimit: 0,
-      template: {
-        spec: {
-          restartPolicy: 'Never',
-          terminationGracePeriodSeconds: 2,
-          containers: [{ name: 'job', image: 'busybox', command: ['sh', '-c', script] }],
-        },
-      },
-    },
-  });
-}
+const createJob = (name: string, script: string) => nsPods.createJob(name, script, 2);
 
-const getPod = (name: string) => client.get<Pod>(`${PODS}/${name}`);
 const getGate = (name: string) => client.get<Gate>(`${GATES}/${name}`);
-const phaseOf = async (name: string) => (await getPod(name)).status?.phase;
-const waitingInInit = (p: Pod) =>
-  p.status?.initContainerStatuses?.some((s) => s.name === 'konductor-wait' && s.state?.running) ?? false;
-const mainStarted = (p: Pod) =>
-  p.status?.containerStatuses?.some((c) => c.state?.running || c.state?.terminated) ?? false;
 const jobComplete = async (name: string) =>
   (await client.get<Job>(`${JOBS}/${name}`)).status?.conditions?.some(
     (c) => c.type === 'Complete' && c.status === 'True',
   ) ?? false;
-const waitLog = async (pod: string) =>
-  (await kubectl(['logs', pod, '-c', 'konductor-wait'], { namespace: ns.name })).stdout;
-
-const RELEASE_DIR = join(REPO_ROOT, '.tmp');
-const uniq = (p: string) => `${p}-${ns.name}-${Math.random().toString(36).slice(2, 8)}`;
-const untilReleased = (marker: string) => `while [ ! -f ${RELEASE_DIR}/${marker} ]; do sleep 0.05; done`;
-async function release(marker: string): Promise<void> {
-  await mkdir(RELEASE_DIR, { recursive: true });
-  await writeFile(join(RELEASE_DIR, marker), 'x');
-}
-
-/** A number printed as `<label> <ns>` in a pod's container log, in µs. */
-async function loggedUs(pod: string, container: string, label: string): Promise<number> {
-  const log = (await kubectl(['logs', pod, '-c', container], { namespace: ns.name })).stdout;
-  const v = new RegExp(`^${label} (\\d+)$`, 'm').exec(log)?.[1];
-  expect(v, `"${label}" line in the log of ${pod}/${container}: ${log}`).toBeTruthy();
-  return Number(BigInt(v!) / 1000n);
-}
 
 async function conditionMessage(gate: string): Promise<string | undefined> {
   return (await getGate(gate)).status?.conditionStatuses?.[0]?.message;
@@ -163,7 +98,7 @@ describe('Gate: wait for conditions', () => {
 
     await release(marker);
     await waitFor(() => jobComplete('preprocessing'), { message: 'Job preprocessing Complete' });
-    await waitFor(async () => (await phaseOf('report')) === 'Succeeded', { message: 'report ran' });
+    await nsPods.waitForPhase('report', 'Succeeded', { message: 'report ran' });
     const open = await getGate('after-prep');
     expect(open.status?.phase).toBe('Open');
     expect(open.status?.conditionStatuses?.[0]).toMatchObject({ met: true });
@@ -198,7 +133,7 @@ describe('Gate: wait for conditions', () => {
     await waitFor(async () => waitingInInit(await getPod('big')), { message: 'big waits' });
     expect((await getGate('two-free')).status?.phase).toBe('Waiting');
     await release(marker);
-    await waitFor(async () => (await phaseOf('big')) === 'Succeeded', { message: 'big ran' });
+    await nsPods.waitForPhase('big', 'Succeeded', { message: 'big ran' });
     const open = await getGate('two-free');
     expect(open.status?.phase).toBe('Open');
     expect(open.status?.conditionStatuses?.[0]?.message).toBe(
@@ -293,7 +228,7 @@ describe('Gate: the manager is killed while a pod waits at it', () => {
     expect((await getGate('crash')).status?.phase).toBe('Waiting');
     expect(mainStarted(await getPod('crash-pod'))).toBe(false);
     await konductor.install.startManager();
-    await waitFor(async () => (await phaseOf('crash-pod')) === 'Succeeded', {
+    await nsPods.waitForPhase('crash-pod', 'Succeeded', {
       timeoutMs: 30_000,
       message: 'crash-pod ran after the restart',
     });

@@ -5,65 +5,53 @@
  * in it, that the holder is not also queued, and that a new holder always has a larger fencing token. The
  * pods' own nanosecond clock readings (main container start and end) prove that no two held it at once.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Informer } from '../../api/informer.ts';
+import { describe, expect, it } from 'vitest';
 import type { Lease, Pod } from '../../api/types.ts';
-import { REPO_ROOT } from '../../devcluster/konductor.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';
+import {
+  mainRunning,
+  namespacePods,
+  podManifest,
+  release,
+  untilReleased as releaseLoop,
+  timed,
+  waitingInInit,
+} from '../helpers/pods.ts';
 import { waitFor } from '../helpers/waitFor.ts';
+import { recordVersions } from '../helpers/watchers.ts';
 
 const ns = testNamespace('lease');
 const konductor = useKonductor(ns);
 const client = ns.client;
 const LEASES = `/apis/sync.konductor.io/v1/namespaces/${ns.name}/leases`;
-const PODS = `/api/v1/namespaces/${ns.name}/pods`;
+const nsPods = namespacePods(ns);
+const { PODS, getPod, uniq } = nsPods;
 
 /** Every Lease status version seen, and every violation of the Lease's invariants. */
-const violations: string[] = [];
-const versions = new Map<string, Lease[]>();
-let watcher: Informer<Lease>;
-
-beforeAll(async () => {
-  watcher = new Informer<Lease>(client, {
-    path: LEASES,
-    onEvent: (ev) => {
-      if (ev.type === 'deleted') return;
-      const l = ev.object;
-      const name = l.metadata.name ?? '';
-      const at = `${name}@${l.metadata.resourceVersion}`;
-      const list = versions.get(name) ?? [];
-      const previous = list.at(-1)?.status;
-      list.push(l);
-      versions.set(name, list);
-      const s = l.status;
-      if (!s) return;
-      const holder = s.holder;
-      if (s.phase === 'Held' && !holder) violations.push(`${at}: phase Held without a holder`);
-      if (s.phase === 'Available' && holder)
-        violations.push(`${at}: phase Available with holder ${holder.pod}`);
-      if (holder && (s.queue ?? []).some((q) => q.uid === holder.uid))
-        violations.push(`${at}: holder ${holder.pod} is also queued`);
-      if (
-        holder &&
-        previous?.holder &&
-        previous.holder.uid !== holder.uid &&
-        holder.token <= previous.holder.token
-      )
-        violations.push(`${at}: new holder ${holder.pod} token ${holder.token} <= ${previous.holder.token}`);
-      const maxSeen = Math.max(0, ...list.slice(0, -1).map((v) => v.status?.holder?.token ?? 0));
-      if (holder && holder.uid !== previous?.holder?.uid && holder.token <= maxSeen)
-        violations.push(`${at}: token ${holder.token} of new holder ${holder.pod} is not above ${maxSeen}`);
-      if (holder && (s.nextToken ?? 0) <= holder.token)
-        violations.push(`${at}: nextToken ${s.nextToken} <= holder token ${holder.token}`);
-    },
-  }).start();
-  await watcher.synced;
+const { versions, violations } = recordVersions<Lease>(client, LEASES, (l, earlier, violation) => {
+  const previous = earlier.at(-1)?.status;
+  const s = l.status;
+  if (!s) return;
+  const holder = s.holder;
+  if (s.phase === 'Held' && !holder) violation('phase Held without a holder');
+  if (s.phase === 'Available' && holder) violation(`phase Available with holder ${holder.pod}`);
+  if (holder && (s.queue ?? []).some((q) => q.uid === holder.uid))
+    violation(`holder ${holder.pod} is also queued`);
+  if (
+    holder &&
+    previous?.holder &&
+    previous.holder.uid !== holder.uid &&
+    holder.token <= previous.holder.token
+  )
+    violation(`new holder ${holder.pod} token ${holder.token} <= ${previous.holder.token}`);
+  const maxSeen = Math.max(0, ...earlier.map((v) => v.status?.holder?.token ?? 0));
+  if (holder && holder.uid !== previous?.holder?.uid && holder.token <= maxSeen)
+    violation(`token ${holder.token} of new holder ${holder.pod} is not above ${maxSeen}`);
+  if (holder && (s.nextToken ?? 0) <= holder.token)
+    violation(`nextToken ${s.nextToken} <= holder token ${holder.token}`);
 });
-afterAll(() => watcher.stop());
 
 async function createLease(name: string, ttl: string, priority?: number): Promise<void> {
   await client.create(LEASES, {
@@ -74,54 +62,21 @@ async function createLease(name: string, ttl: string, priority?: number): Promis
   });
 }
 
-async function createPod(
-  name: string,
-  annotations: Record<string, string>,
-  script: string,
-  grace = 2,
-): Promise<Pod> {
-  return client.create<Pod>(PODS, {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, annotations },
-    spec: {
-      restartPolicy: 'Never',
-      terminationGracePeriodSeconds: grace,
-      containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', script] }],
-    },
-  });
-}
+const createPod = (name: string, annotations: Record<string, string>, script: string) =>
+  nsPods.createPod(name, { annotations, script });
 
-const getPod = (name: string) => client.get<Pod>(`${PODS}/${name}`);
 const getLease = (name: string) => client.get<Lease>(`${LEASES}/${name}`);
 const holderOf = async (name: string) => (await getLease(name)).status?.holder;
 
-const RELEASE_DIR = join(REPO_ROOT, '.tmp');
-const uniq = (p: string) => `${p}-${ns.name}-${Math.random().toString(36).slice(2, 8)}`;
 /** A main container that records its start and end (ns) and runs until the test creates the marker file. */
-const timed = (body: string) => `echo start $(date +%s%N); ${body}; echo end $(date +%s%N)`;
-const untilReleased = (marker: string) =>
-  timed(`while [ ! -f ${RELEASE_DIR}/${marker} ]; do sleep 0.05; done`);
-async function release(marker: string): Promise<void> {
-  await mkdir(RELEASE_DIR, { recursive: true });
-  await writeFile(join(RELEASE_DIR, marker), 'x');
-}
+const untilReleased = (marker: string) => timed(releaseLoop(marker));
 
-const waitingInInit = (p: Pod) =>
-  p.status?.initContainerStatuses?.some((s) => s.name === 'konductor-wait' && s.state?.running) ?? false;
-const mainRunning = (p: Pod) => p.status?.containerStatuses?.some((c) => c.state?.running) ?? false;
-const succeeded = async (name: string) => (await getPod(name)).status?.phase === 'Succeeded';
+const succeeded = async (name: string) => (await nsPods.phaseOf(name)) === 'Succeeded';
 
 /** [start, end] in µs of each pod's main container, from its own log. */
 async function intervals(names: string[]): Promise<Map<string, [number, number]>> {
   const out = new Map<string, [number, number]>();
-  for (const name of names) {
-    const log = (await kubectl(['logs', name, '-c', 'main'], { namespace: ns.name })).stdout;
-    const start = /^start (\d+)$/m.exec(log)?.[1];
-    const end = /^end (\d+)$/m.exec(log)?.[1];
-    expect(start && end, `start/end lines in the log of ${name}: ${log}`).toBeTruthy();
-    out.set(name, [Number(BigInt(start!) / 1000n), Number(BigInt(end!) / 1000n)]);
-  }
+  for (const name of names) out.set(name, await nsPods.loggedIntervalUs(name, 'main'));
   return out;
 }
 
@@ -195,7 +150,7 @@ describe('Lease: exclusive access', () => {
     for (let i = 1; i < seq.length; i++) expect(seq[i]!.token).toBeGreaterThan(seq[i - 1]!.token);
     // Each pod's grant.json (mounted into the main container) carries the token of the status.
     for (const { pod, token } of seq) {
-      const log = (await kubectl(['logs', pod, '-c', 'main'], { namespace: ns.name })).stdout;
+      const log = await nsPods.containerLog(pod, 'main');
       const grant = JSON.parse(/^grant (.*)$/m.exec(log)?.[1] ?? '{}') as {
         primitive?: string;
         token?: number;
@@ -238,9 +193,9 @@ describe('Lease: exclusive access', () => {
     expect(printed.stdout).toMatch(/prio\s+prio-blocker\s+Held\s+4\s/);
     const log = await waitFor(
       async () => {
-        const r = await kubectl(['logs', 'prio-b', '-c', 'konductor-wait'], { namespace: ns.name });
-        return /waiting for lease .*\/prio: position 4 of 4 \(held by prio-blocker\)/.test(r.stdout)
-          ? r.stdout
+        const log = await nsPods.waitLog('prio-b');
+        return /waiting for lease .*\/prio: position 4 of 4 \(held by prio-blocker\)/.test(log)
+          ? log
           : undefined;
       },
       { message: 'a progress line in the konductor-wait log of prio-b' },
@@ -307,20 +262,14 @@ describe('Lease: exclusive access', () => {
   it('deleting the holder hands over at once, while the old pod object still exists', async () => {
     await createLease('del', '10m');
     // A finalizer keeps the deleted holder's object in the API: the hand-over must not wait for it to go.
-    await client.create<Pod>(PODS, {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: {
-        name: 'del-holder',
+    await client.create<Pod>(
+      PODS,
+      podManifest('del-holder', {
         annotations: { 'konductor.io/lease': 'del' },
+        script: 'sleep 3600',
         finalizers: ['konductor.io/test-keep'],
-      },
-      spec: {
-        restartPolicy: 'Never',
-        terminationGracePeriodSeconds: 2,
-        containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', 'sleep 3600'] }],
-      },
-    });
+      }),
+    );
     try {
       await waitFor(async () => (await holderOf('del'))?.pod === 'del-holder', { message: 'holder' });
       await createPod('del-next', { 'konductor.io/lease': 'del' }, 'sleep 3600');

@@ -4,23 +4,27 @@
  * or barrier. Independent watchers record every status version of every primitive; resourceVersions are
  * etcd revisions, global to the store, so versions of different objects can be put in one order.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Informer } from '../../api/informer.ts';
-import type { Barrier, Gate, Lease, Pod, Primitive, Semaphore } from '../../api/types.ts';
-import { REPO_ROOT } from '../../devcluster/konductor.ts';
+import { describe, expect, it } from 'vitest';
+import type { Barrier, Gate, Lease, Primitive, Semaphore } from '../../api/types.ts';
 import { useKonductor } from '../helpers/konductor.ts';
-import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';
+import {
+  mainStarted,
+  namespacePods,
+  release,
+  startStamped,
+  untilReleased,
+  waitingInInit,
+} from '../helpers/pods.ts';
 import { waitFor } from '../helpers/waitFor.ts';
+import { watchObjects } from '../helpers/watchers.ts';
 
 const ns = testNamespace('multi');
 const konductor = useKonductor(ns);
 const client = ns.client;
 const base = `/apis/sync.konductor.io/v1/namespaces/${ns.name}`;
-const PODS = `/api/v1/namespaces/${ns.name}/pods`;
-const JOBS = `/apis/batch/v1/namespaces/${ns.name}/jobs`;
+const nsPods = namespacePods(ns);
+const { getPod, waitLog, uniq } = nsPods;
 const PLURAL = { Semaphore: 'semaphores', Lease: 'leases', Barrier: 'barriers', Gate: 'gates' } as const;
 type Kind = keyof typeof PLURAL;
 
@@ -33,7 +37,6 @@ interface Version {
 /** Every status version of every primitive in the namespace, and every invariant violation. */
 const timeline: Version[] = [];
 const violations: string[] = [];
-const watchers: Informer<Primitive>[] = [];
 
 function check(kind: Kind, p: Primitive): void {
   const at = `${kind} ${p.metadata.name}@${p.metadata.resourceVersion}`;
@@ -54,29 +57,17 @@ function check(kind: Kind, p: Primitive): void {
   }
 }
 
-beforeAll(async () => {
-  for (const kind of Object.keys(PLURAL) as Kind[]) {
-    const w = new Informer<Primitive>(client, {
-      path: `${base}/${PLURAL[kind]}`,
-      onEvent: (ev) => {
-        if (ev.type === 'deleted') return;
-        const p = ev.object;
-        timeline.push({
-          kind,
-          name: p.metadata.name ?? '',
-          rv: BigInt(p.metadata.resourceVersion ?? '0'),
-          object: p,
-        });
-        check(kind, p);
-      },
-    }).start();
-    watchers.push(w);
-  }
-  await Promise.all(watchers.map((w) => w.synced));
-});
-afterAll(() => {
-  for (const w of watchers) w.stop();
-});
+for (const kind of Object.keys(PLURAL) as Kind[]) {
+  watchObjects<Primitive>(client, `${base}/${PLURAL[kind]}`, (p) => {
+    timeline.push({
+      kind,
+      name: p.metadata.name ?? '',
+      rv: BigInt(p.metadata.resourceVersion ?? '0'),
+      object: p,
+    });
+    check(kind, p);
+  });
+}
 
 /** The first recorded version (lowest resourceVersion) of kind/name matching `pred`. */
 function firstRv<T extends Primitive>(kind: Kind, name: string, pred: (o: T) => boolean): bigint | undefined {
@@ -110,66 +101,18 @@ async function create(kind: Kind, name: string, spec: Record<string, unknown>): 
 const get = <T extends Primitive>(kind: Kind, name: string) =>
   client.get<T>(`${base}/${PLURAL[kind]}/${name}`);
 
-async function createPod(name: string, annotations: Record<string, string>, body: string): Promise<Pod> {
-  return client.create<Pod>(PODS, {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, annotations },
-    spec: {
-      restartPolicy: 'Never',
-      terminationGracePeriodSeconds: 2,
-      containers: [
-        {
-          name: 'main',
-          image: 'busybox',
-          command: [
-            'sh',
-            '-c',
-            `echo start $(date +%s%N); echo grant $(cat /var/run/konductor/grant.json); ${body}`,
-          ],
-        },
-      ],
-    },
+/** A pod whose main container prints its start time (ns) and its grant.json, then runs `body`. */
+const createPod = (name: string, annotations: Record<string, string>, body: string) =>
+  nsPods.createPod(name, {
+    annotations,
+    script: startStamped(`echo grant $(cat /var/run/konductor/grant.json); ${body}`),
   });
-}
 
-async function createJob(name: string, script: string): Promise<void> {
-  await client.create(JOBS, {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: { name },
-    spec: {
-      backoffLimit: 0,
-      template: {
-        spec: {
-          restartPolicy: 'Never',
-          containers: [{ name: 'job', image: 'busybox', command: ['sh', '-c', script] }],
-        },
-      },
-    },
-  });
-}
-
-const getPod = (name: string) => client.get<Pod>(`${PODS}/${name}`);
-const phaseOf = async (name: string) => (await getPod(name)).status?.phase;
-const waitingInInit = (p: Pod) =>
-  p.status?.initContainerStatuses?.some((s) => s.name === 'konductor-wait' && s.state?.running) ?? false;
-const mainStarted = (p: Pod) =>
-  p.status?.containerStatuses?.some((c) => c.state?.running || c.state?.terminated) ?? false;
-const waitLog = async (pod: string) =>
-  (await kubectl(['logs', pod, '-c', 'konductor-wait'], { namespace: ns.name })).stdout;
-
-const RELEASE_DIR = join(REPO_ROOT, '.tmp');
-const uniq = (p: string) => `${p}-${ns.name}-${Math.random().toString(36).slice(2, 8)}`;
-const untilReleased = (marker: string) => `while [ ! -f ${RELEASE_DIR}/${marker} ]; do sleep 0.05; done`;
-async function release(marker: string): Promise<void> {
-  await mkdir(RELEASE_DIR, { recursive: true });
-  await writeFile(join(RELEASE_DIR, marker), 'x');
-}
+const createJob = (name: string, script: string) => nsPods.createJob(name, script);
 
 /** The grants in a pod's grant.json, as its main container printed it. */
 async function grantsOf(pod: string): Promise<{ kind: string; name: string; token: number }[]> {
-  const log = (await kubectl(['logs', pod, '-c', 'main'], { namespace: ns.name })).stdout;
+  const log = await nsPods.containerLog(pod, 'main');
   const file = JSON.parse(/^grant (.*)$/m.exec(log)?.[1] ?? '{}') as {
     grants?: { kind: string; name: string; token: number }[];
   };
@@ -189,7 +132,7 @@ describe('several annotations on one pod', () => {
     });
     // The permit stays free for others: a pod with only the semaphore takes and returns it meanwhile.
     await createPod('gs-other', { 'konductor.io/semaphore': 'gs-slots' }, 'true');
-    await waitFor(async () => (await phaseOf('gs-other')) === 'Succeeded', { message: 'gs-other ran' });
+    await nsPods.waitForPhase('gs-other', 'Succeeded', { message: 'gs-other ran' });
     await waitFor(async () => (await get<Semaphore>('Semaphore', 'gs-slots')).status?.inUse === 0, {
       message: 'permit back',
     });
@@ -199,7 +142,7 @@ describe('several annotations on one pod', () => {
     expect(mainStarted(await getPod('gs'))).toBe(false);
 
     await release(prep);
-    await waitFor(async () => (await phaseOf('gs')) === 'Succeeded', {
+    await nsPods.waitForPhase('gs', 'Succeeded', {
       timeoutMs: 30_000,
       message: 'gs ran',
     });
@@ -269,13 +212,10 @@ describe('several annotations on one pod', () => {
       message: 'lease handed to the second pod',
     });
     await release(`${marker}-${second.slice(-1)}`);
-    await waitFor(
-      async () => (await Promise.all(['all-a', 'all-b'].map(phaseOf))).every((p) => p === 'Succeeded'),
-      {
-        timeoutMs: 30_000,
-        message: 'both pods Succeeded',
-      },
-    );
+    await nsPods.waitForPhase(['all-a', 'all-b'], 'Succeeded', {
+      timeoutMs: 30_000,
+      message: 'both pods Succeeded',
+    });
 
     const gateOpen = firstRv<Gate>('Gate', 'all-gate', (g) => g.status?.phase === 'Open')!;
     const barrierFirst = firstRv<Barrier>('Barrier', 'all-barrier', (b) => (b.status?.arrived ?? 0) > 0)!;
@@ -331,7 +271,7 @@ describe('several annotations on one pod', () => {
     // Crash while x holds the lease and waits for the permit; the blocker finishes while the manager is down.
     await konductor.install.stopManager('SIGKILL');
     await release(blocker);
-    await waitFor(async () => (await phaseOf('ls-blocker')) === 'Succeeded', { message: 'blocker done' });
+    await nsPods.waitForPhase('ls-blocker', 'Succeeded', { message: 'blocker done' });
     await konductor.install.startManager();
     await waitFor(
       async () => (await getPod('ls-x')).status?.containerStatuses?.some((c) => c.state?.running),
@@ -345,7 +285,7 @@ describe('several annotations on one pod', () => {
     expect(semHas('ls-y')(during)).toBe(false);
     await release(`${marker}-x`);
     await release(`${marker}-y`);
-    await waitFor(async () => (await phaseOf('ls-y')) === 'Succeeded', {
+    await nsPods.waitForPhase('ls-y', 'Succeeded', {
       timeoutMs: 30_000,
       message: 'y ran',
     });

@@ -10,14 +10,15 @@ import { REPO_ROOT } from '../../devcluster/konductor.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';
+import { namespacePods } from '../helpers/pods.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 
 const ns = testNamespace('examples');
 useKonductor(ns);
 const client = ns.client;
 const base = `/apis/sync.konductor.io/v1/namespaces/${ns.name}`;
-const JOBS = `/apis/batch/v1/namespaces/${ns.name}/jobs`;
-const PODS = `/api/v1/namespaces/${ns.name}/pods`;
+const nsPods = namespacePods(ns);
+const { PODS, JOBS } = nsPods;
 
 const example = (file: string) => join(REPO_ROOT, 'examples', file);
 const apply = (file: string) => kubectl(['apply', '-f', example(file)], { namespace: ns.name });
@@ -35,8 +36,7 @@ async function waitJob(name: string, timeoutMs = 60_000): Promise<void> {
 }
 const podsOf = async (job: string) =>
   (await client.list<Pod>(PODS, { labelSelector: `job-name=${job}` })).items;
-const logOf = async (pod: Pod, container: string) =>
-  (await kubectl(['logs', pod.metadata.name ?? '', '-c', container], { namespace: ns.name })).stdout;
+const logOf = (pod: Pod, container: string) => nsPods.containerLog(pod.metadata.name ?? '', container);
 
 describe("the seed README's four snippets", () => {
   it('apply as written and are arbitrated', async () => {

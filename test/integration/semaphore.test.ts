@@ -6,44 +6,28 @@
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Informer } from '../../api/informer.ts';
+import { describe, expect, it } from 'vitest';
 import type { Pod, Semaphore } from '../../api/types.ts';
 import { REPO_ROOT } from '../../devcluster/konductor.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';
+import { mainRunning, namespacePods, release, untilReleased as releaseLoop, timed } from '../helpers/pods.ts';
 import { waitFor } from '../helpers/waitFor.ts';
+import { recordVersions } from '../helpers/watchers.ts';
 
 const ns = testNamespace('semaphore');
 const konductor = useKonductor(ns);
 const client = ns.client;
 const SEMS = `/apis/sync.konductor.io/v1/namespaces/${ns.name}/semaphores`;
-const PODS = `/api/v1/namespaces/${ns.name}/pods`;
+const nsPods = namespacePods(ns);
+const { PODS, getPod, uniq } = nsPods;
 
 /** Every Semaphore status version seen, and every violation of "held permits <= spec.permits". */
-const violations: string[] = [];
-const versions = new Map<string, Semaphore[]>();
-let watcher: Informer<Semaphore>;
-
-beforeAll(async () => {
-  watcher = new Informer<Semaphore>(client, {
-    path: SEMS,
-    onEvent: (ev) => {
-      if (ev.type === 'deleted') return;
-      const s = ev.object;
-      const name = s.metadata.name ?? '';
-      const list = versions.get(name) ?? [];
-      list.push(s);
-      versions.set(name, list);
-      const held = (s.status?.holders ?? []).reduce((n, h) => n + h.permits, 0);
-      if (held > s.spec.permits)
-        violations.push(`${name}@${s.metadata.resourceVersion}: ${held} > ${s.spec.permits}`);
-    },
-  }).start();
-  await watcher.synced;
+const { versions, violations } = recordVersions<Semaphore>(client, SEMS, (s, _earlier, violation) => {
+  const held = (s.status?.holders ?? []).reduce((n, h) => n + h.permits, 0);
+  if (held > s.spec.permits) violation(`${held} > ${s.spec.permits}`);
 });
-afterAll(() => watcher.stop());
 
 async function createSemaphore(name: string, permits: number, ttl?: string): Promise<void> {
   await client.create(SEMS, {
@@ -54,38 +38,14 @@ async function createSemaphore(name: string, permits: number, ttl?: string): Pro
   });
 }
 
-async function createPod(name: string, annotations: Record<string, string>, script = 'exit 0'): Promise<Pod> {
-  return client.create<Pod>(PODS, {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, annotations },
-    spec: {
-      restartPolicy: 'Never',
-      terminationGracePeriodSeconds: 2,
-      containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', script] }],
-    },
-  });
-}
+const createPod = (name: string, annotations: Record<string, string>, script = 'exit 0') =>
+  nsPods.createPod(name, { annotations, script });
 
-const getPod = (name: string) => client.get<Pod>(`${PODS}/${name}`);
 const getSem = (name: string) => client.get<Semaphore>(`${SEMS}/${name}`);
 const holdersOf = async (name: string) => ((await getSem(name)).status?.holders ?? []).map((h) => h.pod);
 
-/** A script that runs until the file /tmp/<marker> exists (the test releases it by creating the file). */
-const RELEASE_DIR = join(REPO_ROOT, '.tmp');
-const untilReleased = (marker: string) =>
-  `while [ ! -f ${RELEASE_DIR}/${marker} ]; do sleep 0.05; done; echo released`;
-async function release(marker: string): Promise<void> {
-  const { mkdir, writeFile } = await import('node:fs/promises');
-  await mkdir(RELEASE_DIR, { recursive: true });
-  await writeFile(join(RELEASE_DIR, marker), 'x');
-}
-const uniq = (p: string) => `${p}-${ns.name}-${Math.random().toString(36).slice(2, 8)}`;
-
-const waitContainerDone = (p: Pod) =>
-  p.status?.initContainerStatuses?.find((s) => s.name === 'konductor-wait')?.state?.terminated?.exitCode ===
-  0;
-const mainRunning = (p: Pod) => p.status?.containerStatuses?.some((c) => c.state?.running) ?? false;
+/** A script that runs until the test releases the marker (release(marker) creates the file). */
+const untilReleased = (marker: string) => `${releaseLoop(marker)}; echo released`;
 
 describe('the user story: a Job of 6 pods on a Semaphore of 2 permits', () => {
   it('injects, queues, grants two at a time, completes, and returns every permit', async () => {
@@ -96,10 +56,7 @@ describe('the user story: a Job of 6 pods on a Semaphore of 2 permits', () => {
     const gate = uniq('story');
     await kubectl(['apply', '-f', '-'], {
       namespace: ns.name,
-      input: job.replace(
-        /sleep 2; echo done/,
-        `echo start $(date +%s%N); ${untilReleased(gate)}; echo end $(date +%s%N)`,
-      ),
+      input: job.replace(/sleep 2; echo done/, timed(untilReleased(gate))),
     });
 
     const waiting = await waitFor(
@@ -122,11 +79,9 @@ describe('the user story: a Job of 6 pods on a Semaphore of 2 permits', () => {
     const waitingPod = waiting[0]!.split(/\s+/)[0]!;
     const logs = await waitFor(
       async () => {
-        const r = await kubectl(['logs', waitingPod, '-c', 'konductor-wait'], { namespace: ns.name });
-        return /waiting for semaphore .*\/batch-slots: position \d of 4 \(2\/2 permits in use\)/.test(
-          r.stdout,
-        )
-          ? r.stdout
+        const log = await nsPods.waitLog(waitingPod);
+        return /waiting for semaphore .*\/batch-slots: position \d of 4 \(2\/2 permits in use\)/.test(log)
+          ? log
           : undefined;
       },
       { message: 'a progress line in the konductor-wait log' },
@@ -149,16 +104,9 @@ describe('the user story: a Job of 6 pods on a Semaphore of 2 permits', () => {
 
     // At most two main containers ran at once, by their own nanosecond clock readings (the kubelet's
     // container timestamps have one-second precision).
-    const pods = (await client.list<Pod>(PODS, { labelSelector: 'job-name=batch' })).items;
+    const jobPods = (await client.list<Pod>(PODS, { labelSelector: 'job-name=batch' })).items;
     const intervals: [number, number][] = [];
-    for (const p of pods) {
-      const out = (await kubectl(['logs', p.metadata.name ?? '', '-c', 'work'], { namespace: ns.name }))
-        .stdout;
-      const start = /^start (\d+)$/m.exec(out)?.[1];
-      const end = /^end (\d+)$/m.exec(out)?.[1];
-      expect(start && end, `start/end lines in the log of ${p.metadata.name}: ${out}`).toBeTruthy();
-      intervals.push([Number(BigInt(start!) / 1000n), Number(BigInt(end!) / 1000n)]);
-    }
+    for (const p of jobPods) intervals.push(await nsPods.loggedIntervalUs(p.metadata.name ?? '', 'work'));
     expect(intervals).toHaveLength(6);
     let maxConcurrent = 0;
     for (const [start] of intervals) {
@@ -204,10 +152,7 @@ describe('arbitration order and requests', () => {
     }
     await waitFor(async () => (await getSem('order')).status?.waiting === 4, { message: '4 waiting' });
     await release(blocker);
-    await waitFor(async () => (await getPod('order-d')).status?.phase === 'Succeeded', {
-      timeoutMs: 60_000,
-      message: 'order-d done',
-    });
+    await nsPods.waitForPhase('order-d', 'Succeeded', { timeoutMs: 60_000, message: 'order-d done' });
     const grantOrder: string[] = [];
     for (const v of versions.get('order') ?? []) {
       for (const h of v.status?.holders ?? []) if (!grantOrder.includes(h.pod)) grantOrder.push(h.pod);
@@ -309,13 +254,9 @@ describe('failure: the manager is killed while pods wait and hold', () => {
     // While the manager is down: the holders finish.
     const holders = running;
     for (const h of holders) await release(`${marker}-${h.split('-')[1]}`);
-    await waitFor(
-      async () => {
-        const pods = await Promise.all(holders.map(getPod));
-        return pods.every((p) => p.status?.phase === 'Succeeded');
-      },
-      { message: 'holders finished while the manager was down' },
-    );
+    await nsPods.waitForPhase(holders, 'Succeeded', {
+      message: 'holders finished while the manager was down',
+    });
     await konductor.install.startManager();
     // The remaining three are granted as permits come back; release each as it runs.
     await waitFor(
@@ -373,9 +314,7 @@ describe('admission', () => {
       },
     );
     await createSemaphore('later', 1);
-    await waitFor(async () => (await getPod('early')).status?.phase === 'Succeeded', {
-      message: 'early runs after creation',
-    });
+    await nsPods.waitForPhase('early', 'Succeeded', { message: 'early runs after creation' });
   });
 
   it('a Job annotated on its own metadata gets gated pods', async () => {

@@ -3,45 +3,37 @@
  * Optimistic concurrency on the status (resourceVersion preconditions) must keep every invariant: an
  * independent watcher checks each status version the API server publishes.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Informer } from '../../api/informer.ts';
+import { describe, expect, it } from 'vitest';
 import type { Pod, Semaphore } from '../../api/types.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { testNamespace } from '../helpers/namespace.ts';
+import { namespacePods } from '../helpers/pods.ts';
 import { waitFor } from '../helpers/waitFor.ts';
+import { watchObjects } from '../helpers/watchers.ts';
 
 const ns = testNamespace('race');
 useKonductor(ns, [], 'a');
 useKonductor(ns, [], 'b');
 const client = ns.client;
 const SEMS = `/apis/sync.konductor.io/v1/namespaces/${ns.name}/semaphores`;
-const PODS = `/api/v1/namespaces/${ns.name}/pods`;
+const nsPods = namespacePods(ns);
+const { PODS } = nsPods;
 
 const violations: string[] = [];
 const tokens = new Map<number, string>();
 let versions = 0;
-let watcher: Informer<Semaphore>;
 
-beforeAll(async () => {
-  watcher = new Informer<Semaphore>(client, {
-    path: SEMS,
-    onEvent: (ev) => {
-      if (ev.type === 'deleted') return;
-      versions++;
-      const s = ev.object;
-      const held = (s.status?.holders ?? []).reduce((n, h) => n + h.permits, 0);
-      if (held > s.spec.permits)
-        violations.push(`${s.metadata.resourceVersion}: ${held} held > ${s.spec.permits}`);
-      for (const h of s.status?.holders ?? []) {
-        const owner = tokens.get(h.token);
-        if (owner && owner !== h.uid) violations.push(`token ${h.token} given to ${owner} and ${h.uid}`);
-        tokens.set(h.token, h.uid);
-      }
-    },
-  }).start();
-  await watcher.synced;
+watchObjects<Semaphore>(client, SEMS, (s) => {
+  versions++;
+  const held = (s.status?.holders ?? []).reduce((n, h) => n + h.permits, 0);
+  if (held > s.spec.permits)
+    violations.push(`${s.metadata.resourceVersion}: ${held} held > ${s.spec.permits}`);
+  for (const h of s.status?.holders ?? []) {
+    const owner = tokens.get(h.token);
+    if (owner && owner !== h.uid) violations.push(`token ${h.token} given to ${owner} and ${h.uid}`);
+    tokens.set(h.token, h.uid);
+  }
 });
-afterAll(() => watcher.stop());
 
 describe('two managers racing (leader election off)', () => {
   it('never over-grant, never reuse a token, and drain the queue', async () => {
@@ -54,15 +46,10 @@ describe('two managers racing (leader election off)', () => {
     const names = Array.from({ length: 12 }, (_, i) => `racer-${i}`);
     await Promise.all(
       names.map((name) =>
-        client.create<Pod>(PODS, {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name, annotations: { 'konductor.io/semaphore': 'contended' } },
-          spec: {
-            restartPolicy: 'Never',
-            terminationGracePeriodSeconds: 1,
-            containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', 'sleep 0.2'] }],
-          },
+        nsPods.createPod(name, {
+          annotations: { 'konductor.io/semaphore': 'contended' },
+          script: 'sleep 0.2',
+          terminationGracePeriodSeconds: 1,
         }),
       ),
     );
