@@ -43,6 +43,8 @@ export async function ensureCaBundle(
   webhookConfigName: string,
   bundlePem: string,
   maxAttempts = 5,
+  /** For tests: runs between each read and the PUT (a write made there makes the PUT a real 409). */
+  beforeReplace?: () => void | Promise<void>,
 ): Promise<CaBundleResult> {
   const path = webhookConfigurationPath(webhookConfigName);
   const wanted = encodeCaBundle(bundlePem);
@@ -62,6 +64,7 @@ export async function ensureCaBundle(
     }
     const next = withCaBundle(config, wanted);
     if (!next) return 'unchanged';
+    await beforeReplace?.();
     try {
       await client.replace(path, next);
       return 'updated';

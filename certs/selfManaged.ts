@@ -55,6 +55,11 @@ export interface SelfManagedCertsOptions {
   logger?: CertLogger;
   /** Clock, for tests. */
   now?: () => number;
+  /**
+   * For tests: runs after a sync has planned its material and just before it POSTs (`create`) or PUTs
+   * (`update`) the Secret — where another replica's write turns into a real AlreadyExists or 409.
+   */
+  beforeSecretWrite?: (write: 'create' | 'update') => void | Promise<void>;
 }
 
 export interface SelfManagedCerts {
@@ -201,6 +206,7 @@ export async function startSelfManagedCerts(opts: SelfManagedCertsOptions): Prom
       const t = now();
       if (!stored) {
         const { material } = await settle({}, policy, t, opts.keyBits);
+        await opts.beforeSecretWrite?.('create');
         const res = await store.createIfAbsent(material);
         stored = res.stored;
         log?.info(
@@ -214,6 +220,7 @@ export async function startSelfManagedCerts(opts: SelfManagedCertsOptions): Prom
       const settled = await settle(stored.material, policy, t, opts.keyBits);
       nextCheckAt = settled.nextCheckAt;
       if (settled.actions.length === 0) break;
+      await opts.beforeSecretWrite?.('update');
       try {
         stored = await store.update(stored, settled.material);
         log?.info(
