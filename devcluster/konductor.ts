@@ -22,6 +22,8 @@ import { logTail, type ManagedProcess } from './processes.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const WEBHOOK_CONFIGURATION_NAME = 'konductor-devcluster';
+/** Node.js flags of the manager process (keep in sync with Dockerfile.webhook's ENTRYPOINT). */
+export const MANAGER_NODE_ARGS = '--max-semi-space-size=2 --max-old-space-size=192';
 
 export interface InstallOptions {
   /**
@@ -169,6 +171,9 @@ export async function installKonductor(
   await mkdir(dirname(logPath), { recursive: true });
   if (!existsSync(entry)) throw new Error(`manager entry point missing: ${entry}`);
   const args = [
+    // The same V8 limits as the image (Dockerfile.webhook): a small young generation and a capped old space
+    // keep RSS near the live heap instead of letting garbage pile up (docs/benchmarks.md).
+    ...(process.env.KONDUCTOR_MANAGER_NODE_ARGS ?? MANAGER_NODE_ARGS).split(' ').filter(Boolean),
     entry,
     `--kubeconfig=${cluster.kubeconfigPath}`,
     `--webhook-port=${port}`,

@@ -55,7 +55,10 @@ describe.each([
     const entry = runtime.lines.find((l) => l.startsWith('ENTRYPOINT'));
     const target = pkg.bin[bin];
     expect(target).toBeDefined();
-    const [, script] = JSON.parse((entry ?? '').replace(/^ENTRYPOINT /, '')) as string[];
+    // node [V8 flags...] script: the script is the last word
+    const words = JSON.parse((entry ?? '').replace(/^ENTRYPOINT /, '')) as string[];
+    expect(words[0]).toBe('node');
+    const script = words.at(-1);
     const copied = runtime.lines.filter((l) => l.startsWith('COPY --from=build'));
     // the entry point is a file the runtime stage copies out of the build's dist/
     const base = (target ?? '').split('/').pop() as string;
