@@ -13,7 +13,7 @@
  *   decision that also finds the deadline passed, the barrier opens (opening is checked first).
  */
 import type { Arrival, Barrier, BarrierStatus } from '../../api/types.ts';
-import { type ConditionUpdate, findCondition, setConditions } from './conditions.ts';
+import { type ConditionUpdate, findCondition, latchedReady, withReady } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
 import type { PodView } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
@@ -64,9 +64,7 @@ export function arbitrateBarrier(input: BarrierArbitrationInput): BarrierArbitra
   const timeout = readDuration('timeout', barrier.spec?.timeout);
 
   const finish = (status: BarrierStatus, ready: ConditionUpdate, requeueAfterMs?: number) => {
-    ready.observedGeneration = generation;
-    status.conditions = setConditions(old?.conditions, [ready], nowIso);
-    if (generation !== undefined) status.observedGeneration = generation;
+    withReady(old, status, ready, generation, nowIso);
     const result: BarrierArbitrationResult = { status, changed: !jsonEqual(old, status), events };
     if (requeueAfterMs !== undefined) result.requeueAfterMs = requeueAfterMs;
     return result;
@@ -74,13 +72,7 @@ export function arbitrateBarrier(input: BarrierArbitrationInput): BarrierArbitra
 
   // Latched: an Open or Failed barrier never changes its verdict.
   if (old !== undefined && (old.phase === 'Open' || old.phase === 'Failed')) {
-    const kept = findCondition(old.conditions, 'Ready');
-    const ready: ConditionUpdate = kept
-      ? { type: 'Ready', status: kept.status, reason: kept.reason, message: kept.message }
-      : old.phase === 'Open'
-        ? { type: 'Ready', status: 'True', reason: 'Opened', message: `${ref} is open` }
-        : { type: 'Ready', status: 'False', reason: 'TimedOut', message: `${ref} failed` };
-    return finish({ ...old }, ready);
+    return finish({ ...old }, latchedReady(old, ref));
   }
 
   // Arrivals.

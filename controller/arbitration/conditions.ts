@@ -56,3 +56,32 @@ export function findCondition(
 ): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }
+
+/**
+ * The Ready condition of a latched (Open or Failed) Barrier or Gate: the stored one when present, else the
+ * one its phase implies. A latched primitive never changes its verdict.
+ */
+export function latchedReady(
+  old: { phase?: string; conditions?: Condition[] },
+  ref: string,
+): ConditionUpdate {
+  const kept = findCondition(old.conditions, 'Ready');
+  if (kept) return { type: 'Ready', status: kept.status, reason: kept.reason, message: kept.message };
+  return old.phase === 'Open'
+    ? { type: 'Ready', status: 'True', reason: 'Opened', message: `${ref} is open` }
+    : { type: 'Ready', status: 'False', reason: 'TimedOut', message: `${ref} failed` };
+}
+
+/** Sets the Ready condition and observedGeneration on a new status; `changed` compares it with the old one. */
+export function withReady<S extends { conditions?: Condition[]; observedGeneration?: number }>(
+  old: S | undefined,
+  status: S,
+  ready: ConditionUpdate,
+  generation: number | undefined,
+  nowIso: string,
+): S {
+  ready.observedGeneration = generation;
+  status.conditions = setConditions(old?.conditions, [ready], nowIso);
+  if (generation !== undefined) status.observedGeneration = generation;
+  return status;
+}

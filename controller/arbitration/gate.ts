@@ -24,7 +24,7 @@ import type {
   Semaphore,
 } from '../../api/types.ts';
 import { GATE_CONDITION_STATES } from '../../api/types.ts';
-import { type ConditionUpdate, findCondition, setConditions } from './conditions.ts';
+import { type ConditionUpdate, findCondition, latchedReady, withReady } from './conditions.ts';
 import { type PlannedEvent, primitiveEvent } from './events.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
@@ -147,22 +147,14 @@ export function evaluateGate(input: GateEvaluationInput): GateEvaluationResult {
   const events: PlannedEvent[] = [];
 
   const finish = (status: GateStatus, ready: ConditionUpdate, requeueAfterMs?: number) => {
-    ready.observedGeneration = generation;
-    status.conditions = setConditions(old?.conditions, [ready], nowIso);
-    if (generation !== undefined) status.observedGeneration = generation;
+    withReady(old, status, ready, generation, nowIso);
     const result: GateEvaluationResult = { status, changed: !jsonEqual(old, status), events };
     if (requeueAfterMs !== undefined) result.requeueAfterMs = requeueAfterMs;
     return result;
   };
 
   if (old !== undefined && (old.phase === 'Open' || old.phase === 'Failed')) {
-    const kept = findCondition(old.conditions, 'Ready');
-    const ready: ConditionUpdate = kept
-      ? { type: 'Ready', status: kept.status, reason: kept.reason, message: kept.message }
-      : old.phase === 'Open'
-        ? { type: 'Ready', status: 'True', reason: 'Opened', message: `${ref} is open` }
-        : { type: 'Ready', status: 'False', reason: 'TimedOut', message: `${ref} failed` };
-    return finish({ ...old }, ready);
+    return finish({ ...old }, latchedReady(old, ref));
   }
 
   const conditionStatuses = (gate.spec?.conditions ?? []).map((c) =>

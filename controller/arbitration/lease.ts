@@ -15,7 +15,7 @@
 import type { Lease, LeaseHolder, LeaseStatus } from '../../api/types.ts';
 import { type ConditionUpdate, setConditions } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
-import { holdStartedAt, type PodView } from './podView.ts';
+import { holdStartedAt, type PodView, releaseReason } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
 import { indexByUid, isWaiting, orderWaiters, QUEUE_STATUS_LIMIT, toQueueEntry } from './waitingQueue.ts';
@@ -63,13 +63,7 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
   let holder = old?.holder;
   if (holder !== undefined) {
     const pod = pods.get(holder.uid);
-    const why = !pod
-      ? 'the pod is gone'
-      : pod.finished
-        ? 'the pod finished'
-        : pod.released
-          ? 'its hold sidecar released it'
-          : undefined;
+    const why = releaseReason(pod);
     const acquiredAt = fromIso(holder.acquiredAt);
     const what = `${ref} (token ${holder.token})`;
     if (why !== undefined) {

@@ -182,3 +182,11 @@ export function compareWaiters(
   if (ta !== tb) return ta - tb;
   return a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0;
 }
+
+/** Why a holder's grant goes back, from its pod's state; undefined while it still holds. */
+export function releaseReason(pod: Pick<PodView, 'finished' | 'released'> | undefined): string | undefined {
+  if (!pod) return 'the pod is gone';
+  if (pod.finished) return 'the pod finished';
+  if (pod.released) return 'its hold sidecar released it';
+  return undefined;
+}

@@ -25,7 +25,7 @@
 import type { Holder, QueueEntry, Semaphore, SemaphoreStatus } from '../../api/types.ts';
 import { type ConditionUpdate, setConditions } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
-import { holdStartedAt, type PodView } from './podView.ts';
+import { holdStartedAt, type PodView, releaseReason } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { type DurationField, fromIso, readDuration, toIso } from './timestamps.ts';
 import {
@@ -106,13 +106,7 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
   const removed: Holder[] = [];
   for (const holder of uniqueHolders(old?.holders ?? [])) {
     const pod = pods.get(holder.uid);
-    const why = !pod
-      ? 'the pod is gone'
-      : pod.finished
-        ? 'the pod finished'
-        : pod.released
-          ? 'its hold sidecar released it'
-          : undefined;
+    const why = releaseReason(pod);
     const grantedAt = fromIso(holder.grantedAt);
     if (why !== undefined) {
       removed.push(holder);
