@@ -133,30 +133,20 @@ export function stageState(
     case 'Lease': {
       const l = primitive as Lease;
       if (l.status?.holder?.uid === pod.uid) return grant(l.status.holder.token, l.status.holder.acquiredAt);
-      const q = order();
-      const idx = q.index.get(pod.uid);
       return {
         state: 'waiting',
-        standing: {
-          ...base,
-          position: idx === undefined ? 0 : idx + 1,
-          queueLength: q.length,
-          holder: l.status?.holder?.pod,
-        },
+        standing: { ...base, ...placeIn(order(), pod.uid), holder: l.status?.holder?.pod },
       };
     }
     case 'Semaphore': {
       const s = primitive as Semaphore;
       const held = (s.status?.holders ?? []).find((h) => h.uid === pod.uid);
       if (held) return grant(held.token, held.grantedAt);
-      const q = order();
-      const idx = q.index.get(pod.uid);
       return {
         state: 'waiting',
         standing: {
           ...base,
-          position: idx === undefined ? 0 : idx + 1,
-          queueLength: q.length,
+          ...placeIn(order(), pod.uid),
           inUse: s.status?.inUse ?? 0,
           capacity: s.spec.permits,
           requested: stage.permits,
@@ -164,6 +154,12 @@ export function stageState(
       };
     }
   }
+}
+
+/** 1-based position (0 when not queued) and the queue's length. */
+function placeIn(q: QueueOrder, uid: string): { position: number; queueLength: number } {
+  const idx = q.index.get(uid);
+  return { position: idx === undefined ? 0 : idx + 1, queueLength: q.length };
 }
 
 function gateFailure(g: Gate): string {
