@@ -1,6 +1,6 @@
 /** Runs the devcluster's kubectl against the run's control plane, as a user would. */
-import { spawn } from 'node:child_process';
 import { clusterInfo } from './cluster.ts';
+import { runProcess } from './process.ts';
 
 export interface KubectlOptions {
   /** Written to kubectl's stdin (e.g. a manifest for `apply -f -`). */
@@ -19,34 +19,19 @@ export interface KubectlResult {
   code: number;
 }
 
-export function kubectl(args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
+export async function kubectl(args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
   const info = clusterInfo();
   const fullArgs = opts.namespace ? ['--namespace', opts.namespace, ...args] : args;
-  return new Promise((resolve, reject) => {
-    const child = spawn(info.kubectlPath, fullArgs, {
-      env: { ...process.env, KUBECONFIG: opts.kubeconfigPath ?? info.kubeconfigPath },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: opts.timeoutMs ?? 60_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const res = { stdout, stderr, code: code ?? 1 };
-      if (res.code !== 0 && !opts.allowFailure) {
-        reject(
-          new Error(
-            `kubectl ${fullArgs.join(' ')} failed (exit ${code}${signal ? `, ${signal}` : ''}):\n${stderr || stdout}`,
-          ),
-        );
-      } else resolve(res);
-    });
-    child.stdin.end(opts.input ?? '');
+  const env = { ...process.env, KUBECONFIG: opts.kubeconfigPath ?? info.kubeconfigPath };
+  const res = await runProcess(info.kubectlPath, fullArgs, {
+    env,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
+    timeoutMs: opts.timeoutMs ?? 60_000,
   });
+  if (res.code !== 0 && !opts.allowFailure) {
+    throw new Error(
+      `kubectl ${fullArgs.join(' ')} failed (exit ${res.code}${res.signal ? `, ${res.signal}` : ''}):\n${res.stderr || res.stdout}`,
+    );
+  }
+  return { stdout: res.stdout, stderr: res.stderr, code: res.code };
 }

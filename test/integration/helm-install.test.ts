@@ -21,7 +21,6 @@
  * - No pod of the chart becomes ready (the manager image is not runnable by the process kubelet), hence
  *   `--wait=false`; the Deployment and its ReplicaSet are accepted, which is what is tested.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,6 +31,7 @@ import { installCrds } from '../../devcluster/konductor.ts';
 import { clusterInfo, useAdminClient } from '../helpers/cluster.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { type TestNamespace, testNamespace } from '../helpers/namespace.ts';
+import { runProcess } from '../helpers/process.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 import {
   CHART_DIR,
@@ -62,29 +62,17 @@ interface HelmResult {
 }
 
 /** helm with the devcluster's kubeconfig and private config/cache/data homes (async: installs take seconds). */
-function helm(args: string[]): Promise<HelmResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(tools.helm, [...args, '--kubeconfig', clusterInfo().kubeconfigPath], {
-      env: {
-        ...process.env,
-        HELM_CACHE_HOME: join(home, 'cache'),
-        HELM_CONFIG_HOME: join(home, 'config'),
-        HELM_DATA_HOME: join(home, 'data'),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 170_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+async function helm(args: string[]): Promise<HelmResult> {
+  const res = await runProcess(tools.helm, [...args, '--kubeconfig', clusterInfo().kubeconfigPath], {
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: join(home, 'cache'),
+      HELM_CONFIG_HOME: join(home, 'config'),
+      HELM_DATA_HOME: join(home, 'data'),
+    },
+    timeoutMs: 170_000,
   });
+  return { code: res.code, stdout: res.stdout, stderr: res.stderr };
 }
 
 const fixtureCrdFiles = () =>

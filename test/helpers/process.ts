@@ -1,0 +1,34 @@
+/** Runs a command to completion, collecting its output (async: the process kubelet shares this process). */
+import { spawn } from 'node:child_process';
+
+export interface ProcessResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+  signal: NodeJS.Signals | null;
+}
+
+export function runProcess(
+  bin: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+): Promise<ProcessResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, {
+      env: opts.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: opts.timeoutMs ?? 60_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => {
+      stdout += c;
+    });
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ stdout, stderr, code: code ?? 1, signal }));
+    child.stdin.end(opts.input ?? '');
+  });
+}
