@@ -74,8 +74,12 @@ export interface DevCluster {
 
 export const SERVICE_CLUSTER_IP_RANGE = '10.0.0.0/24';
 export const KUBERNETES_SERVICE_IP = '10.0.0.1';
-/** Audiences the apiserver accepts for service-account tokens (TokenReview). */
-export const API_AUDIENCES = ['https://kubernetes.default.svc', 'konductor'];
+/**
+ * Audiences the apiserver accepts for service-account tokens: its issuer only, as in a real cluster. So an
+ * ordinary service-account token (`kubectl create token`) is not a `konductor` token; the injected projected
+ * token asks for audience `konductor` itself, and the manager's TokenReview names that audience.
+ */
+export const API_AUDIENCES = ['https://kubernetes.default.svc'];
 
 const defaultLog = (line: string) => process.stderr.write(`[devcluster] ${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

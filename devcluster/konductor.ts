@@ -8,10 +8,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
 import { loadCrdManifests } from '../api/crds.ts';
 import { type KubeClient, resourcePath } from '../api/kubeClient.ts';
-import { buildWebhookConfiguration } from '../webhook/webhookConfiguration.ts';
+import { buildAdmissionPolicies } from '../webhook/admissionPolicies.ts';
+import { buildWebhookConfiguration, webhookNamespaceSelector } from '../webhook/webhookConfiguration.ts';
 import type { DevCluster } from './controlPlane.ts';
+import { ensureManagerIdentity } from './managerIdentity.ts';
 
 /** What installKonductor needs of a cluster (a DevCluster, or a test worker's view of the global one). */
 export type ClusterHandle = Pick<DevCluster, 'client' | 'kubeconfigPath' | 'dataDir' | 'processes'>;
@@ -22,6 +25,9 @@ import { logTail, type ManagedProcess } from './processes.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const WEBHOOK_CONFIGURATION_NAME = 'konductor-devcluster';
+/** The manager's ServiceAccount (in its service namespace: the scope, or `default`). */
+export const MANAGER_SERVICE_ACCOUNT = 'konductor';
+const ADMISSIONREGISTRATION = '/apis/admissionregistration.k8s.io/v1';
 /** Node.js flags of the manager process (keep in sync with Dockerfile.webhook's ENTRYPOINT). */
 export const MANAGER_NODE_ARGS = '--max-semi-space-size=2 --max-old-space-size=192';
 
@@ -58,8 +64,12 @@ export interface KonductorInstall {
   certDir: string;
   /** The CA as of installation (self-managed: the manager's, read from the cert dir once it is ready). */
   caPem: string;
-  /** Name of this install's MutatingWebhookConfiguration. */
+  /** Name of this install's MutatingWebhookConfiguration (and prefix of its admission policies). */
   webhookConfigurationName: string;
+  /** The user name the manager authenticates as (its ServiceAccount's). */
+  managerUsername: string;
+  /** The manager's kubeconfig (its ServiceAccount token). */
+  managerKubeconfigPath: string;
   manager(): ManagedProcess | undefined;
   /** Starts the manager (again) and waits for /readyz. */
   startManager(): Promise<void>;
@@ -162,6 +172,19 @@ export async function installKonductor(
     caPem = ca.certPem;
   }
 
+  // The manager's own identity (ServiceAccount + the chart's RBAC), never the admin's certificate.
+  const serviceNamespace = scope ?? 'default';
+  const identity = await ensureManagerIdentity(cluster.client, {
+    name: `${webhookName}-manager`,
+    namespace: serviceNamespace,
+    serviceAccount: MANAGER_SERVICE_ACCOUNT,
+    kubeconfigPath: join(cluster.dataDir, instance, 'manager.kubeconfig'),
+    adminKubeconfigPath: cluster.kubeconfigPath,
+    ...(selfManaged
+      ? { selfManaged: { webhookConfigName: webhookName, secretName: selfManagedSecret(opts.managerArgs) } }
+      : {}),
+  });
+
   const [port, healthPort, metricsPort] = await getFreePorts(3);
   const url = `https://127.0.0.1:${port}`;
   const healthUrl = `http://127.0.0.1:${healthPort}`;
@@ -175,7 +198,7 @@ export async function installKonductor(
     // keep RSS near the live heap instead of letting garbage pile up (docs/benchmarks.md).
     ...(process.env.KONDUCTOR_MANAGER_NODE_ARGS ?? MANAGER_NODE_ARGS).split(' ').filter(Boolean),
     entry,
-    `--kubeconfig=${cluster.kubeconfigPath}`,
+    `--kubeconfig=${identity.kubeconfigPath}`,
     `--webhook-port=${port}`,
     '--bind-address=127.0.0.1',
     `--cert-dir=${certDir}`,
@@ -183,7 +206,7 @@ export async function installKonductor(
     `--health-probe-bind-address=127.0.0.1:${healthPort}`,
     `--metrics-bind-address=127.0.0.1:${metricsPort}`,
     `--log-level=${process.env.KONDUCTOR_LOG_LEVEL ?? opts.logLevel ?? 'info'}`,
-    `--service-namespace=${scope ?? 'default'}`,
+    `--service-namespace=${serviceNamespace}`,
     ...(scope ? [`--namespace=${scope}`] : []),
     ...(selfManaged ? ['--cert-mode=self-managed', `--webhook-config-name=${webhookName}`] : []),
     ...(opts.managerArgs ?? []),
@@ -208,19 +231,33 @@ export async function installKonductor(
     clearTimeout(timer);
   };
 
+  const namespaces = {
+    excludedNamespaces: ['kube-system', 'kube-node-lease'],
+    ...(scope ? { onlyNamespaces: [scope] } : {}),
+  };
   const applyWebhookConfig = async (caBundle?: string) => {
     const webhookConfig = buildWebhookConfiguration({
       name: webhookName,
       clientConfig: { url: `${url}/mutate`, ...(caBundle ? { caBundle } : {}) },
-      excludedNamespaces: ['kube-system', 'kube-node-lease'],
-      ...(scope ? { onlyNamespaces: [scope] } : {}),
+      ...namespaces,
     });
     await cluster.client.apply(
-      `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${webhookName}`,
+      `${ADMISSIONREGISTRATION}/mutatingwebhookconfigurations/${webhookName}`,
       webhookConfig,
       'konductor-devcluster',
     );
   };
+  // The chart's ValidatingAdmissionPolicies, for the same namespaces as the webhook (docs/security.md).
+  const policies = buildAdmissionPolicies({
+    namePrefix: webhookName,
+    agentImage: agentImageOf(opts.managerArgs),
+    managerUsername: identity.username,
+    namespaceSelector: webhookNamespaceSelector(namespaces),
+    labels: { 'app.kubernetes.io/name': 'konductor' },
+  }) as { kind: string; metadata: { name: string } }[];
+  const policyPath = (p: { kind: string; metadata: { name: string } }) =>
+    `${ADMISSIONREGISTRATION}/${p.kind === 'ValidatingAdmissionPolicy' ? 'validatingadmissionpolicies' : 'validatingadmissionpolicybindings'}/${p.metadata.name}`;
+  for (const p of policies) await cluster.client.apply(policyPath(p), p, 'konductor-devcluster');
 
   // self-managed: the configuration exists (without caBundle) when the manager starts, which sets it.
   if (selfManaged) await applyWebhookConfig();
@@ -236,14 +273,34 @@ export async function installKonductor(
     certDir,
     caPem,
     webhookConfigurationName: webhookName,
+    managerUsername: identity.username,
+    managerKubeconfigPath: identity.kubeconfigPath,
     manager: () => current,
     startManager,
     stopManager,
     uninstall: async () => {
       await cluster.client
-        .delete(`/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${webhookName}`)
+        .delete(`${ADMISSIONREGISTRATION}/mutatingwebhookconfigurations/${webhookName}`)
         .catch(() => undefined);
+      for (const p of policies) await cluster.client.delete(policyPath(p)).catch(() => undefined);
       await stopManager('SIGTERM');
+      await identity.remove();
     },
   };
+}
+
+/** The value of a `--flag=value` in extra manager args, if given. */
+function flagValue(args: string[] | undefined, flag: string): string | undefined {
+  const prefix = `--${flag}=`;
+  return args?.findLast((a) => a.startsWith(prefix))?.slice(prefix.length);
+}
+
+/** The agent image the manager injects (its --agent-image, or the default). */
+function agentImageOf(managerArgs: string[] | undefined): string {
+  return flagValue(managerArgs, 'agent-image') ?? DEFAULT_AGENT_IMAGE;
+}
+
+/** The Secret of self-managed certificates (the manager's --cert-secret, or its default). */
+function selfManagedSecret(managerArgs: string[] | undefined): string {
+  return flagValue(managerArgs, 'cert-secret') ?? 'konductor-webhook-certs';
 }
