@@ -20,6 +20,7 @@ import {
 import type { AgentAuthenticator, PodIdentity } from './agentAuth.ts';
 import type { KonductorController } from './controller.ts';
 import type { ControllerMetrics } from './metrics.ts';
+import { WaitStreamLimiter } from './waitStreams.ts';
 
 export interface AgentApiOptions {
   controller: KonductorController;
@@ -27,6 +28,8 @@ export interface AgentApiOptions {
   metrics?: ControllerMetrics;
   /** How long a wait request may wait for the pod to appear in the cache. */
   podAppearTimeoutMs?: number;
+  /** Wait streams open per pod at most; a newer one closes the oldest (default MAX_WAIT_STREAMS_PER_POD). */
+  maxWaitStreamsPerPod?: number;
 }
 
 async function authenticate(
@@ -68,6 +71,7 @@ const standingKey = (s: QueueStanding) =>
 
 export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, opts) => {
   const { controller } = opts;
+  const streams = new WaitStreamLimiter(opts.maxWaitStreamsPerPod);
 
   app.post(AGENT_API.wait.path, async (req, reply) => {
     const identity = await authenticate(opts, req, reply);
@@ -133,11 +137,17 @@ export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, o
     };
     const unsubscribe = controller.subscribe(identity.uid, evaluate);
     const heartbeat = setInterval(() => send({ type: 'heartbeat' }), HEARTBEAT_INTERVAL_MS);
+    // Pushed out by newer streams of the same pod: end without a verdict (an agent reconnects).
+    const leave = streams.admit(identity.uid, () => {
+      cleanup();
+      raw.end();
+    });
     const cleanup = () => {
       if (closed) return;
       closed = true;
       clearInterval(heartbeat);
       unsubscribe();
+      leave();
       queuedSent = new Set();
     };
     raw.on('close', cleanup);

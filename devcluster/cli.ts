@@ -7,6 +7,7 @@
  */
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ensureAgentBundle } from '../scripts/build.ts';
 import { startCluster } from './index.ts';
 import { installKonductor, type KonductorInstall } from './konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from './kubelet/index.ts';
@@ -59,6 +60,8 @@ async function main(): Promise<void> {
 
   if (!values['no-kubelet']) {
     try {
+      // The process kubelet runs the agent image as dist/konductor-agent.js: build it if missing or stale.
+      await ensureAgentBundle((line) => process.stderr.write(`[devcluster] ${line}\n`));
       kubelet = await startProcessKubelet({ cluster }); // the process kubelet (DESIGN §7)
     } catch (err) {
       await cluster.stop();
@@ -68,7 +71,9 @@ async function main(): Promise<void> {
 
   if (!values['no-konductor']) {
     try {
-      konductor = await installKonductor(cluster); // CRDs, manager process, webhook configuration
+      // CRDs, the manager process (supervised: restarted with backoff if it dies), webhook configuration and
+      // admission policies.
+      konductor = await installKonductor(cluster);
     } catch (err) {
       await kubelet?.stop();
       await cluster.stop();
@@ -81,7 +86,10 @@ async function main(): Promise<void> {
       `# konductor devcluster is up (${cluster.apiserverUrl}${kubelet ? `, node ${kubelet.nodeName}` : ''}); Ctrl-C stops it.`,
       `# logs: ${dirname(cluster.logs.etcd ?? '')}`,
       ...(konductor
-        ? [`# konductor manager: ${konductor.url} (try: kubectl apply -f examples/semaphore.yaml)`]
+        ? [
+            `# konductor manager: admission ${konductor.admissionUrl}, agent API ${konductor.url}; restarted with backoff if it dies`,
+            `#   (as ${konductor.managerUsername}; try: kubectl apply -f examples/semaphore.yaml)`,
+          ]
         : []),
       `# kubectl of the same version: ${cluster.binaries.kubectl}`,
       `export KUBECONFIG=${cluster.kubeconfigPath}`,

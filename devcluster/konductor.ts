@@ -54,11 +54,26 @@ export interface InstallOptions {
    * trusts (caBundle) its own; the webhook configuration is created here without caBundle before it starts.
    */
   certMode?: 'devcluster' | 'self-managed';
+  /**
+   * Restart the manager when it dies, with backoff, as the Deployment it stands for would (default true).
+   * stopManager() and uninstall() are deliberate and never restarted.
+   */
+  supervise?: boolean;
 }
 
+/** Delay before the n-th consecutive restart (0-based): 1 s doubling to 30 s, like a short CrashLoopBackOff. */
+export function restartDelayMs(restarts: number): number {
+  return Math.min(30_000, 1000 * 2 ** Math.min(Math.max(0, restarts), 10));
+}
+
+/** A manager that ran this long before dying starts its backoff afresh. */
+const STABLE_RUN_MS = 60_000;
+
 export interface KonductorInstall {
-  /** https://127.0.0.1:<port> — the webhook and the agent API. */
+  /** https://127.0.0.1:<port> — the agent API (/v1/wait, /v1/release), as the injected agent reaches it. */
   url: string;
+  /** https://127.0.0.1:<port> — admission (POST /mutate), its own listener (docs/security.md). */
+  admissionUrl: string;
   healthUrl: string;
   metricsUrl: string;
   certDir: string;
@@ -73,6 +88,8 @@ export interface KonductorInstall {
   manager(): ManagedProcess | undefined;
   /** Starts the manager (again) and waits for /readyz. */
   startManager(): Promise<void>;
+  /** Restarts done by the supervisor so far (unexpected exits). */
+  restarts(): number;
   /** Stops the manager with a signal (SIGTERM: graceful; SIGKILL: crash) and waits until it is gone. */
   stopManager(signal?: NodeJS.Signals): Promise<void>;
   /** Removes the webhook configuration and stops the manager. */
@@ -185,8 +202,9 @@ export async function installKonductor(
       : {}),
   });
 
-  const [port, healthPort, metricsPort] = await getFreePorts(3);
-  const url = `https://127.0.0.1:${port}`;
+  const [admissionPort, agentPort, healthPort, metricsPort] = await getFreePorts(4);
+  const url = `https://127.0.0.1:${agentPort}`;
+  const admissionUrl = `https://127.0.0.1:${admissionPort}`;
   const healthUrl = `http://127.0.0.1:${healthPort}`;
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   const entry = join(REPO_ROOT, 'cmd', 'konductor.ts');
@@ -199,7 +217,8 @@ export async function installKonductor(
     ...(process.env.KONDUCTOR_MANAGER_NODE_ARGS ?? MANAGER_NODE_ARGS).split(' ').filter(Boolean),
     entry,
     `--kubeconfig=${identity.kubeconfigPath}`,
-    `--webhook-port=${port}`,
+    `--webhook-port=${admissionPort}`,
+    `--agent-port=${agentPort}`,
     '--bind-address=127.0.0.1',
     `--cert-dir=${certDir}`,
     `--agent-url=${url}`,
@@ -212,14 +231,51 @@ export async function installKonductor(
     ...(opts.managerArgs ?? []),
   ];
   let current: ManagedProcess | undefined;
+  let uninstalled = false;
+  let restarts = 0;
+  let consecutive = 0;
+  const supervise = opts.supervise !== false;
 
-  const startManager = async () => {
-    current = await cluster.processes.spawn(`${instance}-manager`, process.execPath, args, logPath, {
+  const spawnManager = async () => {
+    const proc = await cluster.processes.spawn(`${instance}-manager`, process.execPath, args, logPath, {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       NODE_OPTIONS: '',
     });
-    await waitReady(`${healthUrl}/readyz`, current, 60_000);
+    current = proc;
+    const startedAt = Date.now();
+    if (supervise) void proc.exited.then((info) => onManagerExit(proc, info, startedAt));
+    return proc;
+  };
+  const startManager = async () => {
+    await waitReady(`${healthUrl}/readyz`, await spawnManager(), 60_000);
+  };
+  // The supervisor: an exit nobody asked for (crash, OOM kill, SIGKILL) restarts the manager after a backoff.
+  const onManagerExit = (
+    proc: ManagedProcess,
+    info: { code: number | null; signal: string | null },
+    startedAt: number,
+  ) => {
+    if (proc.expectedExit || uninstalled || cluster.processes.isStopping || current !== proc) return;
+    if (Date.now() - startedAt >= STABLE_RUN_MS) consecutive = 0;
+    const delay = restartDelayMs(consecutive++);
+    log(
+      `konductor manager (pid ${proc.pid}) exited unexpectedly (code ${info.code}, signal ${info.signal}); ` +
+        `restarting it in ${delay / 1000} s (restart ${restarts + 1}; log ${logPath})`,
+    );
+    setTimeout(() => {
+      if (uninstalled || cluster.processes.isStopping || current !== proc) return;
+      restarts++;
+      spawnManager().then(
+        (next) =>
+          waitReady(`${healthUrl}/readyz`, next, 60_000).then(
+            () => log(`konductor manager restarted (pid ${next.pid}) and ready`),
+            (err: Error) =>
+              log(`konductor manager restart ${restarts} not ready: ${err.message.split('\n')[0]}`),
+          ),
+        (err: Error) => log(`konductor manager restart failed: ${err.message}`),
+      );
+    }, delay).unref();
   };
   const stopManager = async (signal: NodeJS.Signals = 'SIGTERM') => {
     const proc = current;
@@ -238,7 +294,7 @@ export async function installKonductor(
   const applyWebhookConfig = async (caBundle?: string) => {
     const webhookConfig = buildWebhookConfiguration({
       name: webhookName,
-      clientConfig: { url: `${url}/mutate`, ...(caBundle ? { caBundle } : {}) },
+      clientConfig: { url: `${admissionUrl}/mutate`, ...(caBundle ? { caBundle } : {}) },
       ...namespaces,
     });
     await cluster.client.apply(
@@ -262,12 +318,13 @@ export async function installKonductor(
   // self-managed: the configuration exists (without caBundle) when the manager starts, which sets it.
   if (selfManaged) await applyWebhookConfig();
   await startManager();
-  log(`konductor manager ready at ${url} (log ${logPath})`);
+  log(`konductor manager ready: admission ${admissionUrl}, agent API ${url} (log ${logPath})`);
   if (selfManaged) caPem = readFileSync(join(certDir, 'ca.crt'), 'utf8');
   else await applyWebhookConfig(Buffer.from(caPem).toString('base64'));
 
   return {
     url,
+    admissionUrl,
     healthUrl,
     metricsUrl,
     certDir,
@@ -278,7 +335,9 @@ export async function installKonductor(
     manager: () => current,
     startManager,
     stopManager,
+    restarts: () => restarts,
     uninstall: async () => {
+      uninstalled = true;
       await cluster.client
         .delete(`${ADMISSIONREGISTRATION}/mutatingwebhookconfigurations/${webhookName}`)
         .catch(() => undefined);

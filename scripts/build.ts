@@ -6,7 +6,7 @@
  * Both get a `#!/usr/bin/env node` banner and the executable bit.
  * Usable as a module too: `await buildAll()` (tests build the agent before spawning it).
  */
-import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BuildOptions, build } from 'esbuild';
@@ -84,6 +84,58 @@ export async function buildManager(): Promise<BuiltFile | undefined> {
   });
   await chmod(MANAGER_BUNDLE, 0o755);
   return { path: MANAGER_BUNDLE, bytes: (await stat(MANAGER_BUNDLE)).size };
+}
+
+/** What the agent bundle is built from: a change to any of these makes dist/konductor-agent.js stale. */
+export const AGENT_INPUTS = ['sidecar', 'api', 'package.json', 'scripts/build.ts'].map((p) => join(ROOT, p));
+
+/** The newest file (by modification time) under `paths` (directories are walked), or undefined if none. */
+export async function newestFile(paths: string[]): Promise<{ path: string; mtimeMs: number } | undefined> {
+  let newest: { path: string; mtimeMs: number } | undefined;
+  const visit = async (path: string): Promise<void> => {
+    let st: Awaited<ReturnType<typeof stat>>;
+    try {
+      st = await stat(path);
+    } catch {
+      return;
+    }
+    if (st.isDirectory()) {
+      for (const entry of await readdir(path)) await visit(join(path, entry));
+    } else if (!newest || st.mtimeMs > newest.mtimeMs) {
+      newest = { path, mtimeMs: st.mtimeMs };
+    }
+  };
+  for (const p of paths) await visit(p);
+  return newest;
+}
+
+/** Why `output` must be (re)built from `inputs`, or undefined when it is up to date. */
+export async function staleReason(output: string, inputs: string[]): Promise<string | undefined> {
+  let built: number;
+  try {
+    built = (await stat(output)).mtimeMs;
+  } catch {
+    return `${relative(ROOT, output)} is missing`;
+  }
+  const newest = await newestFile(inputs);
+  if (newest && newest.mtimeMs > built) {
+    return `${relative(ROOT, newest.path)} changed after ${relative(ROOT, output)} was built`;
+  }
+  return undefined;
+}
+
+/**
+ * Builds dist/konductor-agent.js when it is missing or older than its sources (what the devcluster's process
+ * kubelet runs for the agent image: `npm ci && npm run cluster` must not leave pods in RunContainerError).
+ * Returns why it was built, or undefined when it was up to date.
+ */
+export async function ensureAgentBundle(log: (line: string) => void = () => {}): Promise<string | undefined> {
+  const reason = await staleReason(AGENT_BUNDLE, AGENT_INPUTS);
+  if (reason === undefined) return undefined;
+  log(`building the agent (${reason}) ...`);
+  const built = await buildAgent();
+  log(`built ${describe(built)}`);
+  return reason;
 }
 
 export async function buildAll(): Promise<BuildResult> {
