@@ -192,7 +192,7 @@ export async function installKonductor(
   // The manager's own identity (ServiceAccount + the chart's RBAC), never the admin's certificate.
   const serviceNamespace = scope ?? 'default';
   const identity = await ensureManagerIdentity(cluster.client, {
-    name: `${webhookName}-manager`,
+    name: `${instance}-manager`,
     namespace: serviceNamespace,
     serviceAccount: MANAGER_SERVICE_ACCOUNT,
     kubeconfigPath: join(cluster.dataDir, instance, 'manager.kubeconfig'),
