@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { getHeapStatistics } from 'node:v8';
 import pino from 'pino';
 import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
 import { parseDuration } from '../api/duration.ts';
@@ -20,6 +21,7 @@ import { createMetrics } from '../controller/metrics.ts';
 import { primitiveKey } from '../controller/podIndex.ts';
 import { startHttpsServer } from '../webhook/httpsServer.ts';
 import { buildServer, mutateRoutes } from '../webhook/server.ts';
+import { applyMemoryBudget, UNCONSTRAINED_AGENT_CONNECTIONS, watchHeapPressure } from './memoryBudget.ts';
 
 const HELP = `konductor — Kubernetes synchronization primitives (manager: controller + webhook + agent API)
 
@@ -32,7 +34,11 @@ Usage: konductor [flags]
                                     its own listener, so agents cannot starve admission
   --bind-address ADDR               address of both HTTPS servers (default 0.0.0.0)
   --max-admission-connections N     open connections on the webhook port at most (default 1024)
-  --max-agent-connections N         open connections on the agent port at most (default 4096; one per waiting pod)
+  --max-agent-connections N         open connections on the agent port at most, one per waiting pod (default:
+                                    a quarter of the memory limit at 64 KiB each, e.g. 512 for 128Mi; 4096
+                                    without a limit). Pods beyond it retry with backoff.
+  (memory) with a container memory limit (KONDUCTOR_MEMORY_LIMIT or the cgroup), V8's old space is set to 45%
+  of it unless --max-old-space-size is given (docs/benchmarks.md)
   --cert-dir DIR                    directory with tls.crt, tls.key and ca.crt
                                     (default /tmp/k8s-webhook-server/serving-certs)
   --cert-mode MODE                  cert-manager (default: the cert dir is filled by someone else) or
@@ -91,7 +97,7 @@ async function main(): Promise<void> {
       'webhook-port': { type: 'string', default: '9443' },
       'agent-port': { type: 'string', default: '9444' },
       'max-admission-connections': { type: 'string', default: '1024' },
-      'max-agent-connections': { type: 'string', default: '4096' },
+      'max-agent-connections': { type: 'string' },
       'bind-address': { type: 'string', default: '0.0.0.0' },
       'cert-dir': { type: 'string', default: '/tmp/k8s-webhook-server/serving-certs' },
       'cert-mode': { type: 'string', default: 'cert-manager' },
@@ -122,7 +128,23 @@ async function main(): Promise<void> {
     process.stdout.write('konductor 0.1.0\n');
     return;
   }
+  // First: with a container memory limit and no heap limit given, this re-executes node with one.
+  const budget = applyMemoryBudget();
   const log = pino({ level: values['log-level'], base: { component: 'konductor' } });
+  const heap = getHeapStatistics();
+  const maxAgentConnections = countFlag(
+    values['max-agent-connections'] ?? String(budget?.maxAgentConnections ?? UNCONSTRAINED_AGENT_CONNECTIONS),
+    'max-agent-connections',
+  );
+  log.info(
+    {
+      memoryLimitMiB: budget ? Math.round(budget.limitBytes / 1048576) : null,
+      heapLimitMiB: Math.round(heap.heap_size_limit / 1048576),
+      maxAgentConnections,
+    },
+    'memory budget',
+  );
+  watchHeapPressure((fields, msg) => log.warn(fields, msg), getHeapStatistics);
   const client = new KubeClient(resolveConnection(values.kubeconfig));
   const metrics = createMetrics();
   const identity = `${hostname()}_${process.pid}`;
@@ -200,7 +222,7 @@ async function main(): Promise<void> {
   const agentApp = buildServer({
     loggerInstance: log.child({ part: 'agent-api' }),
     httpsOptions: {},
-    limits: { maxConnections: countFlag(values['max-agent-connections'], 'max-agent-connections') },
+    limits: { maxConnections: maxAgentConnections },
   });
   await agentApp.register(agentApiRoutes, {
     controller,
