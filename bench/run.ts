@@ -4,7 +4,7 @@
  *
  *   npm run bench                      all, full counts (<= 15 minutes)
  *   npm run bench -- --quick           all, small counts (<= 2 minutes), for development
- *   npm run bench -- handoff webhook   only these (handoff, throughput, webhook, scale, agent)
+ *   npm run bench -- handoff webhook   only these (handoff, throughput, webhook, scale, agent, memory-limit)
  *   npm run bench -- --tiny            the smoke test's mode: minimal counts, checks the plumbing only
  *   --results-dir DIR                  write the JSON there instead of bench/results
  *   --profile                          also take a CPU profile of the manager (throughput, scale) or the
@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { runAgent } from './agent.ts';
 import { type BenchMode, type BenchOptions, DEFAULT_RESULTS_DIR, round } from './common.ts';
 import { runHandoff } from './handoff.ts';
+import { runMemoryLimit } from './memoryLimit.ts';
 import { runScale } from './scale.ts';
 import { runThroughput } from './throughput.ts';
 import { runWebhook } from './webhook.ts';
@@ -26,6 +27,7 @@ const BENCHMARKS: Record<string, (opts: BenchOptions) => Promise<void>> = {
   handoff: runHandoff,
   throughput: runThroughput,
   scale: runScale,
+  'memory-limit': runMemoryLimit,
 };
 
 async function main(): Promise<void> {

@@ -59,6 +59,17 @@ export interface InstallOptions {
    * stopManager() and uninstall() are deliberate and never restarted.
    */
   supervise?: boolean;
+  /**
+   * How the manager process runs (benchmarks: the bundle the image runs, the image's node flags, inside a
+   * memory cgroup). `entry`: the script (default cmd/konductor.ts); `nodeArgs`: node flags (default
+   * MANAGER_NODE_ARGS); `env`: added to its environment; `commandPrefix`: a command that execs the rest.
+   */
+  managerProcess?: {
+    entry?: string;
+    nodeArgs?: string[];
+    env?: Record<string, string>;
+    commandPrefix?: string[];
+  };
 }
 
 /** Delay before the n-th consecutive restart (0-based): 1 s doubling to 30 s, like a short CrashLoopBackOff. */
@@ -207,14 +218,15 @@ export async function installKonductor(
   const admissionUrl = `https://127.0.0.1:${admissionPort}`;
   const healthUrl = `http://127.0.0.1:${healthPort}`;
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-  const entry = join(REPO_ROOT, 'cmd', 'konductor.ts');
+  const entry = opts.managerProcess?.entry ?? join(REPO_ROOT, 'cmd', 'konductor.ts');
   const logPath = join(cluster.dataDir, 'logs', `${instance}-manager.log`);
   await mkdir(dirname(logPath), { recursive: true });
   if (!existsSync(entry)) throw new Error(`manager entry point missing: ${entry}`);
   const args = [
     // The same V8 limits as the image (Dockerfile.webhook): a small young generation and a capped old space
     // keep RSS near the live heap instead of letting garbage pile up (docs/benchmarks.md).
-    ...(process.env.KONDUCTOR_MANAGER_NODE_ARGS ?? MANAGER_NODE_ARGS).split(' ').filter(Boolean),
+    ...(opts.managerProcess?.nodeArgs ??
+      (process.env.KONDUCTOR_MANAGER_NODE_ARGS ?? MANAGER_NODE_ARGS).split(' ').filter(Boolean)),
     entry,
     `--kubeconfig=${identity.kubeconfigPath}`,
     `--webhook-port=${admissionPort}`,
@@ -237,10 +249,12 @@ export async function installKonductor(
   const supervise = opts.supervise !== false;
 
   const spawnManager = async () => {
-    const proc = await cluster.processes.spawn(`${instance}-manager`, process.execPath, args, logPath, {
+    const [bin, ...argv] = [...(opts.managerProcess?.commandPrefix ?? []), process.execPath, ...args];
+    const proc = await cluster.processes.spawn(`${instance}-manager`, bin as string, argv, logPath, {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       NODE_OPTIONS: '',
+      ...opts.managerProcess?.env,
     });
     current = proc;
     const startedAt = Date.now();
