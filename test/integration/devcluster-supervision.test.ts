@@ -6,7 +6,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Semaphore } from '../../api/types.ts';
-import { restartDelayMs } from '../../devcluster/konductor.ts';
 import { isProcessAlive } from '../../devcluster/processes.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { testNamespace } from '../helpers/namespace.ts';
@@ -22,12 +21,6 @@ const nsPods = namespacePods(ns);
 const getSem = (name: string) => client.get<Semaphore>(`${SEMS}/${name}`);
 
 describe('manager supervision', () => {
-  it('backs off 1 s, 2 s, 4 s ... up to 30 s between restarts', () => {
-    expect([0, 1, 2, 3, 4, 5, 6, 20].map(restartDelayMs)).toEqual([
-      1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000,
-    ]);
-  });
-
   it('a manager killed with SIGKILL comes back, says so, and IN-USE returns to the truth', async () => {
     await client.create(SEMS, {
       apiVersion: 'sync.konductor.io/v1',
