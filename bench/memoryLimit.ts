@@ -166,7 +166,7 @@ export async function runMemoryLimit(opts: BenchOptions): Promise<void> {
   const started = Date.now();
   const log = opts.log;
   const steps = byMode(opts.mode, {
-    full: [5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000],
+    full: [5_000, 10_000, 12_500, 15_000, 17_500, 20_000, 25_000, 30_000],
     quick: [1_000, 2_000],
     tiny: [100],
   });
@@ -195,6 +195,7 @@ export async function runMemoryLimit(opts: BenchOptions): Promise<void> {
   const samples: StepSample[] = [];
   let figures: Figure[] = [];
   let streams: Record<string, unknown> = {};
+  let managerLog: Record<string, unknown> = {};
   const budget = budgetLine(bc);
   log(
     `    manager in ${enforced ? `cgroup v${cg.version} ${cg.dir}` : 'no cgroup'}: memory limit ${budget.memoryLimitMiB} MiB -> ` +
@@ -281,6 +282,7 @@ export async function runMemoryLimit(opts: BenchOptions): Promise<void> {
       if (target === streamsAt)
         streams = await measureStreams(bc, budget.maxAgentConnections, enforced ? cg : undefined, log);
     }
+    managerLog = managerLogSummary(bc);
   } finally {
     await bc.stop();
     if (enforced) cg.remove();
@@ -339,10 +341,19 @@ export async function runMemoryLimit(opts: BenchOptions): Promise<void> {
     method,
     parameters: { limitMiB: LIMIT_MIB, steps, streamsAt, podsPerPrimitive: PODS_PER_PRIMITIVE, enforced },
     figures,
-    details: { budget, steps: samples, streams },
+    details: { budget, steps: samples, streams, managerLog },
     durationSeconds: round((Date.now() - started) / 1000, 1),
   });
   log(`wrote ${path}`);
+}
+
+/** What the manager logged about memory: its heap-pressure warnings and how it ended. */
+function managerLogSummary(bc: BenchCluster): Record<string, unknown> {
+  const lines = readFileSync(bc.managerLog(), 'utf8').split('\n');
+  return {
+    memoryPressureWarnings: lines.filter((l) => l.includes('memory pressure')).length,
+    fatal: lines.filter((l) => /FATAL ERROR|heap out of memory/.test(l)).slice(0, 3),
+  };
 }
 
 /** Opens wait streams for waiting pods, cap + 64 of them, and reads the memory with them open. */
