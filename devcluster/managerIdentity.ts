@@ -100,49 +100,36 @@ export async function ensureManagerIdentity(
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: serviceAccount, namespace, labels } },
     FIELD_MANAGER,
   );
-  await client.apply(
-    `${RBAC}/clusterroles/${name}`,
+  // A role and its binding at each scope: cluster-wide, and in the manager's own namespace.
+  const scopes = [
+    { role: 'ClusterRole', rules: rules.cluster, path: RBAC, meta: { name, labels } },
     {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRole',
-      metadata: { name, labels },
-      rules: rules.cluster,
-    },
-    FIELD_MANAGER,
-  );
-  const roleRef = (kind: string) => ({ apiGroup: 'rbac.authorization.k8s.io', kind, name });
-  await client.apply(
-    `${RBAC}/clusterrolebindings/${name}`,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
-      metadata: { name, labels },
-      roleRef: roleRef('ClusterRole'),
-      subjects,
-    },
-    FIELD_MANAGER,
-  );
-  await client.apply(
-    `${RBAC}/namespaces/${namespace}/roles/${name}`,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: { name, namespace, labels },
+      role: 'Role',
       rules: rules.namespaced,
+      path: `${RBAC}/namespaces/${namespace}`,
+      meta: { name, namespace, labels },
     },
-    FIELD_MANAGER,
-  );
-  await client.apply(
-    `${RBAC}/namespaces/${namespace}/rolebindings/${name}`,
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name, namespace, labels },
-      roleRef: roleRef('Role'),
-      subjects,
-    },
-    FIELD_MANAGER,
-  );
+  ];
+  for (const { role, rules: roleRules, path, meta } of scopes) {
+    const plural = `${role.toLowerCase()}s`;
+    const rbac = 'rbac.authorization.k8s.io';
+    await client.apply(
+      `${path}/${plural}/${name}`,
+      { apiVersion: `${rbac}/v1`, kind: role, metadata: meta, rules: roleRules },
+      FIELD_MANAGER,
+    );
+    await client.apply(
+      `${path}/${role.toLowerCase()}bindings/${name}`,
+      {
+        apiVersion: `${rbac}/v1`,
+        kind: `${role}Binding`,
+        metadata: meta,
+        roleRef: { apiGroup: rbac, kind: role, name },
+        subjects,
+      },
+      FIELD_MANAGER,
+    );
+  }
   // A token with the API server's own audience (no audiences given: the API server's), as the kubelet
   // mounts for a Deployment's pod.
   const tr = await client.create<{ status: { token: string } }>(

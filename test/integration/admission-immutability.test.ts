@@ -21,14 +21,7 @@ const SEMS = `/apis/sync.konductor.io/v1/namespaces/${ns.name}/semaphores`;
 const nsPods = namespacePods(ns);
 const { getPod, uniq } = nsPods;
 
-async function createSemaphore(name: string, permits: number): Promise<void> {
-  await client.create(SEMS, {
-    apiVersion: 'sync.konductor.io/v1',
-    kind: 'Semaphore',
-    metadata: { name },
-    spec: { permits },
-  });
-}
+const { createSemaphore } = nsPods;
 const getSem = (name: string) => client.get<Semaphore>(`${SEMS}/${name}`);
 const k = (args: string[]) => kubectl(args, { namespace: ns.name, allowFailure: true });
 

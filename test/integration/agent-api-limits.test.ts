@@ -30,14 +30,7 @@ afterAll(() => {
   for (const s of sockets) s.destroy();
 });
 
-async function createSemaphore(name: string, permits: number): Promise<void> {
-  await client.create(SEMS, {
-    apiVersion: 'sync.konductor.io/v1',
-    kind: 'Semaphore',
-    metadata: { name },
-    spec: { permits },
-  });
-}
+const { createSemaphore } = nsPods;
 
 /** A TLS connection to `url`'s port, open and idle. */
 function openConnection(url: string): Promise<TLSSocket> {

@@ -22,12 +22,7 @@ const getSem = (name: string) => client.get<Semaphore>(`${SEMS}/${name}`);
 
 describe('manager supervision', () => {
   it('a manager killed with SIGKILL comes back, says so, and IN-USE returns to the truth', async () => {
-    await client.create(SEMS, {
-      apiVersion: 'sync.konductor.io/v1',
-      kind: 'Semaphore',
-      metadata: { name: 'crash' },
-      spec: { permits: 1 },
-    });
+    await nsPods.createSemaphore('crash', 1);
     const marker = nsPods.uniq('crash');
     await nsPods.createPod('first', {
       annotations: { 'konductor.io/semaphore': 'crash' },

@@ -46,12 +46,7 @@ describe('the status of konductor primitives', () => {
     await kubectl(['create', 'rolebinding', 'status-editor', '--role=status-editor', `--user=${USER}`], {
       namespace: ns.name,
     });
-    await client.create(SEMS, {
-      apiVersion: 'sync.konductor.io/v1',
-      kind: 'Semaphore',
-      metadata: { name: 'guarded' },
-      spec: { permits: 1 },
-    });
+    await nsPods.createSemaphore('guarded', 1);
     const can = await kubectl(
       [
         'auth',
