@@ -76,16 +76,46 @@ describe('a holder’s konductor metadata is immutable after admission', () => {
     });
   });
 
-  it('other updates pass even while the manager is down: a finalizer is removed', async () => {
+  it('other updates pass even while the manager is down: a finalizer removal, the garbage collector orphaning a Job’s pod', async () => {
     await createSemaphore('fin', 1);
     await nsPods.createPod('fin', {
       annotations: { 'konductor.io/semaphore': 'fin' },
       script: 'exit 0',
       finalizers: ['example.com/keep'],
     });
+    await kubectl(['create', '-f', '-'], {
+      namespace: ns.name,
+      input: JSON.stringify({
+        apiVersion: 'batch/v1',
+        kind: 'Job',
+        metadata: { name: 'orphaned', annotations: { 'konductor.io/semaphore': 'fin' } },
+        spec: {
+          backoffLimit: 0,
+          template: {
+            spec: {
+              restartPolicy: 'Never',
+              containers: [{ name: 'main', image: 'busybox', command: ['true'] }],
+            },
+          },
+        },
+      }),
+    });
     await nsPods.waitForPhase('fin', 'Succeeded', { timeoutMs: 60_000 });
+    const jobPod = await waitFor(
+      async () => (await client.list<Pod>(nsPods.PODS, { labelSelector: 'job-name=orphaned' })).items[0],
+      { message: 'the Job’s pod' },
+    );
     await konductor.install.stopManager('SIGTERM');
     try {
+      // kube-controller-manager's garbage collector removes the pod's ownerReference (a pod UPDATE).
+      await k(['delete', 'job', 'orphaned', '--cascade=orphan']);
+      await waitFor(
+        async () => ((await getPod(jobPod.metadata.name ?? '')).metadata.ownerReferences ?? []).length === 0,
+        {
+          message: 'the garbage collector to orphan the Job’s pod while the manager is down',
+          timeoutMs: 60_000,
+        },
+      );
       const r = await k([
         'patch',
         'pod',
