@@ -37,8 +37,6 @@ Usage: konductor [flags]
   --max-agent-connections N         open connections on the agent port at most, one per waiting pod (default:
                                     a quarter of the memory limit at 64 KiB each, e.g. 512 for 128Mi; 4096
                                     without a limit). Pods beyond it retry with backoff.
-  (memory) with a container memory limit (KONDUCTOR_MEMORY_LIMIT or the cgroup), V8's old space is set to 45%
-  of it unless --max-old-space-size is given (docs/benchmarks.md)
   --cert-dir DIR                    directory with tls.crt, tls.key and ca.crt
                                     (default /tmp/k8s-webhook-server/serving-certs)
   --cert-mode MODE                  cert-manager (default: the cert dir is filled by someone else) or
@@ -59,6 +57,10 @@ Usage: konductor [flags]
   --metrics-bind-address ADDR       Prometheus /metrics (default :8080, 0 to disable)
   --health-probe-bind-address ADDR  /healthz and /readyz (default :8081, 0 to disable)
   --help, --version
+
+Memory: with a container memory limit (KONDUCTOR_MEMORY_LIMIT in bytes, or the cgroup's), the manager restarts
+node at start-up with V8's old space at 45% of it (unless --max-old-space-size is given) and caps agent
+connections at a quarter of it (docs/benchmarks.md).
 `;
 
 function parseAddress(addr: string): { host: string; port: number } | undefined {
