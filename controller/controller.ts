@@ -117,6 +117,11 @@ export class KonductorController {
   private readonly written = new Map<PrimitiveKey, Primitive>();
   /** Holders' pods found by GET outside the managed-pod cache (uid -> pod, when fetched). */
   private readonly confirmed = new Map<string, { pod: Pod; at: number }>();
+  /**
+   * Holders whose pod is in the managed-pod cache but no longer references the primitive (annotations
+   * edited): pod uid -> those primitives, so the pod's own events re-arbitrate them too.
+   */
+  private readonly foreignHolders = new Map<string, Set<PrimitiveKey>>();
   /** Queue orders for progress lines, valid while neither the primitive nor any managed pod changed. */
   private readonly queueOrders = new Map<PrimitiveKey, { stamp: string; order: QueueOrder }>();
   /** Bumped on every managed-pod event: invalidates the memoized queue orders. */
@@ -295,6 +300,7 @@ export class KonductorController {
     if (ev.type === 'deleted') {
       this.written.delete(key);
       this.queueOrders.delete(key);
+      this.forgetForeignHolders(key);
     }
     this.queue.add(key);
     if (kind === 'Gate') this.syncJobInformers();
@@ -344,6 +350,7 @@ export class KonductorController {
   private onPod(ev: InformerEvent<Pod>): void {
     const uid = ev.object.metadata.uid ?? '';
     this.podEpoch++;
+    for (const k of this.foreignHolders.get(uid) ?? []) this.queue.add(k);
     if (ev.type === 'deleted') {
       this.confirmed.delete(uid);
       for (const k of this.podIndex.remove(uid)) this.queue.add(k);
@@ -492,6 +499,13 @@ export class KonductorController {
     return out;
   }
 
+  private forgetForeignHolders(key: PrimitiveKey): void {
+    for (const [uid, keys] of this.foreignHolders) {
+      keys.delete(key);
+      if (keys.size === 0) this.foreignHolders.delete(uid);
+    }
+  }
+
   /** GET a pod; undefined when it is gone (404, or a pod of that name with another UID). */
   private async fetchPod(namespace: string, name: string, uid: string): Promise<Pod | undefined> {
     try {
@@ -542,9 +556,11 @@ export class KonductorController {
    */
   private async absentHolderViews(
     kind: PrimitiveKind,
+    key: PrimitiveKey,
     obj: Primitive,
     views: readonly PodView[],
   ): Promise<{ views: PodView[]; recheckAfterMs?: number }> {
+    this.forgetForeignHolders(key);
     const holders =
       kind === 'Semaphore'
         ? ((obj as Semaphore).status?.holders ?? [])
@@ -560,6 +576,9 @@ export class KonductorController {
       const indexed = this.podIndex.get(h.uid);
       if (indexed) {
         out.push(toPodView(indexed.pod, request, { eligible: false }));
+        const keys = this.foreignHolders.get(h.uid) ?? new Set<PrimitiveKey>();
+        keys.add(key);
+        this.foreignHolders.set(h.uid, keys);
         continue;
       }
       let hit = this.confirmed.get(h.uid);
@@ -593,7 +612,7 @@ export class KonductorController {
       case 'Semaphore':
       case 'Lease': {
         const views = this.viewsOf(key, kind);
-        const absent = await this.absentHolderViews(kind, obj, views);
+        const absent = await this.absentHolderViews(kind, key, obj, views);
         const pods = [...views, ...absent.views];
         const d: Decision =
           kind === 'Semaphore'
