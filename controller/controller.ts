@@ -402,6 +402,7 @@ export class KonductorController {
       if (wanted.has(ns)) continue;
       inf.stop();
       this.jobInformers.delete(ns);
+      this.log.info({ namespace: ns }, 'stopped watching Jobs: no waiting Gate reads this namespace');
     }
     for (const ns of wanted) {
       if (this.jobInformers.has(ns)) continue;
@@ -413,6 +414,7 @@ export class KonductorController {
       });
       this.jobInformers.set(ns, inf);
       inf.start();
+      this.log.info({ namespace: ns }, 'watching Jobs: a waiting Gate reads this namespace');
     }
   }
 
