@@ -254,17 +254,15 @@ describe('runWait', () => {
     expect(h.err.at(-1)).toBe('konductor-wait: the manager rejected the request (HTTP 401 KDR_X: bad token)');
   });
 
+  /** Queued, then the wait-timeout fires. */
+  const queuedThenTimeout: Step = (handlers, fireTimeout) => {
+    handlers.onEvent(standing('queued', 2));
+    fireTimeout();
+    return { kind: 'aborted' };
+  };
+
   it('exits 2 with the primitive it waited for when the timeout fires', async () => {
-    const h = harness(
-      [
-        (handlers, fireTimeout) => {
-          handlers.onEvent(standing('queued', 2));
-          fireTimeout();
-          return { kind: 'aborted' };
-        },
-      ],
-      30_000,
-    );
+    const h = harness([queuedThenTimeout], 30_000);
     expect(await h.run).toBe(2);
     expect(h.err).toEqual([
       'konductor-wait: gave up waiting for semaphore default/batch-slots after 30s (konductor.io/wait-timeout)',
@@ -274,17 +272,7 @@ describe('runWait', () => {
 
   it('counts the wait-timeout from the first start of konductor-wait in the pod, not from a restart', async () => {
     // Restarted 20 s after the wait began (kept in the shared emptyDir): 10 s of a 30 s timeout are left.
-    const h = harness(
-      [
-        (handlers, fireTimeout) => {
-          handlers.onEvent(standing('queued', 2));
-          fireTimeout();
-          return { kind: 'aborted' };
-        },
-      ],
-      30_000,
-      { began: 50_000, now: 70_000 },
-    );
+    const h = harness([queuedThenTimeout], 30_000, { began: 50_000, now: 70_000 });
     expect(await h.run).toBe(2);
     expect(h.timers).toEqual([10_000]);
   });
