@@ -130,6 +130,14 @@ describe('arbitrateLease: properties', () => {
           const input = [...pods.values()];
           const r = arbitrateLease({ lease: l, pods: input, now });
           const after = r.status.holder;
+          // A holder whose pod exists and has not finished keeps the lease until its ttl — in particular one
+          // being deleted whose main containers still run ('release': terminating, not finished).
+          if (before) {
+            const p = pods.get(before.uid);
+            const expired = p?.passedWait === true && Date.parse(before.acquiredAt) + 30_000 <= now;
+            if (p && !p.finished && !expired)
+              expect(after?.uid, `${before.uid} keeps the lease`).toBe(before.uid);
+          }
           // One holder at most, and a new one only when the old one left in this decision.
           if (r.granted) {
             expect(before === undefined || r.removed?.uid === before.uid).toBe(true);
