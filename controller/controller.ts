@@ -370,12 +370,11 @@ export class KonductorController {
 
   private onNamespace(ev: InformerEvent<NamespaceObject>): void {
     const name = ev.object.metadata.name ?? '';
-    if (
-      ev.type === 'updated' &&
-      ev.old.metadata.annotations?.[GATE_READERS_ANNOTATION] ===
-        ev.object.metadata.annotations?.[GATE_READERS_ANNOTATION]
-    )
-      return;
+    // Only a change of the opt-in matters (a namespace without it, added or deleted, changes nothing).
+    const readers = (o: NamespaceObject | undefined) => o?.metadata.annotations?.[GATE_READERS_ANNOTATION];
+    const before = ev.type === 'added' ? undefined : readers(ev.type === 'updated' ? ev.old : ev.object);
+    const after = ev.type === 'deleted' ? undefined : readers(ev.object);
+    if (before === after) return;
     this.syncJobInformers();
     this.enqueueGatesReferencing(undefined, name);
   }
