@@ -237,16 +237,11 @@ export class KonductorController {
     await Promise.all([
       ...[...this.primitiveInformers.values()].map((i) => i.synced),
       this.podInformer.synced,
-      this.namespaceInformer.synced,
     ]);
   }
 
   get hasSynced(): boolean {
-    return (
-      [...this.primitiveInformers.values()].every((i) => i.hasSynced) &&
-      this.podInformer.hasSynced &&
-      this.namespaceInformer.hasSynced
-    );
+    return [...this.primitiveInformers.values()].every((i) => i.hasSynced) && this.podInformer.hasSynced;
   }
 
   get isLeader(): boolean {
@@ -379,7 +374,11 @@ export class KonductorController {
     this.enqueueGatesReferencing(undefined, name);
   }
 
-  /** May gates of namespace `from` read namespace `target` (its konductor.io/gate-readers annotation)? */
+  /**
+   * May gates of namespace `from` read namespace `target` (its konductor.io/gate-readers annotation)? Until the
+   * Namespace informer has listed (or without RBAC to list Namespaces), no: the Namespace informer does not
+   * hold back arbitration, it only widens what gates may read once it knows.
+   */
   private mayRead(target: string, from: string): boolean {
     return (
       target === from || gateReadersAllow(this.namespaceInformer.get(target)?.metadata.annotations, from)

@@ -60,6 +60,8 @@ export interface KonductorInstall {
   caPem: string;
   /** Name of this install's MutatingWebhookConfiguration. */
   webhookConfigurationName: string;
+  /** The kubeconfig the manager authenticates with (here the cluster's admin kubeconfig). */
+  managerKubeconfigPath: string;
   manager(): ManagedProcess | undefined;
   /** Starts the manager (again) and waits for /readyz. */
   startManager(): Promise<void>;
@@ -236,6 +238,7 @@ export async function installKonductor(
     certDir,
     caPem,
     webhookConfigurationName: webhookName,
+    managerKubeconfigPath: cluster.kubeconfigPath,
     manager: () => current,
     startManager,
     stopManager,

@@ -8,7 +8,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubeClient } from '../../api/kubeClient.ts';
 import type { Pod, Semaphore } from '../../api/types.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { testNamespace } from '../helpers/namespace.ts';
@@ -17,8 +18,17 @@ import { waitFor } from '../helpers/waitFor.ts';
 import { recordVersions } from '../helpers/watchers.ts';
 
 const ns = testNamespace('holders');
-useKonductor(ns);
+const konductor = useKonductor(ns);
 const client = ns.client;
+/**
+ * Writes holders into a status as the manager would: only the manager's identity may write the status of the
+ * primitives (the status-writer admission policy), so the test borrows its kubeconfig.
+ */
+let asManager: KubeClient;
+beforeAll(() => {
+  asManager = KubeClient.fromKubeconfig(konductor.install.managerKubeconfigPath);
+});
+afterAll(() => asManager?.close());
 const SEMS = `/apis/sync.konductor.io/v1/namespaces/${ns.name}/semaphores`;
 const nsPods = namespacePods(ns);
 const { PODS, getPod, uniq } = nsPods;
@@ -43,12 +53,15 @@ async function createSemaphore(name: string, permits: number): Promise<void> {
   });
 }
 
-/** Writes `pod` into the semaphore's status as its only holder (retrying on write conflicts). */
+/**
+ * Writes `pod` into the semaphore's status as its only holder (retrying on write conflicts): the state the
+ * controller is left in when a holder's label or annotations change under it.
+ */
 async function makeHolder(semaphore: string, pod: Pod): Promise<number> {
   return waitFor(async () => {
     const sem = await getSem(semaphore);
     const token = sem.status?.nextToken ?? 1;
-    await client.replace(`${SEMS}/${semaphore}/status`, {
+    await asManager.replace(`${SEMS}/${semaphore}/status`, {
       ...sem,
       status: {
         ...sem.status,
