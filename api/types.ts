@@ -88,6 +88,12 @@ export interface Holder {
   grantedAt: string;
   /** grantedAt + spec.ttl, when a ttl is set. */
   expiresAt?: string;
+  /**
+   * Adopted by this object's first decision: the pod runs on a grant of an earlier object of the same name
+   * (deleted and recreated). Its token is then 0 here; its real one, in its grant.json, is smaller than
+   * every token of this object.
+   */
+  adopted?: boolean;
 }
 
 export type SemaphorePhase = 'Ready' | 'Full';
@@ -124,6 +130,8 @@ export interface LeaseHolder {
   token: number;
   acquiredAt: string;
   expiresAt: string;
+  /** Adopted from an earlier Lease of the same name (see Holder.adopted); token 0. */
+  adopted?: boolean;
 }
 
 export type LeasePhase = 'Available' | 'Held';

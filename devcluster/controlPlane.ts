@@ -35,6 +35,8 @@ export interface StartClusterOptions {
   log?: (line: string) => void;
   /** Extra kube-apiserver flags (`--name=value`), appended last. */
   extraApiserverArgs?: string[];
+  /** Extra etcd flags (e.g. `--max-request-bytes=32768` to test objects that outgrow etcd's limit). */
+  extraEtcdArgs?: string[];
   /** Extra kube-controller-manager flags. */
   extraControllerManagerArgs?: string[];
   /** Binaries to use (default: ensureK8sBinaries()). */
@@ -240,6 +242,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
         `--initial-cluster=devcluster=${peerUrl}`,
         '--unsafe-no-fsync=true',
         '--log-level=warn',
+        ...(opts.extraEtcdArgs ?? []),
       ],
       logs.etcd!,
     );

@@ -36,6 +36,7 @@ export function managerRbacRules(opts: ManagerRbacOptions = {}): {
     { apiGroups: [GROUP], resources: plurals, verbs: ['get', 'list', 'watch'] },
     { apiGroups: [GROUP], resources: plurals.map((p) => `${p}/status`), verbs: ['update', 'patch'] },
     { apiGroups: ['batch'], resources: ['jobs'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
   ];
   const namespaced: PolicyRule[] = [

@@ -13,12 +13,12 @@ import { compareWaiters, type PodView } from './podView.ts';
 export const QUEUE_STATUS_LIMIT = 20;
 
 /**
- * A pod waits for a Semaphore or Lease when it is bound to a node, not finished, eligible (earlier primitives
- * in acquisition order are satisfied), has not passed its wait container and has not released. Holders are
+ * A pod waits for a Semaphore or Lease when it is bound to a node, not finished, not being deleted, eligible
+ * (earlier primitives in acquisition order are satisfied) and has not passed its wait container. Holders are
  * excluded by the caller.
  */
 export function isWaiting(view: PodView): boolean {
-  return view.bound && !view.finished && view.eligible && !view.passedWait && !view.released;
+  return view.bound && !view.finished && !view.terminating && view.eligible && !view.passedWait;
 }
 
 /** Pods in arbitration order (see compareWaiters), one per UID, with `priorityFallback` for unset priorities. */

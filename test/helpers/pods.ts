@@ -26,6 +26,12 @@ export async function release(marker: string): Promise<void> {
   await writeFile(join(RELEASE_DIR, marker), 'x');
 }
 
+/**
+ * Shell that ignores SIGTERM the way a workload finishing its work does: prints `term` when the kubelet
+ * sends it (graceful deletion) and keeps going with `body`.
+ */
+export const trapsTerm = (body: string) => `trap 'echo term' TERM; ${body}`;
+
 /** Shell that prints `start <ns since the epoch>`, then runs `body`. */
 export const startStamped = (body: string) => `echo start $(date +%s%N); ${body}`;
 /** Shell that prints `start <ns>`, runs `body`, then prints `end <ns>`. */

@@ -162,8 +162,9 @@ describe('formatting', () => {
 // runWait against a scripted client: each call to wait() runs the next step.
 type Step = (h: WaitStreamHandlers, fireTimeout: () => void) => AgentCallResult<void>;
 
-function harness(steps: Step[], waitTimeoutMs?: number) {
+function harness(steps: Step[], waitTimeoutMs?: number, clock = { began: 50_000, now: 50_000 }) {
   const out: string[] = [];
+  const timers: number[] = [];
   const err: string[] = [];
   const sleeps: number[] = [];
   const written: AgentGrantFile[] = [];
@@ -201,12 +202,15 @@ function harness(steps: Step[], waitTimeoutMs?: number) {
     sleep: async (ms) => {
       sleeps.push(ms);
     },
-    setTimer: (_ms, f) => {
+    setTimer: (ms, f) => {
+      timers.push(ms);
       fire = f;
       return () => {};
     },
+    wallClock: () => clock.now,
+    waitBeganAt: () => clock.began,
   });
-  return { run, out, err, sleeps, written, calls: () => calls };
+  return { run, out, err, sleeps, written, timers, calls: () => calls };
 }
 
 const emit =
@@ -250,22 +254,40 @@ describe('runWait', () => {
     expect(h.err.at(-1)).toBe('konductor-wait: the manager rejected the request (HTTP 401 KDR_X: bad token)');
   });
 
+  /** Queued, then the wait-timeout fires. */
+  const queuedThenTimeout: Step = (handlers, fireTimeout) => {
+    handlers.onEvent(standing('queued', 2));
+    fireTimeout();
+    return { kind: 'aborted' };
+  };
+
   it('exits 2 with the primitive it waited for when the timeout fires', async () => {
-    const h = harness(
-      [
-        (handlers, fireTimeout) => {
-          handlers.onEvent(standing('queued', 2));
-          fireTimeout();
-          return { kind: 'aborted' };
-        },
-      ],
-      30_000,
-    );
+    const h = harness([queuedThenTimeout], 30_000);
     expect(await h.run).toBe(2);
     expect(h.err).toEqual([
       'konductor-wait: gave up waiting for semaphore default/batch-slots after 30s (konductor.io/wait-timeout)',
     ]);
     expect(h.written).toHaveLength(0);
+  });
+
+  it('counts the wait-timeout from the first start of konductor-wait in the pod, not from a restart', async () => {
+    // Restarted 20 s after the wait began (kept in the shared emptyDir): 10 s of a 30 s timeout are left.
+    const h = harness([queuedThenTimeout], 30_000, { began: 50_000, now: 70_000 });
+    expect(await h.run).toBe(2);
+    expect(h.timers).toEqual([10_000]);
+  });
+
+  it('exits 2 at once when it restarts after its wait-timeout ran out', async () => {
+    const h = harness([], 30_000, {
+      began: Date.parse('2030-01-01T00:00:00Z'),
+      now: Date.parse('2030-01-01T00:00:31Z'),
+    });
+    expect(await h.run).toBe(2);
+    expect(h.calls()).toBe(0);
+    expect(h.err).toEqual([
+      'konductor-wait: gave up waiting after 30s (konductor.io/wait-timeout): the wait began at ' +
+        '2030-01-01T00:00:00.000Z, before konductor-wait restarted',
+    ]);
   });
 
   it('exits 1 and writes nothing when the manager reports a failure', async () => {

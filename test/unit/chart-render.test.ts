@@ -240,6 +240,7 @@ describe('default values (cert-manager)', () => {
     expect(verbsFor('sync.konductor.io', 'semaphores').sort()).toEqual(['get', 'list', 'watch']);
     expect(verbsFor('sync.konductor.io', 'semaphores/status').sort()).toEqual(['patch', 'update']);
     expect(verbsFor('batch', 'jobs').sort()).toEqual(['get', 'list', 'watch']);
+    expect(verbsFor('', 'namespaces').sort()).toEqual(['get', 'list', 'watch']);
     expect(verbsFor('authentication.k8s.io', 'tokenreviews')).toEqual(['create']);
     for (const r of rules) {
       expect(r.verbs).not.toContain('*');
