@@ -10,7 +10,8 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
 import { parseDuration } from '../api/duration.ts';
-import { KubeClient, resolveConnection } from '../api/kubeClient.ts';
+import { KubeClient } from '../api/kubeClient.ts';
+import { connectKubeconfig } from '../api/kubeconfigSource.ts';
 import { servingSans, startSelfManagedCerts } from '../certs/selfManaged.ts';
 import { agentApiRoutes } from '../controller/agentApi.ts';
 import { AgentAuthenticator } from '../controller/agentAuth.ts';
@@ -24,6 +25,7 @@ const HELP = `konductor — Kubernetes synchronization primitives (manager: cont
 Usage: konductor [flags]
 
   --kubeconfig PATH                 kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)
+  --context NAME                    kubeconfig context (default: its current-context)
   --namespace NS                    watch one namespace only (default: all)
   --webhook-port N                  HTTPS port of /mutate and the agent API (default 9443)
   --bind-address ADDR               address of the HTTPS server (default 0.0.0.0)
@@ -67,6 +69,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       kubeconfig: { type: 'string' },
+      context: { type: 'string' },
       namespace: { type: 'string' },
       'webhook-port': { type: 'string', default: '9443' },
       'bind-address': { type: 'string', default: '0.0.0.0' },
@@ -100,7 +103,13 @@ async function main(): Promise<void> {
     return;
   }
   const log = pino({ level: values['log-level'], base: { component: 'konductor' } });
-  const client = new KubeClient(resolveConnection(values.kubeconfig));
+  const client = new KubeClient(
+    await connectKubeconfig({
+      kubeconfig: values.kubeconfig,
+      context: values.context,
+      preferInCluster: true,
+    }),
+  );
   const metrics = createMetrics();
   const identity = `${hostname()}_${process.pid}`;
   const serviceNs = values['service-namespace'];

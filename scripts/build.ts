@@ -3,6 +3,9 @@
  *   dist/konductor-agent.js  the in-pod agent (sidecar/main.ts): one self-contained file, node builtins only,
  *                            minified; its startup time and memory are a budget (DESIGN §8)
  *   dist/konductor.js        the manager (cmd/konductor.ts): bundled, npm packages left external
+ *   dist/kubeconfig-resolver.js  the manager's kubeconfig resolver (api/kubeconfigResolver.ts, run as a
+ *                            short-lived process): @kubernetes/client-node bundled and tree-shaken
+ *   dist/kubectl-konductor.js  the kubectl plugin (cmd/kubectl-konductor.ts): one self-contained file
  * Both get a `#!/usr/bin/env node` banner and the executable bit.
  * Usable as a module too: `await buildAll()` (tests build the agent before spawning it).
  */
@@ -16,6 +19,10 @@ export const AGENT_BUNDLE = join(ROOT, 'dist', 'konductor-agent.js');
 export const MANAGER_BUNDLE = join(ROOT, 'dist', 'konductor.js');
 const AGENT_ENTRY = join(ROOT, 'sidecar', 'main.ts');
 const MANAGER_ENTRY = join(ROOT, 'cmd', 'konductor.ts');
+export const RESOLVER_BUNDLE = join(ROOT, 'dist', 'kubeconfig-resolver.js');
+const RESOLVER_ENTRY = join(ROOT, 'api', 'kubeconfigResolver.ts');
+export const PLUGIN_BUNDLE = join(ROOT, 'dist', 'kubectl-konductor.js');
+const PLUGIN_ENTRY = join(ROOT, 'cmd', 'kubectl-konductor.ts');
 
 export interface BuiltFile {
   path: string;
@@ -26,6 +33,8 @@ export interface BuildResult {
   agent: BuiltFile;
   /** Undefined when cmd/konductor.ts does not exist (yet). */
   manager: BuiltFile | undefined;
+  resolver: BuiltFile;
+  plugin: BuiltFile;
 }
 
 const BANNER = { js: '#!/usr/bin/env node' };
@@ -40,7 +49,10 @@ async function common(): Promise<BuildOptions> {
     banner: BANNER,
     logLevel: 'warning',
     legalComments: 'none',
-    define: { KONDUCTOR_AGENT_VERSION: JSON.stringify(pkg.version) },
+    define: {
+      KONDUCTOR_AGENT_VERSION: JSON.stringify(pkg.version),
+      KONDUCTOR_KUBECONFIG_RESOLVER: JSON.stringify('./kubeconfig-resolver.js'),
+    },
   };
 }
 
@@ -86,9 +98,39 @@ export async function buildManager(): Promise<BuiltFile | undefined> {
   return { path: MANAGER_BUNDLE, bytes: (await stat(MANAGER_BUNDLE)).size };
 }
 
+/** CommonJS dependencies bundled into an ES module need `require`. */
+const REQUIRE_BANNER = {
+  js: `${BANNER.js}\nimport { createRequire as __konductorRequire } from 'node:module';\nconst require = __konductorRequire(import.meta.url);`,
+};
+
+/** Bundles one self-contained entry (every package inside, tree-shaken). */
+async function buildStandalone(entry: string, outfile: string): Promise<BuiltFile> {
+  await mkdir(dirname(outfile), { recursive: true });
+  await build({
+    ...(await common()),
+    entryPoints: [entry],
+    outfile,
+    packages: 'bundle',
+    minify: true,
+    banner: REQUIRE_BANNER,
+  });
+  await chmod(outfile, 0o755);
+  return { path: outfile, bytes: (await stat(outfile)).size };
+}
+
+/** dist/kubeconfig-resolver.js: the manager runs it to resolve its kubeconfig (api/kubeconfigSource.ts). */
+export const buildResolver = () => buildStandalone(RESOLVER_ENTRY, RESOLVER_BUNDLE);
+/** dist/kubectl-konductor.js: the kubectl plugin, one file that needs only node (package.json bin). */
+export const buildPlugin = () => buildStandalone(PLUGIN_ENTRY, PLUGIN_BUNDLE);
+
 export async function buildAll(): Promise<BuildResult> {
-  const [agent, manager] = await Promise.all([buildAgent(), buildManager()]);
-  return { agent, manager };
+  const [agent, manager, resolver, plugin] = await Promise.all([
+    buildAgent(),
+    buildManager(),
+    buildResolver(),
+    buildPlugin(),
+  ]);
+  return { agent, manager, resolver, plugin };
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -106,8 +148,10 @@ function describe(file: BuiltFile): string {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   buildAll().then(
-    ({ agent, manager }) => {
+    ({ agent, manager, resolver, plugin }) => {
       console.log(`built ${describe(agent)}`);
+      console.log(`built ${describe(resolver)}`);
+      console.log(`built ${describe(plugin)}`);
       console.log(
         manager
           ? `built ${describe(manager)}`
