@@ -169,6 +169,7 @@ async function main(): Promise<void> {
     injection,
     primitiveExists: (kind, ns, name) => controller.primitiveExists(kind, ns, name),
     now: Date.now,
+    onReviewed: (review, response, seconds) => metrics.admitted(review, response, seconds),
   });
   await app.register(agentApiRoutes, {
     controller,
@@ -199,7 +200,10 @@ async function main(): Promise<void> {
   if (metricsAddr) {
     const m = createServer((req, res) => {
       if (req.url !== '/metrics') return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render());
+      metrics.render().then(
+        (body) => res.writeHead(200, { 'content-type': metrics.contentType }).end(body),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
     });
     await listen(m, metricsAddr);
     servers.push(m);

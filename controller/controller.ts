@@ -171,6 +171,7 @@ export class KonductorController {
         onError: (err) => this.log.warn({ err: String(err) }, 'leader election error'),
       });
     }
+    opts.metrics?.observe(this);
   }
 
   private now(): number {
@@ -213,6 +214,26 @@ export class KonductorController {
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /** Primitives waiting in the work queue (a metric). */
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
+  get podIndexSize(): number {
+    return this.podIndex.size;
+  }
+
+  /** Every cached primitive (the metrics' per-primitive gauges). */
+  *primitives(): Iterable<{ kind: PrimitiveKind; primitive: Primitive }> {
+    for (const [kind, inf] of this.primitiveInformers)
+      for (const p of inf.list()) yield { kind, primitive: p };
+  }
+
+  /** Every managed pod in the index. */
+  pods(): Iterable<IndexedPod> {
+    return this.podIndex.all();
   }
 
   async stop(): Promise<void> {
@@ -301,6 +322,7 @@ export class KonductorController {
     this.podEpoch++;
     const keys = ev.type === 'deleted' ? this.podIndex.remove(uid) : this.podIndex.upsert(ev.object);
     if (ev.type === 'deleted') this.released.delete(uid);
+    this.opts.metrics?.podChanged(ev.type, ev.object);
     for (const k of keys) this.queue.add(k);
     this.notifyPod(uid);
   }
@@ -353,6 +375,7 @@ export class KonductorController {
     const indexed = this.podIndex.get(uid);
     if (!indexed) return [];
     this.released.add(uid);
+    this.opts.metrics?.releaseRequested(uid);
     const out: { kind: PrimitiveKind; name: string; namespace: string; token: number }[] = [];
     for (const st of indexed.stages) {
       const p = this.primitive(st.key);
@@ -457,13 +480,14 @@ export class KonductorController {
         subresource: 'status',
       });
       let updated: Primitive;
+      const writeStartedAt = performance.now();
       try {
         updated = await this.client.replace<Primitive>(path, { ...obj, status: decision.status });
       } catch (err) {
         if (isNotFound(err)) return undefined;
         if (isConflict(err)) {
           // Someone else wrote first (another replica, or a spec change): re-read and decide again.
-          this.opts.metrics?.conflicts.inc();
+          this.opts.metrics?.conflicts.inc({ kind });
           const fresh = await this.client.get<Primitive>(path.replace(/\/status$/, ''));
           this.written.set(key, fresh);
         }
@@ -471,8 +495,15 @@ export class KonductorController {
       }
       this.written.set(key, updated);
       this.primitiveEpoch++;
-      this.opts.metrics?.statusWrites.inc({ kind });
-      if (decision.grants > 0) this.opts.metrics?.grants.inc({ kind }, decision.grants);
+      this.opts.metrics?.written({
+        kind,
+        key,
+        before: obj,
+        after: updated,
+        pods: this.podIndex.podsOf(key),
+        released: (uid) => this.released.has(uid),
+        writeStartedAt,
+      });
       this.recordEvents(kind, updated, decision.events);
       this.afterPrimitiveChange(key, kind, namespace, name);
     }
