@@ -19,7 +19,7 @@ import { ANNOTATIONS, type PrimitiveKind } from '../api/constants.ts';
 import type { Barrier, Gate, Lease, Pod, Primitive, Semaphore } from '../api/types.ts';
 import { mainContainersFinished, type PodView, podRequestFor, toPodView } from './arbitration/podView.ts';
 import type { IndexedPod, PrimitiveKey } from './podIndex.ts';
-import { stagePassed } from './stages.ts';
+import { type PrimitiveGauge, primitiveGauges } from './queueFigures.ts';
 
 export const DEFAULT_MAX_PRIMITIVE_SERIES = 1000;
 export const OTHER = '(other)';
@@ -51,17 +51,6 @@ export interface WriteRecord {
   released: (uid: string) => boolean;
   /** performance.now() when the write was sent. */
   writeStartedAt: number;
-}
-
-export interface PrimitiveGauge {
-  kind: PrimitiveKind;
-  namespace: string;
-  name: string;
-  capacity: number;
-  inUse: number;
-  waiting: number;
-  /** Seconds the oldest waiting pod has waited (0 when none waits). */
-  oldestWaitSeconds: number;
 }
 
 const KNOWN_ANNOTATIONS: readonly string[] = Object.values(ANNOTATIONS);
@@ -416,70 +405,6 @@ export function passChange(w: Pick<WriteRecord, 'before' | 'after' | 'pods'>): {
     );
   });
   return { passed, removed: [], grantedWaiters: 0 };
-}
-
-/** Capacity and use of one primitive, from its spec and status. */
-export function capacityOf(p: Primitive): { capacity: number; inUse: number } {
-  switch (p.kind) {
-    case 'Semaphore': {
-      const s = p as Semaphore;
-      return { capacity: s.spec?.permits ?? 0, inUse: s.status?.inUse ?? 0 };
-    }
-    case 'Lease':
-      return { capacity: 1, inUse: (p as Lease).status?.holder ? 1 : 0 };
-    case 'Barrier': {
-      const b = p as Barrier;
-      return { capacity: b.spec?.quorum ?? b.spec?.expected ?? 0, inUse: b.status?.arrived ?? 0 };
-    }
-    case 'Gate': {
-      const g = p as Gate;
-      return {
-        capacity: g.spec?.conditions?.length ?? 0,
-        inUse: (g.status?.conditionStatuses ?? []).filter((c) => c.met).length,
-      };
-    }
-  }
-}
-
-/**
- * Per-primitive figures for the gauges: capacity and use from each primitive, waiting pods and the oldest
- * wait from the pods (a pod waits at the first of its primitives it has not passed, once it is bound,
- * until it passes its wait container or finishes).
- */
-export function primitiveGauges(
-  source: Pick<MetricsSource, 'primitives' | 'pods' | 'primitive'>,
-  now: number,
-): PrimitiveGauge[] {
-  const rows = new Map<PrimitiveKey, PrimitiveGauge>();
-  for (const { kind, primitive } of source.primitives()) {
-    const namespace = primitive.metadata.namespace ?? '';
-    const name = primitive.metadata.name ?? '';
-    rows.set(`${kind}/${namespace}/${name}`, {
-      kind,
-      namespace,
-      name,
-      ...capacityOf(primitive),
-      waiting: 0,
-      oldestWaitSeconds: 0,
-    });
-  }
-  for (const p of source.pods()) {
-    const uid = p.pod.metadata.uid ?? '';
-    const stage = p.stages.find((st) => !stagePassed(st, source.primitive(st.key), uid));
-    if (!stage) continue;
-    const row = rows.get(stage.key);
-    if (!row) continue; // the primitive does not exist (yet)
-    const view = toPodView(p.pod, podRequestFor(p.pod, p.request, stage.kind), {
-      eligible: true,
-      released: false,
-    });
-    if (!view.bound || view.finished || view.passedWait) continue;
-    row.waiting += 1;
-    if (view.scheduledAt < Number.MAX_SAFE_INTEGER) {
-      row.oldestWaitSeconds = Math.max(row.oldestWaitSeconds, Math.max(0, now - view.scheduledAt) / 1000);
-    }
-  }
-  return [...rows.values()];
 }
 
 function countByKind(rows: readonly PrimitiveGauge[]): Map<PrimitiveKind, number> {

@@ -236,7 +236,7 @@ describe('metrics', () => {
     m.reconcileSeconds.observe({ kind: 'Semaphore' }, 0.002);
     const text = await m.render();
     expect(text).toContain('konductor_grants_total{kind="Semaphore"} 3');
-    expect(text).toContain('konductor_reconcile_duration_seconds_bucket{kind="Semaphore",le="0.0025"} 1');
-    expect(text).toContain('konductor_reconcile_duration_seconds_bucket{kind="Semaphore",le="0.001"} 0');
+    expect(text).toContain('konductor_reconcile_duration_seconds_bucket{le="0.0025",kind="Semaphore"} 1');
+    expect(text).toContain('konductor_reconcile_duration_seconds_bucket{le="0.001",kind="Semaphore"} 0');
   });
 });
