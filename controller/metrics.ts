@@ -162,6 +162,27 @@ export function createMetrics(opts: MetricsOptions = {}) {
 
   // ---- scrape-time gauges -------------------------------------------------------------------------
   const primitiveLabels = ['kind', 'namespace', 'name'] as const;
+  const primitiveCount = new Gauge({
+    name: 'konductor_primitives',
+    help: 'Primitives in the cache, by kind.',
+    labelNames: kindLabel,
+    registers,
+    collect() {
+      // Registered before the four per-primitive gauges (the registry collects in order): computed once per
+      // scrape for all five.
+      if (!source) return;
+      const rows = primitiveGauges(source, now());
+      for (const g of [capacity, inUse, waiting, oldestWait, primitiveCount]) g.reset();
+      for (const [kind, n] of countByKind(rows)) primitiveCount.set({ kind }, n);
+      for (const row of capSeries(rows, maxSeries)) {
+        const labels = { kind: row.kind, namespace: row.namespace, name: row.name };
+        capacity.set(labels, row.capacity);
+        inUse.set(labels, row.inUse);
+        waiting.set(labels, row.waiting);
+        oldestWait.set(labels, row.oldestWaitSeconds);
+      }
+    },
+  });
   const capacity = new Gauge({
     name: 'konductor_primitive_capacity',
     help: 'Capacity of a primitive: Semaphore spec.permits, Lease 1, Barrier the arrivals it opens at, Gate its conditions.',
@@ -185,26 +206,6 @@ export function createMetrics(opts: MetricsOptions = {}) {
     help: 'How long the longest-waiting pod at a primitive has waited, since its arrival (0 when none waits).',
     labelNames: primitiveLabels,
     registers,
-  });
-  const primitiveCount = new Gauge({
-    name: 'konductor_primitives',
-    help: 'Primitives in the cache, by kind.',
-    labelNames: kindLabel,
-    registers,
-    collect() {
-      // Computed once per scrape for the five primitive gauges.
-      if (!source) return;
-      const rows = primitiveGauges(source, now());
-      for (const g of [capacity, inUse, waiting, oldestWait, primitiveCount]) g.reset();
-      for (const [kind, n] of countByKind(rows)) primitiveCount.set({ kind }, n);
-      for (const row of capSeries(rows, maxSeries)) {
-        const labels = { kind: row.kind, namespace: row.namespace, name: row.name };
-        capacity.set(labels, row.capacity);
-        inUse.set(labels, row.inUse);
-        waiting.set(labels, row.waiting);
-        oldestWait.set(labels, row.oldestWaitSeconds);
-      }
-    },
   });
   new Gauge({
     name: 'konductor_leader',
@@ -230,6 +231,19 @@ export function createMetrics(opts: MetricsOptions = {}) {
       this.set(source?.podIndexSize ?? 0);
     },
   });
+
+  // Every bounded label combination starts at 0, so rate() has a series before the first event.
+  for (const kind of ['Semaphore', 'Lease', 'Barrier', 'Gate'] as const) {
+    statusWrites.inc({ kind }, 0);
+    conflicts.inc({ kind }, 0);
+  }
+  for (const kind of ['Semaphore', 'Lease'] as const) {
+    grants.inc({ kind }, 0);
+    expiries.inc({ kind }, 0);
+    for (const reason of ['PodFinished', 'PodDeleted', 'HoldReleased'] as const)
+      releases.inc({ kind, reason }, 0);
+  }
+  for (const result of ['allowed', 'denied'] as const) admissions.inc({ result }, 0);
 
   // ---- handoff bookkeeping --------------------------------------------------------------------------
   /** When the manager first saw each pod's release signal (monotonic ms), until a write consumes it. */
