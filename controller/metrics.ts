@@ -5,10 +5,10 @@
  * counters). Label cardinality is bounded by construction:
  * - `kind` is one of the four primitive kinds; `reason`, `result` and `annotation` come from fixed
  *   vocabularies (docs/reasons.md, docs/metrics.md); no metric has a pod label;
- * - the per-primitive gauges (`namespace`, `name`) are computed at scrape time from the caches, for at most
- *   `maxPrimitiveSeries` primitives (the first by kind, namespace and name); the rest are summed into one
- *   series per kind with namespace and name `(other)` (oldest wait: their maximum). `konductor_primitives`
- *   counts them all.
+ * - the per-primitive gauges (`primitive_namespace`, `primitive`: not `namespace`, which Prometheus sets to
+ *   the scraped pod's) are computed at scrape time from the caches, for at most `maxPrimitiveSeries`
+ *   primitives (the first by kind, namespace and name); the rest are summed into one series per kind with
+ *   namespace and name `(other)` (oldest wait: their maximum). `konductor_primitives` counts them all.
  *
  * Recording is done by one-line calls at the call sites (controller, webhook route, agent API); what they
  * record is derived here from the objects, so the controller's decisions stay pure.
@@ -161,7 +161,8 @@ export function createMetrics(opts: MetricsOptions = {}) {
   });
 
   // ---- scrape-time gauges -------------------------------------------------------------------------
-  const primitiveLabels = ['kind', 'namespace', 'name'] as const;
+  // Not `namespace`: Prometheus attaches the scraped pod's namespace under that name.
+  const primitiveLabels = ['kind', 'primitive_namespace', 'primitive'] as const;
   const primitiveCount = new Gauge({
     name: 'konductor_primitives',
     help: 'Primitives in the cache, by kind.',
@@ -175,7 +176,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
       for (const g of [capacity, inUse, waiting, oldestWait, primitiveCount]) g.reset();
       for (const [kind, n] of countByKind(rows)) primitiveCount.set({ kind }, n);
       for (const row of capSeries(rows, maxSeries)) {
-        const labels = { kind: row.kind, namespace: row.namespace, name: row.name };
+        const labels = { kind: row.kind, primitive_namespace: row.namespace, primitive: row.name };
         capacity.set(labels, row.capacity);
         inUse.set(labels, row.inUse);
         waiting.set(labels, row.waiting);

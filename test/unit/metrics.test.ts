@@ -277,8 +277,8 @@ describe('per-primitive figures', () => {
     });
     const s = await samples(m);
     expect(s.get('konductor_primitives{kind="Semaphore"}')).toBe(2);
-    expect(s.get('konductor_primitive_capacity{kind="Semaphore",namespace="ns",name="s"}')).toBe(2);
-    expect(s.get(`konductor_primitive_capacity{kind="Semaphore",namespace="${OTHER}",name="${OTHER}"}`)).toBe(
+    expect(s.get('konductor_primitive_capacity{kind="Semaphore",primitive_namespace="ns",primitive="s"}')).toBe(2);
+    expect(s.get(`konductor_primitive_capacity{kind="Semaphore",primitive_namespace="${OTHER}",primitive="${OTHER}"}`)).toBe(
       2,
     );
     expect(s.get('konductor_leader')).toBe(1);
