@@ -56,10 +56,7 @@ export function capacityOf(p: Primitive): { capacity: number; inUse: number } {
  * wait from the pods (a pod waits at the first of its primitives it has not passed, once it is bound,
  * until it passes its wait container or finishes).
  */
-export function primitiveGauges(
-  source: FiguresSource,
-  now: number,
-): PrimitiveGauge[] {
+export function primitiveGauges(source: FiguresSource, now: number): PrimitiveGauge[] {
   const rows = new Map<PrimitiveKey, PrimitiveGauge>();
   for (const { kind, primitive } of source.primitives()) {
     const namespace = primitive.metadata.namespace ?? '';

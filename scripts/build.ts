@@ -12,7 +12,7 @@
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BuildOptions, build } from 'esbuild';
+import { type BuildOptions, build, type Plugin } from 'esbuild';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const AGENT_BUNDLE = join(ROOT, 'dist', 'konductor-agent.js');
@@ -108,10 +108,13 @@ const REQUIRE_BANNER = {
  * transport is api/kubeClient.ts and only KubeConfig's resolution is used, so the bundles get a stand-in
  * that fails loudly if anything ever calls it (and load 0.1 s faster, 0.8 MiB smaller).
  */
-const UNDICI_STANDIN = {
+const UNDICI_STANDIN: Plugin = {
   name: 'undici-stand-in',
-  setup(b: { onResolve: Function; onLoad: Function }) {
-    b.onResolve({ filter: /^undici$/ }, (args: { path: string }) => ({ path: args.path, namespace: 'undici-stand-in' }));
+  setup(b) {
+    b.onResolve({ filter: /^undici$/ }, (args) => ({
+      path: args.path,
+      namespace: 'undici-stand-in',
+    }));
     b.onLoad({ filter: /.*/, namespace: 'undici-stand-in' }, () => ({
       loader: 'js',
       contents: `const no = (what) => { throw new Error(what + ' (undici) is not bundled: konductor sends requests with api/kubeClient.ts'); };
@@ -136,7 +139,7 @@ async function buildStandalone(entry: string, outfile: string): Promise<BuiltFil
     packages: 'bundle',
     minify: true,
     banner: REQUIRE_BANNER,
-    plugins: [UNDICI_STANDIN as never],
+    plugins: [UNDICI_STANDIN],
   });
   await chmod(outfile, 0o755);
   return { path: outfile, bytes: (await stat(outfile)).size };

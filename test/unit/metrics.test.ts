@@ -277,10 +277,14 @@ describe('per-primitive figures', () => {
     });
     const s = await samples(m);
     expect(s.get('konductor_primitives{kind="Semaphore"}')).toBe(2);
-    expect(s.get('konductor_primitive_capacity{kind="Semaphore",primitive_namespace="ns",primitive="s"}')).toBe(2);
-    expect(s.get(`konductor_primitive_capacity{kind="Semaphore",primitive_namespace="${OTHER}",primitive="${OTHER}"}`)).toBe(
-      2,
-    );
+    expect(
+      s.get('konductor_primitive_capacity{kind="Semaphore",primitive_namespace="ns",primitive="s"}'),
+    ).toBe(2);
+    expect(
+      s.get(
+        `konductor_primitive_capacity{kind="Semaphore",primitive_namespace="${OTHER}",primitive="${OTHER}"}`,
+      ),
+    ).toBe(2);
     expect(s.get('konductor_leader')).toBe(1);
     expect(s.get('konductor_workqueue_depth')).toBe(3);
     expect(s.get('konductor_pod_index_pods')).toBe(7);
