@@ -9,7 +9,7 @@
  * Both get a `#!/usr/bin/env node` banner and the executable bit.
  * Usable as a module too: `await buildAll()` (tests build the agent before spawning it).
  */
-import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BuildOptions, build, type Plugin } from 'esbuild';
@@ -39,6 +39,22 @@ export interface BuildResult {
 
 const BANNER = { js: '#!/usr/bin/env node' };
 
+/**
+ * esbuild, then each output file written to a temporary name and renamed over the old one: a process that
+ * runs a bundle while it is rebuilt (tests run in parallel with builds) reads either the old or the new
+ * file, never half of one. JavaScript outputs get the executable bit.
+ */
+async function buildAtomically(options: BuildOptions): Promise<void> {
+  const result = await build({ ...options, write: false });
+  for (const file of result.outputFiles ?? []) {
+    await mkdir(dirname(file.path), { recursive: true });
+    const tmp = `${file.path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    await writeFile(tmp, file.contents);
+    if (file.path.endsWith('.js')) await chmod(tmp, 0o755);
+    await rename(tmp, file.path);
+  }
+}
+
 async function common(): Promise<BuildOptions> {
   const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   return {
@@ -58,7 +74,7 @@ async function common(): Promise<BuildOptions> {
 
 /** Bundles sidecar/main.ts into dist/konductor-agent.js (no external packages: the image has only node). */
 export async function buildAgent(): Promise<BuiltFile> {
-  await build({
+  await buildAtomically({
     ...(await common()),
     entryPoints: [AGENT_ENTRY],
     outfile: AGENT_BUNDLE,
@@ -79,7 +95,6 @@ export async function buildAgent(): Promise<BuiltFile> {
       },
     ],
   });
-  await chmod(AGENT_BUNDLE, 0o755);
   return { path: AGENT_BUNDLE, bytes: (await stat(AGENT_BUNDLE)).size };
 }
 
@@ -87,14 +102,13 @@ export async function buildAgent(): Promise<BuiltFile> {
 export async function buildManager(): Promise<BuiltFile | undefined> {
   if (!(await exists(MANAGER_ENTRY))) return undefined;
   await mkdir(dirname(MANAGER_BUNDLE), { recursive: true });
-  await build({
+  await buildAtomically({
     ...(await common()),
     entryPoints: [MANAGER_ENTRY],
     outfile: MANAGER_BUNDLE,
     packages: 'external',
     sourcemap: 'linked',
   });
-  await chmod(MANAGER_BUNDLE, 0o755);
   return { path: MANAGER_BUNDLE, bytes: (await stat(MANAGER_BUNDLE)).size };
 }
 
@@ -132,7 +146,7 @@ export class FormData { constructor() { no('FormData'); } }`,
 /** Bundles one self-contained entry (every package inside, tree-shaken). */
 async function buildStandalone(entry: string, outfile: string): Promise<BuiltFile> {
   await mkdir(dirname(outfile), { recursive: true });
-  await build({
+  await buildAtomically({
     ...(await common()),
     entryPoints: [entry],
     outfile,
@@ -141,7 +155,6 @@ async function buildStandalone(entry: string, outfile: string): Promise<BuiltFil
     banner: REQUIRE_BANNER,
     plugins: [UNDICI_STANDIN],
   });
-  await chmod(outfile, 0o755);
   return { path: outfile, bytes: (await stat(outfile)).size };
 }
 
