@@ -30,7 +30,8 @@ function phaseOf(p: Primitive): string {
 
 // ---- status ---------------------------------------------------------------------------------------
 
-export interface StatusRow {
+/** What every view says of its primitive. */
+export interface PrimitiveSummary {
   kind: PrimitiveKind;
   namespace: string;
   name: string;
@@ -39,6 +40,9 @@ export interface StatusRow {
   capacity: number;
   /** Semaphore permits held, Lease held (1), Barrier arrivals, Gate conditions met. */
   inUse: number;
+}
+
+export interface StatusRow extends PrimitiveSummary {
   waiting: number;
   /** Since when the longest-waiting pod waits (its arrival); absent when none waits. */
   oldestWaitingSince?: string;
@@ -84,13 +88,7 @@ export interface QueueEntryView {
   reason: string;
 }
 
-export interface QueueView {
-  kind: PrimitiveKind;
-  namespace: string;
-  name: string;
-  phase: string;
-  capacity: number;
-  inUse: number;
+export interface QueueView extends PrimitiveSummary {
   /** Pods in the queue (position set). */
   waiting: number;
   entries: QueueEntryView[];
@@ -258,13 +256,7 @@ export interface HolderView {
   expiresAt?: string;
 }
 
-export interface HoldersView {
-  kind: PrimitiveKind;
-  namespace: string;
-  name: string;
-  phase: string;
-  capacity: number;
-  inUse: number;
+export interface HoldersView extends PrimitiveSummary {
   holders: HolderView[];
   /** Why there is no holder list (Gate). */
   note?: string;
@@ -280,47 +272,39 @@ export function holdersView(s: Snapshot, namespace: string, ref: PrimitiveRef): 
     phase: phaseOf(primitive),
     ...capacityOf(primitive),
   };
+  const holder = (
+    pod: string,
+    uid: string,
+    permits: number,
+    token: number,
+    grantedAt: string,
+    expiresAt?: string,
+  ) => ({
+    pod,
+    uid,
+    permits,
+    token,
+    grantedAt,
+    ...(expiresAt ? { expiresAt } : {}),
+  });
   switch (ref.kind) {
     case 'Semaphore':
       return {
         ...base,
-        holders: ((primitive as Semaphore).status?.holders ?? []).map((h) => ({
-          pod: h.pod,
-          uid: h.uid,
-          permits: h.permits,
-          token: h.token,
-          grantedAt: h.grantedAt,
-          ...(h.expiresAt ? { expiresAt: h.expiresAt } : {}),
-        })),
+        holders: ((primitive as Semaphore).status?.holders ?? []).map((h) =>
+          holder(h.pod, h.uid, h.permits, h.token, h.grantedAt, h.expiresAt),
+        ),
       };
     case 'Lease': {
       const h = (primitive as Lease).status?.holder;
-      return {
-        ...base,
-        holders: h
-          ? [
-              {
-                pod: h.pod,
-                uid: h.uid,
-                permits: 1,
-                token: h.token,
-                grantedAt: h.acquiredAt,
-                expiresAt: h.expiresAt,
-              },
-            ]
-          : [],
-      };
+      return { ...base, holders: h ? [holder(h.pod, h.uid, 1, h.token, h.acquiredAt, h.expiresAt)] : [] };
     }
     case 'Barrier':
       return {
         ...base,
-        holders: ((primitive as Barrier).status?.arrivals ?? []).map((a) => ({
-          pod: a.pod,
-          uid: a.uid,
-          permits: 0,
-          token: 0,
-          grantedAt: a.arrivedAt,
-        })),
+        holders: ((primitive as Barrier).status?.arrivals ?? []).map((a) =>
+          holder(a.pod, a.uid, 0, 0, a.arrivedAt),
+        ),
         note: 'a barrier holds nothing: these are its arrivals (grantedAt: when each arrived)',
       };
     case 'Gate':
