@@ -23,6 +23,10 @@ import { type PrimitiveGauge, primitiveGauges } from './queueFigures.ts';
 
 export const DEFAULT_MAX_PRIMITIVE_SERIES = 1000;
 export const OTHER = '(other)';
+/** The per-primitive figures are recomputed at most this often (scrapes in between see the last ones). */
+export const FIGURES_MIN_INTERVAL_MS = 1000;
+/** Release signals kept for handoff times (the oldest is dropped beyond). */
+export const MAX_RELEASE_SIGNALS = 4096;
 
 /** Why a holder's grant went back (konductor_releases_total's `reason`). */
 export type ReleaseReason = 'PodFinished' | 'PodDeleted' | 'HoldReleased';
@@ -75,6 +79,8 @@ export function createMetrics(opts: MetricsOptions = {}) {
   const maxSeries = opts.maxPrimitiveSeries ?? DEFAULT_MAX_PRIMITIVE_SERIES;
   const registers = [registry];
   let source: MetricsSource | undefined;
+  /** When the per-primitive figures were last computed (monotonic ms). */
+  let figuresAt: number | undefined;
 
   const kindLabel = ['kind'] as const;
   const grants = new Counter({
@@ -170,8 +176,11 @@ export function createMetrics(opts: MetricsOptions = {}) {
     registers,
     collect() {
       // Registered before the four per-primitive gauges (the registry collects in order): computed once per
-      // scrape for all five.
+      // scrape for all five, and at most once a second (the figures walk every managed pod).
       if (!source) return;
+      const t = monotonic();
+      if (figuresAt !== undefined && t - figuresAt < FIGURES_MIN_INTERVAL_MS) return;
+      figuresAt = t;
       const rows = primitiveGauges(source, now());
       for (const g of [capacity, inUse, waiting, oldestWait, primitiveCount]) g.reset();
       for (const [kind, n] of countByKind(rows)) primitiveCount.set({ kind }, n);
@@ -253,12 +262,9 @@ export function createMetrics(opts: MetricsOptions = {}) {
   const pendingHandoff = new Map<PrimitiveKey, number>();
   const seen = (uid: string) => {
     if (releaseSeen.has(uid)) return;
-    const t = monotonic();
-    if (releaseSeen.size >= 4096) {
-      // signals of pods that held nothing are never consumed: forget the ones older than 10 minutes
-      for (const [k, at] of releaseSeen) if (t - at > 600_000) releaseSeen.delete(k);
-    }
-    releaseSeen.set(uid, t);
+    // Signals of pods that held nothing are never consumed: keep the newest MAX_RELEASE_SIGNALS only.
+    if (releaseSeen.size >= MAX_RELEASE_SIGNALS) releaseSeen.delete(releaseSeen.keys().next().value!);
+    releaseSeen.set(uid, monotonic());
   };
 
   return {

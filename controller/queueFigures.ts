@@ -5,7 +5,8 @@
  */
 import type { PrimitiveKind } from '../api/constants.ts';
 import type { Barrier, Gate, Lease, Primitive, Semaphore } from '../api/types.ts';
-import { podRequestFor, toPodView } from './arbitration/podView.ts';
+import { hasPassedWait, isFinished } from './arbitration/podView.ts';
+import { fromIso } from './arbitration/timestamps.ts';
 import type { IndexedPod, PrimitiveKey } from './podIndex.ts';
 import { stagePassed } from './stages.ts';
 
@@ -71,20 +72,24 @@ export function primitiveGauges(source: FiguresSource, now: number): PrimitiveGa
     });
   }
   for (const p of source.pods()) {
-    const uid = p.pod.metadata.uid ?? '';
+    // Cheap checks first: this runs over every managed pod at each scrape.
+    const pod = p.pod;
+    if (!pod.spec?.nodeName || isFinished(pod) || hasPassedWait(pod)) continue;
+    const uid = pod.metadata.uid ?? '';
     const stage = p.stages.find((st) => !stagePassed(st, source.primitive(st.key), uid));
     if (!stage) continue;
     const row = rows.get(stage.key);
     if (!row) continue; // the primitive does not exist (yet)
-    const view = toPodView(p.pod, podRequestFor(p.pod, p.request, stage.kind), {
-      eligible: true,
-      released: false,
-    });
-    if (!view.bound || view.finished || view.passedWait) continue;
     row.waiting += 1;
-    if (view.scheduledAt < Number.MAX_SAFE_INTEGER) {
-      row.oldestWaitSeconds = Math.max(row.oldestWaitSeconds, Math.max(0, now - view.scheduledAt) / 1000);
-    }
+    const since = arrivalOf(pod);
+    if (since !== undefined)
+      row.oldestWaitSeconds = Math.max(row.oldestWaitSeconds, Math.max(0, now - since) / 1000);
   }
   return [...rows.values()];
+}
+
+/** When the pod arrived (arbitration's arrival: PodScheduled, else creation), ms. */
+function arrivalOf(pod: IndexedPod['pod']): number | undefined {
+  const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'True');
+  return fromIso(scheduled?.lastTransitionTime) ?? fromIso(pod.metadata.creationTimestamp);
 }
