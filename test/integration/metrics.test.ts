@@ -164,7 +164,7 @@ describe('a run that exercises every metric', () => {
     expect(value(s, 'konductor_grants_total', { kind: 'Semaphore' })).toBeGreaterThanOrEqual(5);
     expect(value(s, 'konductor_grants_total', { kind: 'Lease' })).toBe(2);
     expect(value(s, 'konductor_releases_total', { kind: 'Semaphore' })).toBeGreaterThanOrEqual(3);
-    expect(value(s, 'konductor_expiries_total', { kind: 'Semaphore' })).toBe(1);
+    expect(value(s, 'konductor_expiries_total', { kind: 'Semaphore' })).toBeGreaterThanOrEqual(1); // 'next' too, if slow
     expect(value(s, 'konductor_admission_denials_total', { annotation: 'konductor.io/permits' })).toBe(1);
     expect(value(s, 'konductor_admission_reviews_total', { result: 'denied' })).toBe(1);
     expect(value(s, 'konductor_admission_duration_seconds_count')).toBeGreaterThanOrEqual(12);
