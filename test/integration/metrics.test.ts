@@ -11,7 +11,7 @@ import type { Pod } from '../../api/types.ts';
 import { familyOf, loadDashboard, panelsOf, parseQuery } from '../helpers/dashboard.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { testNamespace } from '../helpers/namespace.ts';
-import { mainRunning, namespacePods, release, untilReleased } from '../helpers/pods.ts';
+import { mainRunning, namespacePods, release, untilReleased, waitingInInit } from '../helpers/pods.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 
 const ns = testNamespace('metrics');
@@ -124,9 +124,11 @@ describe('a run that exercises every metric', () => {
     await nsPods.createPod('next', { annotations: { 'konductor.io/semaphore': 'short' }, script: 'exit 0' });
     await nsPods.createPod('l1', { annotations: { 'konductor.io/lease': 'lock' }, script: 'sleep 0.2' });
     await nsPods.createPod('l2', { annotations: { 'konductor.io/lease': 'lock' }, script: 'exit 0' });
+    // The gate's pod waits before the barrier (and so the gate) can open: its wait is timed at the opening.
+    await nsPods.createPod('g1', { annotations: { 'konductor.io/gate': 'after' }, script: 'exit 0' });
+    await waitFor(async () => waitingInInit(await nsPods.getPod('g1')), { message: 'g1 waits at the gate' });
     await nsPods.createPod('b1', { annotations: { 'konductor.io/barrier': 'meet' }, script: 'exit 0' });
     await nsPods.createPod('b2', { annotations: { 'konductor.io/barrier': 'meet' }, script: 'exit 0' });
-    await nsPods.createPod('g1', { annotations: { 'konductor.io/gate': 'after' }, script: 'exit 0' });
     await expect(
       nsPods.createPod('bad', {
         annotations: { 'konductor.io/semaphore': 'slots', 'konductor.io/permits': 'two' },
