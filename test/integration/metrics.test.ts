@@ -218,21 +218,29 @@ describe('a run that exercises every metric', () => {
   });
 
   it('a waiting pod shows in the per-primitive gauges', async () => {
-    await nsPods.createPod('waits', { annotations: { 'konductor.io/semaphore': 'short' }, script: 'exit 0' });
     await create('semaphores', 'Semaphore', 'full', { permits: 1 });
     const hold = nsPods.uniq('full');
     await nsPods.createPod('f1', {
       annotations: { 'konductor.io/semaphore': 'full' },
       script: untilReleased(hold),
     });
+    await waitFor(async () => mainRunning(await nsPods.getPod('f1')), {
+      timeoutMs: 90_000,
+      message: 'f1 holds full',
+    });
     await nsPods.createPod('f2', { annotations: { 'konductor.io/semaphore': 'full' }, script: 'exit 0' });
+    // ground truth first (the process kubelet may be slow on a loaded machine), then the gauge
+    await waitFor(async () => waitingInInit(await nsPods.getPod('f2')), {
+      timeoutMs: 90_000,
+      message: 'f2 waits',
+    });
     const labels = { kind: 'Semaphore', primitive_namespace: ns.name, primitive: 'full' };
     const x = await waitFor(
       async () => {
         const y = await scrape();
         return value(y, 'konductor_primitive_waiting_pods', labels) === 1 ? y : undefined;
       },
-      { message: 'f2 waiting at full' },
+      { message: 'konductor_primitive_waiting_pods{primitive="full"} = 1' },
     );
     expect(value(x, 'konductor_primitive_in_use', labels)).toBe(1);
     expect(value(x, 'konductor_primitive_oldest_wait_seconds', labels)).toBeGreaterThanOrEqual(0);
