@@ -714,7 +714,6 @@ export class KonductorController {
         before: obj,
         after: updated,
         pods: this.podIndex.podsOf(key),
-        released: (uid) => this.released.has(uid),
         writeStartedAt,
       });
       this.recordEvents(kind, updated, decision.events);

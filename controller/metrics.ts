@@ -29,7 +29,7 @@ export const FIGURES_MIN_INTERVAL_MS = 1000;
 export const MAX_RELEASE_SIGNALS = 4096;
 
 /** Why a holder's grant went back (konductor_releases_total's `reason`). */
-export type ReleaseReason = 'PodFinished' | 'PodDeleted' | 'HoldReleased';
+export type ReleaseReason = 'PodFinished' | 'PodDeleted';
 
 /** What the scrape-time gauges read from the controller. */
 export interface MetricsSource {
@@ -51,8 +51,6 @@ export interface WriteRecord {
   after: Primitive;
   /** The managed pods that reference the primitive. */
   pods: readonly IndexedPod[];
-  /** The hold sidecar reported release for this pod. */
-  released: (uid: string) => boolean;
   /** performance.now() when the write was sent. */
   writeStartedAt: number;
 }
@@ -91,7 +89,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
   });
   const releases = new Counter({
     name: 'konductor_releases_total',
-    help: 'Grants given back, by kind and reason (PodFinished, PodDeleted, HoldReleased); expiries are konductor_expiries_total.',
+    help: 'Grants given back, by kind and reason (PodFinished, PodDeleted); expiries are konductor_expiries_total.',
     labelNames: ['kind', 'reason'] as const,
     registers,
   });
@@ -250,8 +248,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
   for (const kind of ['Semaphore', 'Lease'] as const) {
     grants.inc({ kind }, 0);
     expiries.inc({ kind }, 0);
-    for (const reason of ['PodFinished', 'PodDeleted', 'HoldReleased'] as const)
-      releases.inc({ kind, reason }, 0);
+    for (const reason of ['PodFinished', 'PodDeleted'] as const) releases.inc({ kind, reason }, 0);
   }
   for (const result of ['allowed', 'denied'] as const) admissions.inc({ result }, 0);
 
@@ -314,14 +311,14 @@ export function createMetrics(opts: MetricsOptions = {}) {
       const wall = now();
       for (const pod of change.passed) {
         if (w.kind === 'Semaphore' || w.kind === 'Lease') grants.inc({ kind: w.kind });
-        const admitted = toView(pod, w.kind, w.released).admittedAt;
+        const admitted = toView(pod, w.kind).admittedAt;
         if (admitted < Number.MAX_SAFE_INTEGER)
           waitSeconds.observe({ kind: w.kind }, Math.max(0, wall - admitted) / 1000);
       }
       let signalAt: number | undefined;
       for (const uid of change.removed) {
         const pod = w.pods.find((p) => p.pod.metadata.uid === uid);
-        const reason = releaseReasonOf(pod && toView(pod, w.kind, w.released));
+        const reason = releaseReasonOf(pod && toView(pod, w.kind));
         if (reason === undefined) expiries.inc({ kind: w.kind });
         else releases.inc({ kind: w.kind, reason });
         const at = releaseSeen.get(uid);
@@ -356,23 +353,24 @@ function looksReleased(pod: Pod): boolean {
   return (
     phase === 'Succeeded' ||
     phase === 'Failed' ||
-    pod.metadata.deletionTimestamp !== undefined ||
+    // a graceful deletion is not a release: the grant goes back when the main containers stop
     mainContainersFinished(pod)
   );
 }
 
-function toView(p: IndexedPod, kind: PrimitiveKind, released: (uid: string) => boolean): PodView {
-  const uid = p.pod.metadata.uid ?? '';
-  return toPodView(p.pod, podRequestFor(p.pod, p.request, kind), { eligible: true, released: released(uid) });
+function toView(p: IndexedPod, kind: PrimitiveKind): PodView {
+  return toPodView(p.pod, podRequestFor(p.pod, p.request, kind), { eligible: true });
 }
 
-/** Why a removed holder lost its grant; undefined = it expired (ttl). Same order as arbitration's releaseReason. */
+/**
+ * Why a removed holder lost its grant; undefined = it expired (ttl). Same rule as arbitration's releaseReason
+ * (the hold sidecar's release call is only a hint: a grant goes back on the pod's state alone).
+ */
 export function releaseReasonOf(
-  view: Pick<PodView, 'finished' | 'released'> | undefined,
+  view: Pick<PodView, 'finished' | 'terminating'> | undefined,
 ): ReleaseReason | undefined {
   if (!view) return 'PodDeleted';
-  if (view.finished) return 'PodFinished';
-  if (view.released) return 'HoldReleased';
+  if (view.finished) return view.terminating ? 'PodDeleted' : 'PodFinished';
   return undefined;
 }
 

@@ -108,7 +108,6 @@ function waitersOf(s: Snapshot, key: PrimitiveKey, kind: PrimitiveKind): Waiter[
     const uid = indexed.pod.metadata.uid ?? '';
     const view = toPodView(indexed.pod, podRequestFor(indexed.pod, indexed.request, kind), {
       eligible: eligibleFor(indexed.stages, stageIndex, lookup, uid),
-      released: false,
     });
     return { view, indexed, stageIndex };
   });
@@ -400,7 +399,6 @@ export function whyView(s: Snapshot, pod: Pod): WhyView {
   }
   const view = toPodView(pod, podRequestFor(pod, indexed.request, indexed.stages[0]?.kind ?? 'Gate'), {
     eligible: true,
-    released: false,
   });
   const current = stages.find((x) => x.state !== 'passed' && x.state !== 'not-reached');
   const waiting = !view.passedWait && !view.finished && current !== undefined;

@@ -90,7 +90,6 @@ describe('one status write', () => {
       before: sem(['a'], 1, 1),
       after: sem(['b'], 0, 1),
       pods: index.podsOf(key),
-      released: () => false,
       writeStartedAt: 1008,
     });
     const s = await samples(m);
@@ -107,11 +106,11 @@ describe('one status write', () => {
     wall += 1;
   });
 
-  it('a holder past its ttl is an expiry; a deleted pod is PodDeleted; the hold sidecar is HoldReleased', async () => {
+  it('a holder past its ttl is an expiry; a deleted pod is PodDeleted; a finished pod is PodFinished', async () => {
     const m = createMetrics({ defaultMetrics: false });
     const index = new PodIndex();
     const live = pod('live', { 'konductor.io/lease': 'l' });
-    const held = pod('held', { 'konductor.io/lease': 'l' });
+    const held = pod('held', { 'konductor.io/lease': 'l' }, { phase: 'Succeeded' });
     index.upsert(live);
     index.upsert(held);
     const key = primitiveKey('Lease', 'ns', 'l');
@@ -129,23 +128,22 @@ describe('one status write', () => {
           : {}),
       },
     });
-    const write = (before: Lease, after: Lease, released = false) =>
+    const write = (before: Lease, after: Lease) =>
       m.written({
         kind: 'Lease',
         key,
         before,
         after,
         pods: index.podsOf(key),
-        released: () => released,
         writeStartedAt: 0,
       });
-    write(lease('live'), lease()); // pod still running, not released: ttl
+    write(lease('live'), lease()); // pod still running: ttl
     write(lease('gone'), lease()); // pod not in the index
-    write(lease('held'), lease(), true);
+    write(lease('held'), lease()); // pod Succeeded
     const s = await samples(m);
     expect(s.get('konductor_expiries_total{kind="Lease"}')).toBe(1);
     expect(s.get('konductor_releases_total{kind="Lease",reason="PodDeleted"}')).toBe(1);
-    expect(s.get('konductor_releases_total{kind="Lease",reason="HoldReleased"}')).toBe(1);
+    expect(s.get('konductor_releases_total{kind="Lease",reason="PodFinished"}')).toBe(1);
     expect(s.get('konductor_grants_total{kind="Lease"}')).toBe(0);
   });
 
