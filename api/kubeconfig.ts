@@ -84,6 +84,9 @@ function readKubeconfigFile(path: string): RawDoc {
   for (const u of raw.users ?? []) {
     const user = u.user as Record<string, unknown> | undefined;
     if (!user) continue;
+    // kubectl's key is `tokenFile` (client-go's AuthInfo); the library reads `token-file`: accept both
+    if (user.tokenFile !== undefined && user['token-file'] === undefined) user['token-file'] = user.tokenFile;
+    delete user.tokenFile;
     for (const k of ['client-certificate', 'client-key', 'token-file']) user[k] = abs(user[k]);
     const exec = user.exec as { command?: string } | undefined;
     // kubectl: a command with a path separator is relative to the kubeconfig; a bare name is looked up in PATH

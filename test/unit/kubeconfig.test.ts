@@ -212,6 +212,22 @@ describe('paths, certificates and cluster options', () => {
     expect(t.tokenFile).toBe(join(dir, 'rel/token'));
   });
 
+  it("kubectl's tokenFile key (client-go's AuthInfo) is read like the library's token-file", async () => {
+    file('kc/sa-token', 'sa-token\n');
+    const path = file(
+      'kc/config',
+      config({
+        current: 'c',
+        clusters: [cluster('k', 'https://k.example')],
+        users: [{ name: 'sa', user: { tokenFile: 'sa-token' } }],
+        contexts: [context('c', 'k', 'sa')],
+      }),
+    );
+    const r = await resolveKubeconfig({ kubeconfig: path }, NO_ENV);
+    expect(r.headers.Authorization).toBe('Bearer sa-token');
+    expect(r.tokenFile).toBe(join(dir, 'kc/sa-token'));
+  });
+
   it('inline data, tls-server-name, proxy-url, insecure-skip-tls-verify, basic auth and impersonation', async () => {
     const path = file(
       'options.yaml',
