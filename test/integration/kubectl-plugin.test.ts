@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import type { Pod, Semaphore } from '../../api/types.ts';
+import type { Lease, Pod, Semaphore } from '../../api/types.ts';
 import { REPO_ROOT } from '../../devcluster/konductor.ts';
 import type { HoldersView, QueueView, StatusRow, WhyView } from '../../plugin/views.ts';
 import { buildPlugin, PLUGIN_BUNDLE } from '../../scripts/build.ts';
@@ -217,7 +217,10 @@ describe('Lease, Barrier and Gate', () => {
     await podOn('lock-b', { 'konductor.io/lease': 'lock' }, marker);
     await waitFor(async () => waitingInInit(await getPod('lock-b')), { message: 'lock-b waits' });
     const h = await json<HoldersView>(['holders', 'klease/lock']);
-    expect(h.holders).toEqual([expect.objectContaining({ pod: 'lock-a', permits: 1, token: 1 })]);
+    const lease = await client.get<Lease>(`${API}/leases/lock`);
+    const token = lease.status?.holder?.token;
+    expect(token).toBeGreaterThan(0);
+    expect(h.holders).toEqual([expect.objectContaining({ pod: 'lock-a', permits: 1, token })]);
     const q = await waitFor(async () => {
       const v = await json<QueueView>(['queue', 'lease/lock']);
       return v.entries.length === 1 ? v : undefined;
