@@ -4,12 +4,15 @@
  * Ctrl-C (SIGINT) or SIGTERM, so you can try your own YAML with kubectl.
  *
  *   npm run cluster -- [--port N] [--keep] [--no-kubelet] [--no-konductor]
+ *   npm run cluster -- --node real [--port N] [--keep]     (a real node: realnode/cli.ts)
+ *   npm run cluster -- --node real --cleanup               (remove what a crashed real node left)
  */
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startCluster } from './index.ts';
 import { installKonductor, type KonductorInstall } from './konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from './kubelet/index.ts';
+import { cleanupCommand, realNodeCommand } from './realnode/cli.ts';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -18,12 +21,21 @@ async function main(): Promise<void> {
       keep: { type: 'boolean', default: false },
       'no-kubelet': { type: 'boolean', default: false },
       'no-konductor': { type: 'boolean', default: false },
+      node: { type: 'string', default: 'process' },
+      cleanup: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: npm run cluster -- [--port N] [--keep] [--no-kubelet] [--no-konductor]\n');
+    process.stdout.write(
+      'usage: npm run cluster -- [--node process|real] [--port N] [--keep] [--no-kubelet] [--no-konductor]\n' +
+        '       npm run cluster -- --node real --cleanup\n',
+    );
     return;
+  }
+  if (values.node === 'real') {
+    if (values.cleanup) return cleanupCommand();
+    return realNodeCommand({ port: values.port ? Number(values.port) : undefined, keep: values.keep });
   }
   const cluster = await startCluster({
     apiserverPort: values.port ? Number(values.port) : undefined,
