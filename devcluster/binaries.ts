@@ -93,6 +93,22 @@ export const GO_TOOLSETS: Readonly<Record<string, GoToolset>> = {
     env: { CGO_ENABLED: '0' },
     minGo: '1.26',
   },
+  // cert-manager's own commands for the real node's local images (devcluster/certmanager/). v1.11.5 is
+  // the newest release whose root module still holds cmd/ (docs/decisions.md).
+  'cert-manager': {
+    id: 'cert-manager',
+    version: 'v1.11.5',
+    moduleDir: join(HERE, 'certmanager', 'cert-manager-tools'),
+    packages: [
+      'github.com/cert-manager/cert-manager/cmd/controller',
+      'github.com/cert-manager/cert-manager/cmd/cainjector',
+      'github.com/cert-manager/cert-manager/cmd/webhook',
+    ],
+    binaries: ['controller', 'cainjector', 'webhook'],
+    ldflags: '-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v1.11.5',
+    env: { CGO_ENABLED: '0' },
+    minGo: '1.26',
+  },
 };
 
 export interface EnsureOptions {
