@@ -226,7 +226,7 @@ const isAlive = (pid: number): boolean => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** mkdir-based lock with the owner's PID; waits for a live owner, takes over from a dead one. */
-async function withBuildLock<T>(
+export async function withBuildLock<T>(
   lockDir: string,
   log: (l: string) => void,
   heartbeatMs: number,

@@ -94,6 +94,7 @@ export interface ArchiveInfo {
   /** Sum of the uncompressed layers (the unpacked image's size, about). */
   uncompressedBytes: number;
   layers: LayerBlob[];
+  config: ImageRuntimeConfig;
 }
 
 const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -331,6 +332,7 @@ export async function writeOciArchive(spec: ImageSpec, out: string): Promise<Arc
     compressedBytes: sum((l) => l.size),
     uncompressedBytes: sum((l) => l.uncompressedSize),
     layers: spec.layers,
+    config: spec.config,
   };
 }
 
@@ -368,6 +370,7 @@ export interface ParsedArchive {
     os: string;
     config: ImageRuntimeConfig;
     rootfs: { type: string; diff_ids: string[] };
+    history?: { created?: string; created_by?: string }[];
   };
   /** Normalized name from the index annotation. */
   name: string;
