@@ -138,6 +138,22 @@ export const GO_TOOLSETS: Readonly<Record<string, GoToolset>> = {
     env: { CGO_ENABLED: '0' },
     minGo: '1.26',
   },
+  // cert-manager's own commands for the real node's local images (devcluster/certmanager/). v1.11.5 is
+  // the newest release whose root module still holds cmd/ (docs/decisions.md).
+  'cert-manager': {
+    id: 'cert-manager',
+    version: 'v1.11.5',
+    moduleDir: join(HERE, 'certmanager', 'cert-manager-tools'),
+    packages: [
+      'github.com/cert-manager/cert-manager/cmd/controller',
+      'github.com/cert-manager/cert-manager/cmd/cainjector',
+      'github.com/cert-manager/cert-manager/cmd/webhook',
+    ],
+    binaries: ['controller', 'cainjector', 'webhook'],
+    ldflags: '-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v1.11.5',
+    env: { CGO_ENABLED: '0' },
+    minGo: '1.26',
+  },
 };
 
 export interface EnsureOptions {
@@ -260,7 +276,7 @@ const isAlive = (pid: number): boolean => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** mkdir-based lock with the owner's PID; waits for a live owner, takes over from a dead one. */
-async function withBuildLock<T>(
+export async function withBuildLock<T>(
   lockDir: string,
   log: (l: string) => void,
   heartbeatMs: number,
