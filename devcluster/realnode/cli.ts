@@ -50,9 +50,7 @@ export async function realNodeCommand(opts: { port?: number; keep?: boolean }): 
     [
       `# konductor devcluster with a real node is up (${cluster.apiserverUrl}, node ${cluster.node.name} ${cluster.node.ip}); Ctrl-C stops it.`,
       `# logs: ${dirname(cluster.logs.etcd ?? '')}`,
-      `# images in containerd: ${Object.values(cluster.node.images)
-        .map((i) => i.name)
-        .join(', ')}`,
+      `# images in containerd: ${cluster.node.images.map((i) => i.ref).join(', ')}`,
       `# kubectl of the same version: ${cluster.binaries.kubectl}`,
       `export KUBECONFIG=${cluster.kubeconfigPath}`,
       '',

@@ -12,6 +12,7 @@ import {
   type StartClusterOptions,
   startCluster,
 } from '../controlPlane.ts';
+import { type ImageRecord, importImages } from '../images/index.ts';
 import { logTail, ProcessGroup } from '../processes.ts';
 import type { RealNodeBinaries } from './binaries.ts';
 import { type SweepReport, sweepRealNode, sweptAnything } from './cleanup.ts';
@@ -25,16 +26,16 @@ import { startKubeProxy } from './kubeProxy.ts';
 import { CGROUP_ROOT, HOST_DIRS, NODE_IP, NODE_NAME, type StateLayout, stateLayout } from './layout.ts';
 import { acquireMachineLock, type MachineLock } from './machineLock.ts';
 import { applySysctls, createNodeInterface, writeCniConfig } from './network.ts';
+import { BUSYBOX_ALIASES } from './nodeImages.ts';
 import { prepareRealNode } from './prepare.ts';
 import { newRecord, writeRecord } from './registry.ts';
 import { startScheduler } from './scheduler.ts';
-import type { NodeImage } from './tempImages.ts';
 
 export interface RealClusterOptions extends Omit<StartClusterOptions, 'bindAddress'> {
   /** How long to wait for another real node on this machine to stop (default 0: fail at once). */
   lockWaitMs?: number;
-  /** More image archives to import into containerd (e.g. konductor's). */
-  images?: NodeImage[];
+  /** More images to import into containerd (e.g. konductor's, cert-manager's). */
+  images?: ImageRecord[];
 }
 
 export interface RealNode {
@@ -42,11 +43,10 @@ export interface RealNode {
   ip: string;
   layout: StateLayout;
   binaries: RealNodeBinaries;
-  /** The node images (pause, busybox, coredns) and any given in the options. */
-  images: Record<string, NodeImage>;
+  /** The images in containerd: the node's (pause, busybox, coredns) and those given in the options. */
+  images: ImageRecord[];
   /** `ctr -n k8s.io <args>` against this node's containerd. */
   ctr(args: string[]): Promise<string>;
-  importImage(archive: string): Promise<void>;
   /** What the start found and removed of a previous run (a crash). */
   previousRun: SweepReport;
   logs: Record<string, string>;
@@ -187,12 +187,17 @@ export async function startRealCluster(opts: RealClusterOptions = {}): Promise<R
       logPath: logs.containerd,
       timeoutMs: opts.readyTimeoutMs ?? 60_000,
     });
-    const allImages: Record<string, NodeImage> = { ...images };
-    for (const img of opts.images ?? []) allImages[img.name] = img;
-    for (const img of Object.values(allImages)) await containerd.importImage(img.archive);
-    log(
-      `containerd up, ${Object.keys(allImages).length} images imported in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
-    );
+    const allImages = [images.pause, images.busybox, images.coredns, ...(opts.images ?? [])];
+    await importImages({
+      ctr: binaries.ctr,
+      address: layout.containerdSocket,
+      archives: allImages,
+      log: () => {},
+    });
+    for (const alias of BUSYBOX_ALIASES) {
+      await containerd.ctr(['images', 'tag', '--force', images.busybox.name, alias]);
+    }
+    log(`containerd up, ${allImages.length} images imported in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     const kubelet = await startKubelet({
       group,
@@ -237,7 +242,6 @@ export async function startRealCluster(opts: RealClusterOptions = {}): Promise<R
       binaries,
       images: allImages,
       ctr: containerd.ctr,
-      importImage: containerd.importImage,
       previousRun,
       logs,
     };

@@ -77,9 +77,8 @@ oom_score = 0
 
 export interface Containerd {
   process: ManagedProcess;
-  /** `ctr -a <socket> -n k8s.io` prefix. */
+  /** `ctr -a <socket> -n k8s.io <args>`. */
   ctr(args: string[]): Promise<string>;
-  importImage(archive: string): Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -141,11 +140,5 @@ export async function startContainerd(opts: {
     }
     await sleep(100);
   }
-  return {
-    process: proc,
-    ctr,
-    importImage: async (archive: string) => {
-      await ctr(['images', 'import', archive]);
-    },
-  };
+  return { process: proc, ctr };
 }

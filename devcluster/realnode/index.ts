@@ -14,4 +14,5 @@ export {
   stateLayout,
 } from './layout.ts';
 export { DEFAULT_LOCK_DIR } from './machineLock.ts';
-export type { NodeImage } from './tempImages.ts';
+export { BUSYBOX_ALIASES, COREDNS_IMAGE_REF, ensureNodeImages, type NodeImages } from './nodeImages.ts';
+export { prepareRealNode } from './prepare.ts';

@@ -4,17 +4,16 @@
  * runs it as a phase of its own so the build time shows apart from the tests; startRealCluster()
  * calls it too (a no-op when all is cached).
  */
-import { join } from 'node:path';
-import { cacheRootDir, type EnsureOptions } from '../binaries.ts';
+import type { EnsureOptions } from '../binaries.ts';
 import { ensureRealNodeBinaries, type RealNodeBinaries } from './binaries.ts';
 import { assertHostUsable, type HostFacts, hostLimitNotes, inspectHost } from './hostCheck.ts';
+import { ensureNodeImages, type NodeImages } from './nodeImages.ts';
 import { ensureDebianPackages } from './packages.ts';
-import { buildTempImages, type NodeImage } from './tempImages.ts';
 
 export interface PreparedRealNode {
   facts: HostFacts;
   binaries: RealNodeBinaries;
-  images: Record<'pause' | 'busybox' | 'coredns', NodeImage>;
+  images: NodeImages;
 }
 
 const defaultLog = (line: string) => process.stderr.write(`[devcluster] ${line}\n`);
@@ -26,10 +25,6 @@ export async function prepareRealNode(opts: EnsureOptions = {}): Promise<Prepare
   for (const note of hostLimitNotes(facts)) log(note);
   await ensureDebianPackages(log);
   const binaries = await ensureRealNodeBinaries({ ...opts, log });
-  const images = await buildTempImages(
-    join(opts.cacheRoot ?? cacheRootDir(opts.env), 'realnode-images'),
-    binaries.coredns,
-    log,
-  );
+  const images = await ensureNodeImages(binaries.coredns, { cacheRoot: opts.cacheRoot, log });
   return { facts, binaries, images };
 }

@@ -19,7 +19,6 @@ import {
   startRealCluster,
   stateLayout,
 } from '../../devcluster/realnode/index.ts';
-import { TEMP_IMAGE_NAMES } from '../../devcluster/realnode/tempImages.ts';
 import { runProcess } from '../helpers/process.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 
@@ -60,7 +59,7 @@ spec:
 /** A busybox pod that is Running, resolves the kubernetes Service by DNS and reaches it. */
 async function provePods(kubectlPath: string, kubeconfig: string, name: string) {
   const k = (args: string[], input?: string) => kubectl(kubectlPath, kubeconfig, args, input);
-  await k(['apply', '-f', '-'], podYaml(name, TEMP_IMAGE_NAMES.busybox));
+  await k(['apply', '-f', '-'], podYaml(name, 'busybox:1.37'));
   await k(['wait', '--for=condition=Ready', `pod/${name}`, '--timeout=120s']);
   const dns = await k(['exec', name, '--', 'nslookup', 'kubernetes.default.svc.cluster.local']);
   expect(dns).toContain('Address: 10.0.0.1');
