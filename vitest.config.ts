@@ -36,6 +36,17 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          globalSetup: ['test/e2e/globalSetup.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 900_000,
+          // One file at a time: they share the release (each makes sure it is installed the way it needs).
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

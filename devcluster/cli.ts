@@ -4,7 +4,8 @@
  * Ctrl-C (SIGINT) or SIGTERM, so you can try your own YAML with kubectl.
  *
  *   npm run cluster -- [--port N] [--keep] [--no-kubelet] [--no-konductor]
- *   npm run cluster -- --node real [--port N] [--keep]     (a real node: realnode/cli.ts)
+ *   npm run cluster -- --node real [--port N] [--keep] [--no-konductor] [--self-managed]
+ *                                                          (a real node, konductor by helm: realnode/cli.ts)
  *   npm run cluster -- --node real --cleanup               (remove what a crashed real node left)
  */
 import { dirname } from 'node:path';
@@ -23,19 +24,25 @@ async function main(): Promise<void> {
       'no-konductor': { type: 'boolean', default: false },
       node: { type: 'string', default: 'process' },
       cleanup: { type: 'boolean', default: false },
+      'self-managed': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run cluster -- [--node process|real] [--port N] [--keep] [--no-kubelet] [--no-konductor]\n' +
+      'usage: npm run cluster -- [--node process|real] [--port N] [--keep] [--no-kubelet] [--no-konductor] [--self-managed]\n' +
         '       npm run cluster -- --node real --cleanup\n',
     );
     return;
   }
   if (values.node === 'real') {
     if (values.cleanup) return cleanupCommand();
-    return realNodeCommand({ port: values.port ? Number(values.port) : undefined, keep: values.keep });
+    return realNodeCommand({
+      port: values.port ? Number(values.port) : undefined,
+      keep: values.keep,
+      konductor: !values['no-konductor'],
+      selfManaged: values['self-managed'],
+    });
   }
   const cluster = await startCluster({
     apiserverPort: values.port ? Number(values.port) : undefined,

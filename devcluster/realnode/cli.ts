@@ -1,11 +1,18 @@
 /**
  * `npm run cluster -- --node real`: the control plane and a real node (kubelet, containerd, CNI,
- * kube-proxy, CoreDNS) on this machine, up until Ctrl-C; `--cleanup` only removes what a crashed
- * real node left (and fails if one is running).
+ * kube-proxy, CoreDNS) on this machine with cert-manager and konductor installed by helm (unless
+ * --no-konductor; --self-managed for certManager.enabled=false), up until Ctrl-C. `--cleanup` only
+ * removes what a crashed real node left (and fails if one is running).
  */
 import { dirname } from 'node:path';
 import { sweepRealNode } from './cleanup.ts';
 import { startRealCluster } from './cluster.ts';
+import {
+  installKonductorChart,
+  KONDUCTOR_NAMESPACE,
+  KONDUCTOR_RELEASE,
+  konductorNodeImages,
+} from './konductor.ts';
 import { stateLayout } from './layout.ts';
 import { acquireMachineLock } from './machineLock.ts';
 
@@ -24,12 +31,27 @@ export async function cleanupCommand(): Promise<void> {
   }
 }
 
-export async function realNodeCommand(opts: { port?: number; keep?: boolean }): Promise<void> {
+export async function realNodeCommand(opts: {
+  port?: number;
+  keep?: boolean;
+  konductor?: boolean;
+  selfManaged?: boolean;
+}): Promise<void> {
+  const withKonductor = opts.konductor !== false;
   const cluster = await startRealCluster({
     apiserverPort: opts.port,
     keep: opts.keep,
     handleSignals: false, // stopped gracefully below; a crash is swept by the next run
+    images: withKonductor ? await konductorNodeImages() : [],
   });
+  if (withKonductor) {
+    try {
+      await installKonductorChart(cluster, { certManager: !opts.selfManaged });
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+  }
   let stopping = false;
   const shutdown = async (why: string) => {
     if (stopping) {
@@ -50,6 +72,11 @@ export async function realNodeCommand(opts: { port?: number; keep?: boolean }): 
     [
       `# konductor devcluster with a real node is up (${cluster.apiserverUrl}, node ${cluster.node.name} ${cluster.node.ip}); Ctrl-C stops it.`,
       `# logs: ${dirname(cluster.logs.etcd ?? '')}`,
+      ...(withKonductor
+        ? [
+            `# konductor: helm release ${KONDUCTOR_RELEASE} in ${KONDUCTOR_NAMESPACE} (${opts.selfManaged ? 'self-managed certificate' : 'cert-manager'}); try: kubectl apply -f examples/semaphore.yaml -f examples/semaphore-job.yaml`,
+          ]
+        : []),
       `# images in containerd: ${cluster.node.images.map((i) => i.ref).join(', ')}`,
       `# kubectl of the same version: ${cluster.binaries.kubectl}`,
       `export KUBECONFIG=${cluster.kubeconfigPath}`,

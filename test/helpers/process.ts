@@ -29,6 +29,8 @@ export function runProcess(
     });
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ stdout, stderr, code: code ?? 1, signal }));
+    // A command that does not read its stdin (kubectl apply -f FILE) may exit before we wrote it.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }

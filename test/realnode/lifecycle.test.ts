@@ -81,7 +81,7 @@ describe('real node life cycle', () => {
     expect(await findLeftovers(stateLayout())).toEqual([]);
 
     // 1. A first run in its own process (as `npm run cluster -- --node real`), with a pod.
-    child = spawn(NODE, [join(ROOT, 'devcluster', 'cli.ts'), '--node', 'real'], {
+    child = spawn(NODE, [join(ROOT, 'devcluster', 'cli.ts'), '--node', 'real', '--no-konductor'], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
