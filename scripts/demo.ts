@@ -6,16 +6,23 @@
  *
  * `npm run demo -- lease | barrier | gate` runs examples/<primitive>-job.yaml the same way, with a live
  * view and a summary of that primitive.
+ *
+ * `npm run demo -- --node real [semaphore|lease|barrier|gate]` tells the same story on real containers:
+ * the real node (devcluster/realnode/: kubelet, containerd, CNI, CoreDNS), the images built from the
+ * Dockerfiles, cert-manager, and konductor installed with helm. Needs root and takes longer to start
+ * (README: "Which cluster").
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { Informer } from '../api/informer.ts';
 import type { KubeClient } from '../api/kubeClient.ts';
 import type { Barrier, Gate, Job, Lease, Pod, Semaphore } from '../api/types.ts';
 import { startCluster } from '../devcluster/index.ts';
 import { installKonductor, REPO_ROOT } from '../devcluster/konductor.ts';
 import { startProcessKubelet } from '../devcluster/kubelet/index.ts';
+import { startRealCluster } from '../devcluster/realnode/index.ts';
+import { installKonductorChart, konductorNodeImages } from '../devcluster/realnode/konductor.ts';
 
 const NAMESPACE = 'default';
 const TIMEOUT_MS = 5 * 60_000;
@@ -266,7 +273,14 @@ const SCENARIOS: Record<string, () => Scenario> = {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const which = process.argv[2] ?? 'semaphore';
+  const { values, positionals } = parseArgs({
+    options: { node: { type: 'string', default: 'process' } },
+    allowPositionals: true,
+  });
+  const which = positionals[0] ?? 'semaphore';
+  if (values.node !== 'process' && values.node !== 'real') {
+    throw new Error(`unknown --node "${values.node}": use process or real`);
+  }
   const make = SCENARIOS[which];
   if (!make) throw new Error(`unknown demo "${which}": use one of ${Object.keys(SCENARIOS).join(', ')}`);
   const scenario = make();
@@ -275,16 +289,26 @@ async function main(): Promise<void> {
   const build = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.ts')], { stdio: 'inherit' });
   if (build.status !== 0) throw new Error('npm run build failed');
 
-  const cluster = await startCluster({ log: (l) => say(`[devcluster] ${l}`) });
+  const log = (l: string) => say(`[devcluster] ${l}`);
+  const realCluster =
+    values.node === 'real'
+      ? await startRealCluster({ log, images: await konductorNodeImages(log) })
+      : undefined;
+  const cluster = realCluster ?? (await startCluster({ log }));
   const cleanups: (() => Promise<void>)[] = [() => cluster.stop()];
   const cleanup = async () => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   };
   try {
-    const kubelet = await startProcessKubelet({ cluster });
-    cleanups.push(() => kubelet.stop());
-    const konductor = await installKonductor(cluster, { log: (l) => say(`[devcluster] ${l}`) });
-    cleanups.push(() => konductor.uninstall());
+    if (realCluster) {
+      // Real containers: konductor from its images, installed by helm with cert-manager.
+      await installKonductorChart(realCluster, { log });
+    } else {
+      const kubelet = await startProcessKubelet({ cluster });
+      cleanups.push(() => kubelet.stop());
+      const konductor = await installKonductor(cluster, { log });
+      cleanups.push(() => konductor.uninstall());
+    }
     // Asynchronous: the process kubelet serves `kubectl logs` from this very process.
     const run = promisify(execFile);
     const kubectl = async (...args: string[]) =>

@@ -79,15 +79,11 @@ describe('Lease, Barrier and Gate on a real node', () => {
     await k(['apply', '-f', '-'], pod('bar-2', ann, 'true', { test: 'barrier' }));
     await waitFor(
       async () => {
-        const b = await kubectlJson<{ status: { arrived?: unknown[] } }>(
+        const b = await kubectlJson<{ status: { arrived?: number } }>(
           ['get', 'barrier', 'together'],
           ns.name,
         );
-        return (
-          (b.status.arrived?.length ?? 0) === 2 &&
-          (await initWaiting('bar-1')) &&
-          (await initWaiting('bar-2'))
-        );
+        return b.status.arrived === 2 && (await initWaiting('bar-1')) && (await initWaiting('bar-2'));
       },
       { timeoutMs: 60_000, message: '2 of 3 arrived, both waiting in Init:0/2' },
     );
