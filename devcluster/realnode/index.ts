@@ -4,6 +4,7 @@ export { findLeftovers, type SweepReport, sweepRealNode } from './cleanup.ts';
 export { type RealCluster, type RealClusterOptions, type RealNode, startRealCluster } from './cluster.ts';
 export { type HostFacts, hostLimitNotes, inspectHost } from './hostCheck.ts';
 export {
+  CGROUP_ROOT,
   CLUSTER_DNS_IP,
   HOST_DIRS,
   NODE_IP,
