@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureGoTools, ensureK8sBinaries } from '../devcluster/binaries.ts';
+import { konductorNodeImages } from '../devcluster/realnode/konductor.ts';
 import { prepareRealNode } from '../devcluster/realnode/prepare.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -104,7 +105,8 @@ async function main(): Promise<number> {
       await phase('chart tools (helm, kubeconform, models-schema)', () => ensureGoTools('chart-tools'));
     }
     if (needsRealNode) {
-      await phase('real node: packages, binaries, images', () => prepareRealNode());
+      await phase('real node: packages, kubelet, containerd, CoreDNS, node images', () => prepareRealNode());
+      await phase('images: manager, agent (Dockerfiles), cert-manager', () => konductorNodeImages());
     }
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
