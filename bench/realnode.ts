@@ -139,6 +139,20 @@ async function kubeletWorkingSets(kubectl: Kubectl, node: string): Promise<Recor
   return out;
 }
 
+/** The kubelet's working set of `container` in each pod, once stats/summary has them all (~10 s refresh). */
+function workingSetsOf(kubectl: Kubectl, node: string, pods: string[], container: string): Promise<number[]> {
+  return waitUntil(
+    `stats/summary for ${container}`,
+    async () => {
+      const ws = await kubeletWorkingSets(kubectl, node);
+      const v = pods.map((n) => ws[`${n}/${container}`]).filter((x): x is number => x !== undefined);
+      return v.length === pods.length ? v : undefined;
+    },
+    90_000,
+    2000,
+  );
+}
+
 async function managerMemory(kubectl: Kubectl, node: string) {
   const pods = JSON.parse(
     await kubectl(
@@ -321,16 +335,7 @@ async function measureAgents(kubectl: Kubectl, apply: Apply, node: string, count
   const wait = [];
   for (const n of names) wait.push(await sampleContainer(n, 'konductor-wait', / waiting for /));
   // The kubelet's own view (stats/summary refreshes every ~10 s).
-  const waitKubelet = await waitUntil(
-    'stats/summary for the waiting agents',
-    async () => {
-      const ws = await kubeletWorkingSets(kubectl, node);
-      const v = names.map((n) => ws[`${n}/konductor-wait`]).filter((x): x is number => x !== undefined);
-      return v.length === names.length ? v : undefined;
-    },
-    90_000,
-    2000,
-  );
+  const waitKubelet = await workingSetsOf(kubectl, node, names, 'konductor-wait');
   // Open the gate: the pods pass, konductor-hold runs while main sleeps 20 s.
   await apply({
     apiVersion: 'batch/v1',
@@ -348,16 +353,7 @@ async function measureAgents(kubectl: Kubectl, apply: Apply, node: string, count
   });
   const hold = [];
   for (const n of names) hold.push(await sampleContainer(n, 'konductor-hold', /holding /));
-  const holdKubelet = await waitUntil(
-    'stats/summary for the holding agents',
-    async () => {
-      const ws = await kubeletWorkingSets(kubectl, node);
-      const v = names.map((n) => ws[`${n}/konductor-hold`]).filter((x): x is number => x !== undefined);
-      return v.length === names.length ? v : undefined;
-    },
-    90_000,
-    2000,
-  );
+  const holdKubelet = await workingSetsOf(kubectl, node, names, 'konductor-hold');
   // Peaks once they have run a while.
   const holdPeaks = [];
   for (const n of names) {

@@ -19,6 +19,7 @@ import { Informer } from '../api/informer.ts';
 import type { KubeClient } from '../api/kubeClient.ts';
 import type { Barrier, Gate, Job, Lease, Pod, Semaphore } from '../api/types.ts';
 import { startCluster } from '../devcluster/index.ts';
+import { type Interval, maxConcurrent } from '../devcluster/intervals.ts';
 import { installKonductor, REPO_ROOT } from '../devcluster/konductor.ts';
 import { startProcessKubelet } from '../devcluster/kubelet/index.ts';
 import { startRealCluster } from '../devcluster/realnode/index.ts';
@@ -74,23 +75,16 @@ interface DemoState {
  */
 async function mainOverlap(state: DemoState, kubectl: Kubectl): Promise<number> {
   if (!state.real) return state.maxRunning;
-  const events: { t: number; d: number }[] = [];
+  const intervals: Interval[] = [];
   for (const pod of state.pods.values()) {
     const container = pod.spec.containers[0]?.name ?? '';
     const lines = (await kubectl('logs', pod.metadata.name ?? '', '-c', container, '--timestamps'))
       .trim()
       .split('\n');
     const at = (l: string | undefined) => Date.parse(l?.split(' ')[0] ?? '');
-    events.push({ t: at(lines[0]), d: 1 }, { t: at(lines.at(-1)), d: -1 });
+    intervals.push({ start: at(lines[0]), end: at(lines.at(-1)) });
   }
-  events.sort((a, b) => a.t - b.t || a.d - b.d);
-  let now = 0;
-  let max = 0;
-  for (const e of events) {
-    now += e.d;
-    max = Math.max(max, now);
-  }
-  return max;
+  return maxConcurrent(intervals);
 }
 
 /** One primitive's story: what to apply, what to watch, what to print, and what must hold at the end. */

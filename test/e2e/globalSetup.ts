@@ -11,7 +11,7 @@ import { ensureGoTools } from '../../devcluster/binaries.ts';
 import { ensureCertManagerImages, installCertManager } from '../../devcluster/certmanager/index.ts';
 import { ensureImages, konductorChartImageArgs } from '../../devcluster/images/index.ts';
 import { startRealCluster } from '../../devcluster/realnode/index.ts';
-import type { DevclusterInfo } from '../helpers/cluster.ts';
+import { devclusterInfo } from '../helpers/cluster.ts';
 import type { E2eInfo } from './helpers.ts';
 
 export default async function setup(project: TestProject) {
@@ -29,16 +29,7 @@ export default async function setup(project: TestProject) {
     await cluster.stop();
     throw err;
   }
-  const info: DevclusterInfo = {
-    kubeconfigPath: cluster.kubeconfigPath,
-    kubectlPath: cluster.binaries.kubectl,
-    apiserverUrl: cluster.apiserverUrl,
-    caCertPath: cluster.caCertPath,
-    caKeyPath: cluster.caKeyPath,
-    dataDir: cluster.dataDir,
-    kubelet: true,
-    nodeName: cluster.node.name,
-  };
+  const info = devclusterInfo(cluster, cluster.node.name);
   const e2e: E2eInfo = {
     helmPath: helm,
     imageArgs: konductorChartImageArgs(),

@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, inject } from 'vitest';
+import { type Interval, maxConcurrent } from '../../devcluster/intervals.ts';
 import { clusterInfo } from '../helpers/cluster.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { runProcess } from '../helpers/process.ts';
@@ -28,7 +29,7 @@ declare module 'vitest' {
   }
 }
 
-export { REPO };
+export { maxConcurrent, REPO };
 export const RELEASE = 'konductor';
 export const RELEASE_NS = 'konductor-system';
 export const MANAGER_SELECTOR = 'app.kubernetes.io/name=konductor';
@@ -150,19 +151,21 @@ export function e2eNamespace(prefix: string, labels: Record<string, string> = {}
 export const stamped = (script: string) =>
   `read up _ < /proc/uptime; echo "start $up"; ${script}; read up _ < /proc/uptime; echo "end $up"`;
 
-export interface Interval {
+export interface PodInterval extends Interval {
   pod: string;
-  start: number;
-  end: number;
 }
 
 /** The `start`/`end` stamps of one container of every pod matching `selector`. */
-export async function intervals(namespace: string, selector: string, container: string): Promise<Interval[]> {
+export async function intervals(
+  namespace: string,
+  selector: string,
+  container: string,
+): Promise<PodInterval[]> {
   const pods = await kubectlJson<{ items: { metadata: { name: string } }[] }>(
     ['get', 'pods', '-l', selector],
     namespace,
   );
-  const out: Interval[] = [];
+  const out: PodInterval[] = [];
   for (const p of pods.items) {
     const log = (await kubectl(['logs', p.metadata.name, '-c', container], { namespace })).stdout;
     const start = /^start (\d+\.\d+)$/m.exec(log)?.[1];
@@ -171,20 +174,4 @@ export async function intervals(namespace: string, selector: string, container: 
     out.push({ pod: p.metadata.name, start: Number(start), end: Number(end) });
   }
   return out;
-}
-
-/** The largest number of intervals running at once (half-open: one ending as another starts is not overlap). */
-export function maxConcurrent(list: readonly Interval[]): number {
-  const events = list.flatMap((i) => [
-    { t: i.start, d: 1 },
-    { t: i.end, d: -1 },
-  ]);
-  events.sort((a, b) => a.t - b.t || a.d - b.d);
-  let now = 0;
-  let max = 0;
-  for (const e of events) {
-    now += e.d;
-    max = Math.max(max, now);
-  }
-  return max;
 }
