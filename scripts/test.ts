@@ -110,6 +110,9 @@ async function main(): Promise<number> {
     }
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
+    if ((err as { code?: string }).code?.startsWith('KDR_REALNODE_')) {
+      process.stderr.write('(KONDUCTOR_SKIP_E2E=1 npm test runs everything but the real-node phases)\n');
+    }
     process.stdout.write('0 passed, 1 failed\n');
     return 1;
   }
