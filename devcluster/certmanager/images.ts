@@ -9,7 +9,7 @@ import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureGoTools } from '../binaries.ts';
 import { skeletonOwner, writeSkeleton } from '../images/baseImages.ts';
-import { type CacheOptions, cachedImage, type ImageRecord, hashFile } from '../images/cache.ts';
+import { type CacheOptions, cachedImage, hashFile, type ImageRecord } from '../images/cache.ts';
 import { writeLayer, writeOciArchive } from '../images/oci.ts';
 import { directoryEntries } from '../images/tar.ts';
 import { CERT_MANAGER_VERSION, certManagerModuleDir } from './chart.ts';

@@ -20,7 +20,7 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { constants as zlibConstants, createGzip, gunzipSync } from 'node:zlib';
+import { createGzip, gunzipSync, constants as zlibConstants } from 'node:zlib';
 import { KonductorError } from '../../api/errors.ts';
 import {
   entryHeader,
