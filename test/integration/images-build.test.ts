@@ -26,6 +26,7 @@ import {
 } from '../../devcluster/images/index.ts';
 import { readLayer } from '../../devcluster/images/oci.ts';
 import { type PrivateContainerd, startPrivateContainerd } from '../helpers/privateContainerd.ts';
+import { runProcess } from '../helpers/process.ts';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
@@ -110,16 +111,33 @@ describe('in a containerd (Debian 1.6 + runc)', () => {
     expect(imported.map((i) => i.name)).toEqual(all().map((r) => r.name));
   }, 300_000);
 
-  it('importing again is harmless (same names, same digests)', async () => {
-    const again = await importImages({
-      ctr: ctd.ctr,
-      address: ctd.address,
-      archives: [images.agent.archive],
-      log,
-    });
-    expect(again).toEqual([
+  it('importing again skips what containerd already holds, re-imports what it lost, or everything with force', async () => {
+    const lines: string[] = [];
+    const opts = { ctr: ctd.ctr, address: ctd.address, archives: [images.agent, images.busybox.archive] };
+    const want = [
       { name: images.agent.name, digest: images.agent.manifestDigest, archive: images.agent.archive },
+      { name: images.busybox.name, digest: images.busybox.manifestDigest, archive: images.busybox.archive },
+    ];
+    expect(await importImages({ ...opts, log: (l) => lines.push(l) })).toEqual(want);
+    expect(lines.filter((l) => l.startsWith('imported'))).toEqual([]);
+    const rm = await runProcess(ctd.ctr, [
+      '--address',
+      ctd.address,
+      '-n',
+      'k8s.io',
+      'images',
+      'rm',
+      images.agent.name,
     ]);
+    expect(rm.code, rm.stderr).toBe(0);
+    lines.length = 0;
+    expect(await importImages({ ...opts, log: (l) => lines.push(l) })).toEqual(want);
+    expect(lines.filter((l) => l.startsWith('imported'))).toEqual([
+      expect.stringContaining(images.agent.archive),
+    ]);
+    lines.length = 0;
+    expect(await importImages({ ...opts, force: true, log: (l) => lines.push(l) })).toEqual(want);
+    expect(lines.filter((l) => l.startsWith('imported'))).toHaveLength(2);
   });
 
   it('the agent runs as 65532 on a read-only root filesystem; its entry point is the agent', async () => {
