@@ -13,6 +13,7 @@ import {
   readdirSync,
   readFileSync,
   readlinkSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -118,9 +119,11 @@ describe('diffEntries + unpackLayers', () => {
     chmodSync(join(stage, 'etc/chmod'), 0o600);
     rmSync(join(stage, 'etc/remove'));
     rmSync(join(stage, 'olddir'), { recursive: true });
+    // A new directory in place of the old one (made while the old exists, so its inode differs).
+    mkdirSync(join(stage, 'replaced.tmp'));
+    writeFileSync(join(stage, 'replaced.tmp/new'), 'n');
     rmSync(join(stage, 'replaced'), { recursive: true });
-    mkdirSync(join(stage, 'replaced'));
-    writeFileSync(join(stage, 'replaced/new'), 'n');
+    renameSync(join(stage, 'replaced.tmp'), join(stage, 'replaced'));
     rmSync(join(stage, 'becomes-dir'));
     mkdirSync(join(stage, 'becomes-dir'));
     mkdirSync(join(stage, 'app/deep'), { recursive: true });
