@@ -151,7 +151,7 @@ describe('variables and words', () => {
 });
 
 describe('.dockerignore (moby patternmatcher semantics)', () => {
-  it("the repository's .dockerignore keeps local state and the Go tool modules out", () => {
+  it("the repository's .dockerignore keeps local state, tooling, tests and docs out", () => {
     const ignored = dockerignoreMatcher(read('.dockerignore'));
     for (const p of [
       'node_modules',
@@ -164,6 +164,9 @@ describe('.dockerignore (moby patternmatcher semantics)', () => {
       'devcluster/chart-tools/tools.go',
       'devcluster/certmanager/cert-manager-tools/go.sum',
       'Dockerfile.webhook',
+      'devcluster/images/oci.ts',
+      'test/unit/images.test.ts',
+      'docs/helm.md',
     ]) {
       expect(ignored(p), p).toBe(true);
     }
@@ -172,7 +175,8 @@ describe('.dockerignore (moby patternmatcher semantics)', () => {
       'scripts/build.ts',
       'api/constants.ts',
       'charts/konductor/files/crds',
-      'devcluster/images/oci.ts',
+      'cmd/konductor.ts',
+      'sidecar/main.ts',
     ]) {
       expect(ignored(p), p).toBe(false);
     }
