@@ -141,6 +141,8 @@ export interface BuildSession {
   /** Base images read (digests verified) and unpacked once, by manifest digest; stages copy them. */
   bases: Map<string, Promise<UnpackedBase>>;
   log: (line: string) => void;
+  /** Interval of the "still running" lines of a long RUN. */
+  heartbeatMs: number;
 }
 
 interface UnpackedBase {
@@ -148,9 +150,13 @@ interface UnpackedBase {
   archive: ParsedArchive;
 }
 
-export function createBuildSession(workDir: string, log: (line: string) => void): BuildSession {
+export function createBuildSession(
+  workDir: string,
+  log: (line: string) => void,
+  heartbeatMs = 15_000,
+): BuildSession {
   mkdirSync(workDir, { recursive: true });
-  return { workDir, stages: new Map(), bases: new Map(), log };
+  return { workDir, stages: new Map(), bases: new Map(), log, heartbeatMs };
 }
 
 function unpackedBase(session: BuildSession, image: LocalImage): Promise<UnpackedBase> {
@@ -540,6 +546,11 @@ async function execute(
       for (const d of made) mkdirSync(join(st.root, d));
       session.log(`${where}: RUN ${ins.shell ?? JSON.stringify(ins.argv)}`);
       const started = Date.now();
+      const heartbeat = setInterval(
+        () =>
+          session.log(`  ... ${where}: RUN still running, ${Math.round((Date.now() - started) / 1000)} s`),
+        session.heartbeatMs,
+      );
       const r = await chrootRun({
         root: st.root,
         argv,
@@ -550,7 +561,7 @@ async function execute(
         onLine: (l) => {
           if (l.trim()) session.log(`  | ${l}`);
         },
-      });
+      }).finally(() => clearInterval(heartbeat));
       for (const d of made.reverse()) rmdirSync(join(st.root, d));
       if (r.code !== 0) {
         throw new KonductorError(
