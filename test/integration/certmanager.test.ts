@@ -2,17 +2,18 @@
  * cert-manager built from its Go modules (devcluster/certmanager), on a control plane of its own
  * (its real CRDs must not meet the stand-in CRDs other test files apply to the shared one):
  *
- * - its release chart (assembled from the module) is rendered with helm and everything is applied as
- *   cert-manager installs itself: CRDs, ServiceAccounts, RBAC, Services, webhook configurations and the
- *   Deployments. No node runs pods here, so the three binaries run as host processes in their place,
- *   with the Deployments' own arguments and each Deployment's ServiceAccount token (the chart's RBAC
- *   is what they get). The webhook configurations point at the host process (`webhook.url.host`);
- * - `waitForCertManagerWebhook` fails while nothing serves, and succeeds once the webhook serves with
- *   the CA cainjector injected;
+ * - `installCertManager()` installs it as on the real node (`helm upgrade --install` of its release
+ *   chart, assembled from the module: CRDs, ServiceAccounts, RBAC, Services, webhook configurations,
+ *   Deployments on the local images), only without waiting for a rollout: no node runs pods here. The
+ *   three binaries run as host processes in the pods' place, with the Deployments' own arguments and
+ *   each Deployment's ServiceAccount token (the chart's RBAC is what they get); the webhook
+ *   configurations point at the host process (`webhook.url.host`);
+ * - its webhook wait fails while nothing serves and `installCertManager` resolves once the webhook serves
+ *   with the CA cainjector injected; an invalid Certificate is then rejected by the webhook;
  * - then `helm install charts/konductor` with its defaults (cert-manager mode): its self-signed Issuer ->
  *   CA Certificate -> CA Issuer -> serving Certificate go Ready, the serving certificate is signed by the
  *   CA, and cainjector fills the MutatingWebhookConfiguration's caBundle with that CA.
- * On a real node the same chart runs the images instead (the real-node e2e tests).
+ * On a real node the same install runs the images instead (the real-node e2e tests).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -24,9 +25,9 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { connectionFromKubeconfig, KubeClient } from '../../api/kubeClient.ts';
 import {
   CERT_MANAGER_VERSION,
-  certManagerHelmArgs,
+  type CertManagerInstall,
   ensureCertManagerBinaries,
-  ensureCertManagerChart,
+  installCertManager,
   waitForCertManagerWebhook,
 } from '../../devcluster/certmanager/index.ts';
 import { type DevCluster, getFreePorts, startCluster } from '../../devcluster/index.ts';
@@ -58,15 +59,6 @@ async function helm(args: string[]) {
     timeoutMs: 170_000,
   });
   if (r.code !== 0) throw new Error(`helm ${args.join(' ')}: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
-
-async function kubectl(args: string[], input?: string) {
-  const r = await runProcess(cluster.binaries.kubectl, ['--kubeconfig', cluster.kubeconfigPath, ...args], {
-    ...(input !== undefined ? { input } : {}),
-    timeoutMs: 120_000,
-  });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr || r.stdout}`);
   return r.stdout;
 }
 
@@ -117,51 +109,55 @@ async function runAsHostProcess(deployment: Obj, binary: string, extraArgs: stri
 const ready = (o: Obj) =>
   (o?.status?.conditions ?? []).some((c: Obj) => c.type === 'Ready' && c.status === 'True');
 
+/** What `installCertManager` resolved with: helm's and the webhook wait's durations. */
+let install: CertManagerInstall;
+
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'konductor-certmanager-'));
-  const [binaries, chartDir, tools] = await Promise.all([
-    ensureCertManagerBinaries(),
-    ensureCertManagerChart(),
-    findChartTools(),
-  ]);
+  const [binaries, tools] = await Promise.all([ensureCertManagerBinaries(), findChartTools()]);
   helmBin = tools.helm;
   cluster = await startCluster();
   client = new KubeClient(connectionFromKubeconfig(cluster.kubeconfigPath));
   const [webhookPort, healthzPort, metricsPort] = await getFreePorts(3);
 
-  const manifest = await helm([
-    'template',
-    'cert-manager',
-    chartDir,
-    '--namespace',
-    NS,
-    ...certManagerHelmArgs(),
-    '--set',
-    `webhook.securePort=${webhookPort}`,
-    '--set',
-    `webhook.url.host=localhost:${webhookPort}`,
-  ]);
-  rendered = parseAllDocuments(manifest)
+  // helm upgrade --install of cert-manager's chart, exactly as on the real node but without waiting for
+  // a rollout no node will do; its webhook wait runs while this hook starts the host processes.
+  const installing = installCertManager({
+    kubeconfig: cluster.kubeconfigPath,
+    helm: helmBin,
+    waitForRollout: false,
+    timeoutMs: 150_000,
+    extraArgs: [
+      '--set',
+      `webhook.securePort=${webhookPort}`,
+      '--set',
+      `webhook.url.host=localhost:${webhookPort}`,
+    ],
+    log: (l) => process.stderr.write(`[cert-manager] ${l}\n`),
+  });
+  installing.catch(() => {}); // awaited below; a failure must not be an unhandled rejection meanwhile
+  const deployments = await waitFor(
+    async () => {
+      const list = await client.request<Obj>('GET', `/apis/apps/v1/namespaces/${NS}/deployments`);
+      return list.items.length === 3 ? (list.items as Obj[]) : undefined;
+    },
+    { message: "cert-manager's three Deployments created by helm", timeoutMs: 150_000 },
+  );
+  // helm creates the webhook configurations last (kinds outside its install order): wait for them too.
+  for (const kind of ['validatingwebhookconfigurations', 'mutatingwebhookconfigurations']) {
+    await waitFor(
+      () => client.request('GET', `/apis/admissionregistration.k8s.io/v1/${kind}/cert-manager-webhook`),
+      { message: `${kind} cert-manager-webhook created by helm`, timeoutMs: 150_000 },
+    );
+  }
+  rendered = parseAllDocuments(await helm(['get', 'manifest', 'cert-manager', '--namespace', NS]))
     .map((d) => d.toJSON())
     .filter(Boolean);
-  await kubectl(['create', 'namespace', NS]);
-  await kubectl(['apply', '--server-side', '-f', '-'], manifest);
-  await kubectl([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd',
-    '-l',
-    'app.kubernetes.io/instance=cert-manager',
-  ]);
-  const byName = (suffix: string) =>
-    rendered.find((o) => o.kind === 'Deployment' && o.metadata.name === `cert-manager${suffix}`);
-  // Nothing serves the webhook yet: the wait must fail (this is what makes its success below mean something).
+  const byName = (suffix: string) => deployments.find((o) => o.metadata.name === `cert-manager${suffix}`);
+  // Nothing serves the webhook yet: the wait must fail (this is what makes its success mean something).
   await expect(
     waitForCertManagerWebhook({ kubeconfig: cluster.kubeconfigPath, timeoutMs: 1500 }),
-  ).rejects.toMatchObject({
-    code: 'KDR_CERTMANAGER_NOT_READY',
-  });
+  ).rejects.toMatchObject({ code: 'KDR_CERTMANAGER_NOT_READY' });
   // url.host carries the port, which the chart also adds to the serving certificate's DNS names: add the bare host.
   await runAsHostProcess(byName('-webhook'), binaries.webhook, [
     `--healthz-port=${healthzPort}`,
@@ -171,6 +167,7 @@ beforeAll(async () => {
   await runAsHostProcess(byName(''), binaries.controller, [
     `--metrics-listen-address=127.0.0.1:${metricsPort}`,
   ]);
+  install = await installing;
 }, 900_000);
 
 afterAll(async () => {
@@ -193,7 +190,7 @@ afterAll(async () => {
 }, 60_000);
 
 describe(`cert-manager ${CERT_MANAGER_VERSION} from its Go modules`, () => {
-  it('its chart renders its CRDs (labels templated), Deployments on the local images, no startupapicheck', () => {
+  it('the release holds its CRDs (labels templated), Deployments on the local images, no startupapicheck', () => {
     const crds = rendered.filter((o) => o.kind === 'CustomResourceDefinition').map((o) => o.metadata.name);
     expect(crds.sort()).toEqual([
       'certificaterequests.cert-manager.io',
@@ -221,8 +218,10 @@ describe(`cert-manager ${CERT_MANAGER_VERSION} from its Go modules`, () => {
     expect(rendered.some((o) => o.kind === 'Job')).toBe(false);
   });
 
-  it('the webhook answers once cainjector injected its CA into both webhook configurations', async () => {
-    await waitForCertManagerWebhook({ kubeconfig: cluster.kubeconfigPath, timeoutMs: 120_000 });
+  it('installCertManager resolved once the webhook answered with the CA cainjector injected', async () => {
+    expect(install).toMatchObject({ release: 'cert-manager', namespace: NS, version: CERT_MANAGER_VERSION });
+    expect(install.webhookSeconds).toBeGreaterThan(0);
+    await waitForCertManagerWebhook({ kubeconfig: cluster.kubeconfigPath, timeoutMs: 10_000 });
     const secret = await client.request<Obj>(
       'GET',
       `/api/v1/namespaces/${NS}/secrets/cert-manager-webhook-ca`,
