@@ -203,7 +203,9 @@ export async function installCertManager(opts: InstallCertManagerOptions): Promi
     );
   }
   const helmSeconds = (Date.now() - started) / 1000;
-  log(`helm done after ${helmSeconds.toFixed(1)} s${opts.waitForRollout === false ? '' : ' (deployments available)'}`);
+  log(
+    `helm done after ${helmSeconds.toFixed(1)} s${opts.waitForRollout === false ? '' : ' (deployments available)'}`,
+  );
   const webhookSeconds = await waitForCertManagerWebhook({ kubeconfig: opts.kubeconfig, timeoutMs, log });
   return { release, namespace, version: CERT_MANAGER_VERSION, chartDir, helmSeconds, webhookSeconds };
 }
