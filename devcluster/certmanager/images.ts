@@ -48,7 +48,7 @@ export async function ensureCertManagerImages(opts: CacheOptions = {}): Promise<
       `cert-manager-${c}`,
       ref,
       {
-        binary: hashFile(binaries[c]),
+        binary: hashFile(binaries[c], opts.cacheRoot),
         licence: hashFile(licence),
         skeleton: writeSkeleton.toString(),
         format: 'v1',

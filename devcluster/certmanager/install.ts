@@ -114,6 +114,11 @@ export interface InstallCertManagerOptions {
   extraArgs?: string[];
   /** For helm's `--wait` and the webhook check each (default 5 min). */
   timeoutMs?: number;
+  /**
+   * `helm --wait` for the Deployments (default true). False only when something else than the node's
+   * kubelet runs them (the integration test runs the binaries as host processes).
+   */
+  waitForRollout?: boolean;
   cacheRoot?: string;
   log?: (line: string) => void;
 }
@@ -182,7 +187,7 @@ export async function installCertManager(opts: InstallCertManagerOptions): Promi
     '--create-namespace',
     '--kubeconfig',
     opts.kubeconfig,
-    '--wait',
+    ...(opts.waitForRollout === false ? [] : ['--wait']),
     '--timeout',
     `${Math.ceil(timeoutMs / 1000)}s`,
     ...certManagerHelmArgs(),
@@ -198,7 +203,9 @@ export async function installCertManager(opts: InstallCertManagerOptions): Promi
     );
   }
   const helmSeconds = (Date.now() - started) / 1000;
-  log(`cert-manager deployments available after ${helmSeconds.toFixed(1)} s`);
+  log(
+    `helm done after ${helmSeconds.toFixed(1)} s${opts.waitForRollout === false ? '' : ' (deployments available)'}`,
+  );
   const webhookSeconds = await waitForCertManagerWebhook({ kubeconfig: opts.kubeconfig, timeoutMs, log });
   return { release, namespace, version: CERT_MANAGER_VERSION, chartDir, helmSeconds, webhookSeconds };
 }

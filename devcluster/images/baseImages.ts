@@ -140,7 +140,7 @@ export async function ensurePauseImage(opts: CacheOptions = {}): Promise<ImageRe
   const inputs = {
     'pause.c': hashFile(source),
     gcc: toolVersion('gcc', ['-dumpfullversion']),
-    libc: debCandidates(['libc6-dev'], log).map(debInput).join(),
+    libc: debCandidates(['libc6-dev'], log, opts.cacheRoot).map(debInput).join(),
     flags: flags.join(' '),
     format: 'v1',
   };
@@ -172,7 +172,7 @@ export async function ensurePauseImage(opts: CacheOptions = {}): Promise<ImageRe
 /** busybox-static + applet symlinks + the skeleton /etc. The node image's bottom layer too. */
 export async function ensureBusyboxImage(opts: CacheOptions = {}): Promise<ImageRecord> {
   const log = opts.log ?? defaultImageLog;
-  const [deb] = debCandidates(['busybox-static'], log);
+  const [deb] = debCandidates(['busybox-static'], log, opts.cacheRoot);
   const inputs = {
     'busybox-static': debInput(deb as DebInfo),
     skeleton: `${PASSWD}${GROUP}${NSSWITCH}${writeSkeleton.toString()}`,
@@ -269,10 +269,10 @@ export async function ensureNodeImage(opts: CacheOptions = {}): Promise<ImageRec
   ensureHostTools([{ command: 'strip', package: 'binutils' }], log, 'the node image (strip)');
   const busybox = await ensureBusyboxImage(opts);
   const node = nodePackageBinary();
-  const libs = debCandidates([...LIB_DEBS], log);
+  const libs = debCandidates([...LIB_DEBS], log, opts.cacheRoot);
   const inputs: Record<string, string> = {
     busybox: busybox.manifestDigest,
-    node: `${node.version} ${hashFile(node.path)}`,
+    node: `${node.version} ${hashFile(node.path, opts.cacheRoot)}`,
     npm: NPM_VERSION,
     strip: toolVersion('strip', ['--version']),
     libraries: isRuntimeLibraryPath.toString(),

@@ -6,9 +6,17 @@
  * (the devcluster's mkdir lock); a few older entries per kind are kept for other worktrees.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { KonductorError } from '../../api/errors.ts';
 import { cacheRootDir, withBuildLock } from '../binaries.ts';
 import type { ArchiveInfo, ImageRuntimeConfig } from './oci.ts';
@@ -63,8 +71,35 @@ export function stampOf(inputs: Record<string, string>): string {
   return h.digest('hex').slice(0, 20);
 }
 
-export function hashFile(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+/**
+ * A small JSON memo in the images cache (`.memo-<name>.json`): the value of `key`, computed once. Used for
+ * stamp inputs that are slow to compute and keyed by what would change them (a file's size, mtime and
+ * inode; apt's package lists' mtime). Concurrent writers may drop each other's entries: they are recomputed.
+ */
+export function memoized<T>(cacheRoot: string | undefined, name: string, key: string, compute: () => T): T {
+  const file = join(imagesDir(cacheRoot), `.memo-${name}.json`);
+  let memo: Record<string, T> = {};
+  try {
+    memo = JSON.parse(readFileSync(file, 'utf8')) as Record<string, T>;
+  } catch {
+    /* none yet, or being replaced */
+  }
+  if (Object.hasOwn(memo, key)) return memo[key] as T;
+  const value = compute();
+  const kept = Object.entries(memo).slice(-49);
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(Object.fromEntries([...kept, [key, value]])));
+  renameSync(tmp, file);
+  return value;
+}
+
+/** sha256 of a file; files over 1 MiB are memoized by path, size, mtime and inode. */
+export function hashFile(path: string, cacheRoot?: string): string {
+  const hash = () => createHash('sha256').update(readFileSync(path)).digest('hex');
+  const st = statSync(path);
+  if (st.size < 1024 * 1024) return hash();
+  return memoized(cacheRoot, 'file-sha256', `${path} ${st.size} ${st.mtimeMs} ${st.ino}`, hash);
 }
 
 function readRecord(dir: string): ImageRecord | undefined {

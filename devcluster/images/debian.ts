@@ -4,10 +4,11 @@
  * and tools installed with `apt-get install` when missing (as root; otherwise an error naming them).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KonductorError } from '../../api/errors.ts';
+import { memoized } from './cache.ts';
 
 export interface DebInfo {
   package: string;
@@ -56,8 +57,19 @@ function aptUpdate(log: Log): void {
   }
 }
 
-/** The version apt would install (candidate) of each package; runs `apt-get update` once if unknown. */
-export function debCandidates(packages: string[], log: Log): DebInfo[] {
+const APT_LISTS = '/var/lib/apt/lists';
+
+/**
+ * The version apt would install (candidate) of each package; runs `apt-get update` once if unknown.
+ * Memoized in the images cache until apt's package lists change (`apt-cache` takes seconds on a busy machine).
+ */
+export function debCandidates(packages: string[], log: Log, cacheRoot?: string): DebInfo[] {
+  if (!existsSync(APT_LISTS)) return queryDebCandidates(packages, log);
+  const key = `${packages.join(' ')} ${statSync(APT_LISTS).mtimeMs}`;
+  return memoized(cacheRoot, 'apt-candidates', key, () => queryDebCandidates(packages, log));
+}
+
+function queryDebCandidates(packages: string[], log: Log): DebInfo[] {
   const query = () => parseAptShow(run('apt-cache', ['show', '--no-all-versions', ...packages]).out);
   let found = query();
   if (found.length < packages.length) {
@@ -81,7 +93,7 @@ export function debCandidates(packages: string[], log: Log): DebInfo[] {
  */
 export async function fetchDebs(packages: string[], dir: string, log: Log): Promise<Record<string, string>> {
   await mkdir(dir, { recursive: true });
-  const infos = debCandidates(packages, log);
+  const infos = queryDebCandidates(packages, log);
   let dl = run('apt-get', ['download', '-q', ...infos.map((d) => `${d.package}=${d.version}`)], { cwd: dir });
   if (!dl.ok) {
     aptUpdate(log);

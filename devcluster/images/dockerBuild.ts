@@ -42,6 +42,7 @@ import {
   type ImageRuntimeConfig,
   type LayerBlob,
   normalizeImageName,
+  type ParsedArchive,
   readOciArchive,
   writeLayer,
 } from './oci.ts';
@@ -137,12 +138,46 @@ interface BuiltStage {
 export interface BuildSession {
   workDir: string;
   stages: Map<string, BuiltStage>;
+  /** Base images read (digests verified) and unpacked once, by manifest digest; stages copy them. */
+  bases: Map<string, Promise<UnpackedBase>>;
   log: (line: string) => void;
+  /** Interval of the "still running" lines of a long RUN. */
+  heartbeatMs: number;
 }
 
-export function createBuildSession(workDir: string, log: (line: string) => void): BuildSession {
+interface UnpackedBase {
+  root: string;
+  archive: ParsedArchive;
+}
+
+export function createBuildSession(
+  workDir: string,
+  log: (line: string) => void,
+  heartbeatMs = 15_000,
+): BuildSession {
   mkdirSync(workDir, { recursive: true });
-  return { workDir, stages: new Map(), log };
+  return { workDir, stages: new Map(), bases: new Map(), log, heartbeatMs };
+}
+
+function unpackedBase(session: BuildSession, image: LocalImage): Promise<UnpackedBase> {
+  let p = session.bases.get(image.manifestDigest);
+  if (!p) {
+    p = (async () => {
+      const archive = await readOciArchive(image.archive);
+      const root = join(session.workDir, `base-${image.manifestDigest.slice(7, 23)}`);
+      await unpackLayers(archive.layers, root);
+      return { root, archive };
+    })();
+    session.bases.set(image.manifestDigest, p);
+  }
+  return p;
+}
+
+/** `cp -a`: owners, modes, links and times kept (the snapshot after it is the stage's base). */
+function copyTree(from: string, to: string): void {
+  const cp = spawnSync('cp', ['-a', from, to], { encoding: 'utf8' });
+  if (cp.status !== 0)
+    throw new KonductorError('KDR_IMAGES_BUILD_FAILED', `cp -a ${from} ${to}: ${cp.stderr}`);
 }
 
 export interface DockerBuildRequest {
@@ -362,8 +397,9 @@ async function buildStage(
   let built: BuiltStage;
   session.log(`${req.label}: stage ${describeStage(stage)}`);
   if ('image' in base) {
-    const archive = await readOciArchive(base.image.archive);
-    await unpackLayers(archive.layers, root);
+    const unpacked = await unpackedBase(session, base.image);
+    const archive = unpacked.archive;
+    copyTree(unpacked.root, root);
     built = {
       key,
       root,
@@ -387,9 +423,7 @@ async function buildStage(
     };
   } else {
     const parent = session.stages.get(plan.keys[base.stage] as string) as BuiltStage;
-    const cp = spawnSync('cp', ['-a', parent.root, root], { encoding: 'utf8' });
-    if (cp.status !== 0)
-      throw new KonductorError('KDR_IMAGES_BUILD_FAILED', `copying stage ${parent.root}: ${cp.stderr}`);
+    copyTree(parent.root, root);
     const parentLayer = await stageLayer(session, parent);
     built = {
       key,
@@ -512,6 +546,11 @@ async function execute(
       for (const d of made) mkdirSync(join(st.root, d));
       session.log(`${where}: RUN ${ins.shell ?? JSON.stringify(ins.argv)}`);
       const started = Date.now();
+      const heartbeat = setInterval(
+        () =>
+          session.log(`  ... ${where}: RUN still running, ${Math.round((Date.now() - started) / 1000)} s`),
+        session.heartbeatMs,
+      );
       const r = await chrootRun({
         root: st.root,
         argv,
@@ -522,7 +561,7 @@ async function execute(
         onLine: (l) => {
           if (l.trim()) session.log(`  | ${l}`);
         },
-      });
+      }).finally(() => clearInterval(heartbeat));
       for (const d of made.reverse()) rmdirSync(join(st.root, d));
       if (r.code !== 0) {
         throw new KonductorError(

@@ -18,6 +18,8 @@ export interface ImportImagesOptions {
   namespace?: string;
   /** Image records (from `ensureImages()`) or archive paths. */
   archives: (ImageRecord | string)[];
+  /** Import even when containerd already has the name at the archive's manifest (default: skip those). */
+  force?: boolean;
   /** Snapshotter to unpack for (ctr's default: overlayfs). */
   snapshotter?: string;
   log?: (line: string) => void;
@@ -73,29 +75,36 @@ export function parseCtrImageList(text: string): Map<string, string> {
 }
 
 /**
- * Imports each archive and verifies the result. Re-importing the same archive is harmless (the name
- * is updated to the same manifest). Returns what containerd now holds for each image.
+ * Imports each archive whose name containerd does not already hold at the archive's manifest digest
+ * (all of them with `force`), then verifies every name. Re-importing the same archive is harmless (the
+ * name is updated to the same manifest). Returns what containerd now holds for each image.
  */
 export async function importImages(opts: ImportImagesOptions): Promise<ImportedImage[]> {
   const log = opts.log ?? defaultImageLog;
   const expected: ImportedImage[] = [];
   for (const a of opts.archives) {
-    const archive = typeof a === 'string' ? a : a.archive;
+    if (typeof a !== 'string') expected.push({ name: a.name, digest: a.manifestDigest, archive: a.archive });
+    else {
+      const parsed = await readOciArchive(a);
+      expected.push({ name: parsed.name, digest: parsed.index.manifests[0]?.digest as string, archive: a });
+    }
+  }
+  const present = parseCtrImageList(await ctr(opts, ['images', 'ls']));
+  for (const e of expected) {
+    if (opts.force !== true && present.get(e.name) === e.digest) {
+      log(`${e.name} already at ${e.digest.slice(0, 19)}: not imported again`);
+      continue;
+    }
     const started = Date.now();
     const out = await ctr(opts, [
       'images',
       'import',
       ...(opts.snapshotter ? ['--snapshotter', opts.snapshotter] : []),
-      archive,
+      e.archive,
     ]);
     log(
-      `imported ${archive} in ${((Date.now() - started) / 1000).toFixed(1)} s: ${out.trim().split('\n').join('; ')}`,
+      `imported ${e.archive} in ${((Date.now() - started) / 1000).toFixed(1)} s: ${out.trim().split('\n').join('; ')}`,
     );
-    if (typeof a !== 'string') expected.push({ name: a.name, digest: a.manifestDigest, archive });
-    else {
-      const parsed = await readOciArchive(archive);
-      expected.push({ name: parsed.name, digest: parsed.index.manifests[0]?.digest as string, archive });
-    }
   }
   const listed = parseCtrImageList(await ctr(opts, ['images', 'ls']));
   for (const e of expected) {

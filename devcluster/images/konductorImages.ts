@@ -78,7 +78,7 @@ export async function ensureKonductorImages(opts: KonductorImageOptions = {}): P
           node: node.manifestDigest,
         },
         async (_work, out) => {
-          session ??= createBuildSession(sessionDir, log);
+          session ??= createBuildSession(sessionDir, log, opts.heartbeatMs);
           const result = await runDockerBuild(session, req);
           return writeOciArchive(
             {

@@ -98,6 +98,11 @@ export interface ArchiveInfo {
 }
 
 const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const descriptor = (mediaType: string, bytes: Buffer): Descriptor => ({
+  mediaType,
+  digest: sha256(bytes),
+  size: bytes.length,
+});
 
 /**
  * Normalizes an image reference the way the CRI (docker reference rules) does: a missing registry is
@@ -238,11 +243,7 @@ export async function writeOciArchive(spec: ImageSpec, out: string): Promise<Arc
   }
   const name = normalizeImageName(spec.name);
   const config = configJson(spec);
-  const configDesc: Descriptor = {
-    mediaType: MEDIA_TYPES.config,
-    digest: sha256(config),
-    size: config.length,
-  };
+  const configDesc = descriptor(MEDIA_TYPES.config, config);
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -251,11 +252,7 @@ export async function writeOciArchive(spec: ImageSpec, out: string): Promise<Arc
       layers: spec.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
     }),
   );
-  const manifestDesc: Descriptor = {
-    mediaType: MEDIA_TYPES.manifest,
-    digest: sha256(manifest),
-    size: manifest.length,
-  };
+  const manifestDesc = descriptor(MEDIA_TYPES.manifest, manifest);
   const index = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,

@@ -58,7 +58,9 @@ function makeTree(root: string, mtime: number): void {
 }
 
 async function buildImage(name: string, rootDir: string, outName: string) {
-  const layer = await writeLayer(directoryEntries(rootDir), join(tmp, `blobs-${outName}`));
+  // Owners as an image build gives them (root), whoever runs the test.
+  const owner = () => ({ uid: 0, gid: 0 });
+  const layer = await writeLayer(directoryEntries(rootDir, { owner }), join(tmp, `blobs-${outName}`));
   return writeOciArchive(
     {
       name,
