@@ -14,12 +14,15 @@
  *   handoff: holder's end -> the manager's decision (grantedAt of the next grant, ms) -> the next
  *   konductor-wait's `granted` line -> the next main container's `start` line. The holder's
  *   konductor-hold `SIGTERM received` line says when the kubelet acted on the exit.
- * - Agent: pods wait at a closed Gate; for each konductor-wait container, its process (found through its
- *   cgroup) start time (/proc/<pid>/stat, 10 ms ticks, mapped to the wall clock through /proc/uptime)
- *   -> its first log line = start time; memory = the container's memory cgroup (v1:
- *   memory.max_usage_in_bytes peak, memory.usage_in_bytes and total_rss now) and the kubelet's view
- *   (stats/summary workingSetBytes). The gate then opens and the same is read for konductor-hold (start
- *   -> its `holding` line) while the main containers sleep.
+ * - Agent start: pods created one at a time (each once the previous printed its line) wait at a closed
+ *   Gate; for each konductor-wait, its process (found through its cgroup) start time (/proc/<pid>/stat,
+ *   10 ms ticks, mapped to the wall clock through /proc/uptime) -> its `waiting for` line. The gate opens
+ *   onto a Semaphore of 1 permit, so the pods pass one at a time and each konductor-hold starts alone:
+ *   process start -> its `holding` line. One agent starting at a time: on 2 cores, several node processes
+ *   starting together mostly measure each other.
+ * - Agent memory: the container's memory cgroup (v1: memory.max_usage_in_bytes peak, total_rss) and the
+ *   kubelet's view (stats/summary workingSetBytes), for the waiting pods above and for as many pods
+ *   holding a wide Semaphore for 45 s.
  * - Manager: its container's memory cgroup and the kubelet's stats/summary, idle after install and after
  *   the handoff run.
  */
@@ -282,41 +285,29 @@ async function measureHandoff(kubectl: Kubectl, apply: Apply, count: number) {
 }
 
 async function measureAgents(kubectl: Kubectl, apply: Apply, node: string, count: number) {
-  await apply({
-    apiVersion: 'sync.konductor.io/v1',
-    kind: 'Gate',
-    metadata: { name: 'later' },
-    spec: { conditions: [{ type: 'Job', name: 'opener', state: 'Complete' }], timeout: '10m' },
-  });
-  const names = Array.from({ length: count }, (_, i) => `agent-${i}`);
-  for (const name of names) {
-    await apply({
+  const getPod = async (name: string) =>
+    JSON.parse(await kubectl('-n', NS, 'get', 'pod', name, '-o', 'json')) as PodJson;
+  const podOf = (name: string, annotations: Record<string, string>, script: string) =>
+    apply({
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: { name, annotations: { 'konductor.io/gate': 'later' } },
+      metadata: { name, annotations },
       spec: {
         restartPolicy: 'Never',
         terminationGracePeriodSeconds: 1,
-        containers: [{ name: 'main', image: 'busybox:1.37', command: ['sh', '-c', 'echo start; sleep 20'] }],
+        containers: [{ name: 'main', image: 'busybox:1.37', command: ['sh', '-c', script] }],
       },
     });
-  }
-  const getPod = async (name: string) =>
-    JSON.parse(await kubectl('-n', NS, 'get', 'pod', name, '-o', 'json')) as PodJson;
-  const sampleContainer = async (
-    name: string,
-    container: 'konductor-wait' | 'konductor-hold',
-    ready: RegExp,
-  ) => {
+  /** Waits for the container to run, then reads its start time, its first `ready` line and its cgroup. */
+  const sample = async (name: string, container: 'konductor-wait' | 'konductor-hold', ready: RegExp) => {
     const status = await waitUntil(
       `${name}/${container} running`,
       async () => {
-        const p = await getPod(name);
-        const s = [...(p.status.initContainerStatuses ?? [])].find((c) => c.name === container);
+        const s = (await getPod(name)).status.initContainerStatuses?.find((c) => c.name === container);
         return s?.state?.running ? s : undefined;
       },
-      120_000,
-      200,
+      180_000,
+      100,
     );
     const dir = await waitUntil(
       `${name}/${container} cgroup`,
@@ -328,15 +319,47 @@ async function measureAgents(kubectl: Kubectl, apply: Apply, node: string, count
       `${name}/${container} ${ready}`,
       async () => (await stampedLog(kubectl, name, container)).find((l) => ready.test(l[1]))?.[0],
       60_000,
-      200,
+      100,
     );
-    return { pod: name, startToReadyMs: readyAt - startMs, memory: cgroupMemory(dir) };
+    return { startToReadyMs: readyAt - startMs, memory: cgroupMemory(dir) };
   };
+  const memoryOf = async (pods: string[], container: 'konductor-wait' | 'konductor-hold') => {
+    const peaks: number[] = [];
+    for (const n of pods) {
+      const dir = containerCgroup(
+        (await getPod(n)).status.initContainerStatuses?.find((c) => c.name === container)?.containerID,
+      );
+      if (dir) peaks.push(cgroupMemory(dir).peakMiB);
+    }
+    return {
+      cgroupPeakMiB: summarize(peaks, 1),
+      kubeletWorkingSetMiB: summarize(await workingSetsOf(kubectl, node, pods, container), 1),
+    };
+  };
+
+  // 1. konductor-wait, one pod at a time (each created once the previous printed its line), at a closed
+  //    Gate; behind the gate a Semaphore of 1 permit, so that later each konductor-hold starts alone too.
+  await apply({
+    apiVersion: 'sync.konductor.io/v1',
+    kind: 'Semaphore',
+    metadata: { name: 'serial' },
+    spec: { permits: 1 },
+  });
+  await apply({
+    apiVersion: 'sync.konductor.io/v1',
+    kind: 'Gate',
+    metadata: { name: 'later' },
+    spec: { conditions: [{ type: 'Job', name: 'opener', state: 'Complete' }], timeout: '10m' },
+  });
+  const serial = Array.from({ length: count }, (_, i) => `serial-${i}`);
   const wait = [];
-  for (const n of names) wait.push(await sampleContainer(n, 'konductor-wait', / waiting for /));
-  // The kubelet's own view (stats/summary refreshes every ~10 s).
-  const waitKubelet = await workingSetsOf(kubectl, node, names, 'konductor-wait');
-  // Open the gate: the pods pass, konductor-hold runs while main sleeps 20 s.
+  for (const name of serial) {
+    await podOf(name, { 'konductor.io/gate': 'later', 'konductor.io/semaphore': 'serial' }, 'sleep 1');
+    wait.push(await sample(name, 'konductor-wait', / waiting for /));
+  }
+  const waitMemory = await memoryOf(serial, 'konductor-wait');
+
+  // 2. Open the gate: the pods pass one at a time (1 permit); each konductor-hold starts alone.
   await apply({
     apiVersion: 'batch/v1',
     kind: 'Job',
@@ -352,44 +375,42 @@ async function measureAgents(kubectl: Kubectl, apply: Apply, node: string, count
     },
   });
   const hold = [];
-  for (const n of names) hold.push(await sampleContainer(n, 'konductor-hold', /holding /));
-  const holdKubelet = await workingSetsOf(kubectl, node, names, 'konductor-hold');
-  // Peaks once they have run a while.
-  const holdPeaks = [];
-  for (const n of names) {
-    const p = await getPod(n);
-    const dir = containerCgroup(
-      p.status.initContainerStatuses?.find((c) => c.name === 'konductor-hold')?.containerID,
-    );
-    if (dir) holdPeaks.push(cgroupMemory(dir).peakMiB);
-  }
+  for (const name of serial) hold.push(await sample(name, 'konductor-hold', /holding /));
+
+  // 3. Memory of konductor-hold as the kubelet sees it: pods that all hold at once for a while.
+  await apply({
+    apiVersion: 'sync.konductor.io/v1',
+    kind: 'Semaphore',
+    metadata: { name: 'wide' },
+    spec: { permits: count },
+  });
+  const wide = Array.from({ length: count }, (_, i) => `wide-${i}`);
+  for (const name of wide) await podOf(name, { 'konductor.io/semaphore': 'wide' }, 'sleep 45');
+  for (const name of wide) await sample(name, 'konductor-hold', /holding /);
+  const holdMemory = await memoryOf(wide, 'konductor-hold');
+
   return {
     wait: {
       startToWaitingLineMs: summarize(
         wait.map((w) => w.startToReadyMs),
         0,
       ),
-      cgroupPeakMiB: summarize(
-        wait.map((w) => w.memory.peakMiB),
-        1,
-      ),
       cgroupRssMiB: summarize(
         wait.map((w) => w.memory.rssMiB),
         1,
       ),
-      kubeletWorkingSetMiB: summarize(waitKubelet, 1),
+      ...waitMemory,
     },
     hold: {
       startToHoldingLineMs: summarize(
         hold.map((w) => w.startToReadyMs),
         0,
       ),
-      cgroupPeakMiB: summarize(holdPeaks, 1),
       cgroupRssMiB: summarize(
         hold.map((w) => w.memory.rssMiB),
         1,
       ),
-      kubeletWorkingSetMiB: summarize(holdKubelet, 1),
+      ...holdMemory,
     },
   };
 }
