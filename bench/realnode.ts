@@ -446,7 +446,9 @@ export async function runRealNode(opts: BenchOptions): Promise<void> {
     const handoff = await measureHandoff(kubectl, apply, handoffCount);
     const managerAfter = await managerMemory(kubectl, cluster.node.name);
     const agentCount = byMode(opts.mode, { full: 8, quick: 4, tiny: 2 });
-    log(`  agent: ${agentCount} pods at a closed Gate, then open`);
+    log(
+      `  agent: ${agentCount} pods, one at a time, at a closed Gate then a 1-permit Semaphore; ${agentCount} holding together`,
+    );
     const agents = await measureAgents(kubectl, apply, cluster.node.name, agentCount);
     const agentImage = images.find((i) => i.kind === 'agent');
     const managerImage = images.find((i) => i.kind === 'manager');
