@@ -198,13 +198,15 @@ function kubectlFor(
 
 type Apply = (doc: unknown) => Promise<string>;
 
+const semaphore = (name: string, permits: number) => ({
+  apiVersion: 'sync.konductor.io/v1',
+  kind: 'Semaphore',
+  metadata: { name },
+  spec: { permits },
+});
+
 async function measureHandoff(kubectl: Kubectl, apply: Apply, count: number) {
-  await apply({
-    apiVersion: 'sync.konductor.io/v1',
-    kind: 'Semaphore',
-    metadata: { name: 'one' },
-    spec: { permits: 1 },
-  });
+  await apply(semaphore('one', 1));
   await apply({
     apiVersion: 'batch/v1',
     kind: 'Job',
@@ -339,12 +341,7 @@ async function measureAgents(kubectl: Kubectl, apply: Apply, node: string, count
 
   // 1. konductor-wait, one pod at a time (each created once the previous printed its line), at a closed
   //    Gate; behind the gate a Semaphore of 1 permit, so that later each konductor-hold starts alone too.
-  await apply({
-    apiVersion: 'sync.konductor.io/v1',
-    kind: 'Semaphore',
-    metadata: { name: 'serial' },
-    spec: { permits: 1 },
-  });
+  await apply(semaphore('serial', 1));
   await apply({
     apiVersion: 'sync.konductor.io/v1',
     kind: 'Gate',
@@ -378,12 +375,7 @@ async function measureAgents(kubectl: Kubectl, apply: Apply, node: string, count
   for (const name of serial) hold.push(await sample(name, 'konductor-hold', /holding /));
 
   // 3. Memory of konductor-hold as the kubelet sees it: pods that all hold at once for a while.
-  await apply({
-    apiVersion: 'sync.konductor.io/v1',
-    kind: 'Semaphore',
-    metadata: { name: 'wide' },
-    spec: { permits: count },
-  });
+  await apply(semaphore('wide', count));
   const wide = Array.from({ length: count }, (_, i) => `wide-${i}`);
   for (const name of wide) await podOf(name, { 'konductor.io/semaphore': 'wide' }, 'sleep 45');
   for (const name of wide) await sample(name, 'konductor-hold', /holding /);
