@@ -45,7 +45,7 @@ describe('parseDockerfile', () => {
     });
     expect(runtime.at(-1)).toMatchObject({
       kind: 'ENTRYPOINT',
-      argv: ['node', '--max-semi-space-size=2', '--max-old-space-size=192', '/app/dist/konductor.js'],
+      argv: ['node', '--max-semi-space-size=2', '/app/dist/konductor.js'],
     });
   });
 
