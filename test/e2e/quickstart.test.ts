@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { kubectl } from '../helpers/kubectl.ts';
+import { kubectl, tableRows } from '../helpers/kubectl.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 import { e2eNamespace, ensureInstalled, intervals, maxConcurrent, REPO, stamped } from './helpers.ts';
 
@@ -48,10 +48,16 @@ describe('README quick start on a real node', () => {
     // kubectl get semaphore batch-slots: PERMITS 2, IN-USE 2, PHASE Full while pods wait.
     await waitFor(
       async () => {
-        const row = (await k(['get', 'semaphore', 'batch-slots', '--no-headers'])).stdout.trim().split(/\s+/);
-        return row[1] === '2' && row[2] === '2' && Number(row[3]) > 0 && row[4] === 'Full' ? row : undefined;
+        const [row] = tableRows((await k(['get', 'semaphore', 'batch-slots'])).stdout);
+        return row?.PERMITS === '2' &&
+          row['IN-USE'] === '2' &&
+          Number(row.WAITING) > 0 &&
+          /^\d+s$/.test(row['OLDEST-WAIT'] ?? '') &&
+          row.PHASE === 'Full'
+          ? row
+          : undefined;
       },
-      { timeoutMs: 30_000, initialIntervalMs: 100, maxIntervalMs: 200, message: 'IN-USE 2, PHASE Full' },
+      { timeoutMs: 30_000, initialIntervalMs: 100, maxIntervalMs: 200, message: 'PERMITS 2, IN-USE 2, WAITING > 0, OLDEST-WAIT in seconds, PHASE Full' },
     );
 
     // kubectl logs <waiting pod> -c konductor-wait: its place in the queue.
@@ -71,10 +77,12 @@ describe('README quick start on a real node', () => {
     // kubectl get semaphore batch-slots: IN-USE back to 0.
     await waitFor(
       async () => {
-        const row = (await k(['get', 'semaphore', 'batch-slots', '--no-headers'])).stdout.trim().split(/\s+/);
-        return row[1] === '2' && row[2] === '0' && row[3] === '0' ? row : undefined;
+        const [row] = tableRows((await k(['get', 'semaphore', 'batch-slots'])).stdout);
+        return row?.PERMITS === '2' && row['IN-USE'] === '0' && row.WAITING === '0' && row['OLDEST-WAIT'] === ''
+          ? row
+          : undefined;
       },
-      { timeoutMs: 30_000, message: 'PERMITS 2, IN-USE 0, WAITING 0' },
+      { timeoutMs: 30_000, message: 'PERMITS 2, IN-USE 0, WAITING 0, OLDEST-WAIT empty' },
     );
     // Every pod read its grant with a fencing token.
     for (const s of stamps) {

@@ -91,8 +91,14 @@ describe('injected containers on a real node', () => {
       ?.find((c) => c.name === 'konductor-wait')
       ?.env?.find((e) => e.name === 'KONDUCTOR_URL')?.value;
     const host = `${RELEASE}.${RELEASE_NS}.svc`;
-    expect(url).toBe(`https://${host}:443`);
-    const svc = await kubectlJson<{ spec: { clusterIP: string } }>(['get', 'service', RELEASE], RELEASE_NS);
+    const svc = await kubectlJson<{ spec: { clusterIP: string; ports: { name: string; port: number }[] } }>(
+      ['get', 'service', RELEASE],
+      RELEASE_NS,
+    );
+    // The agent API has a port of its own on the Service (the admission webhook keeps 443).
+    const agentPort = svc.spec.ports.find((p) => p.name === 'agent')?.port;
+    expect(agentPort).toBe(9444);
+    expect(url).toBe(`https://${host}:${agentPort}`);
     const resolved = await inHold(`require('dns').lookup('${host}', (e, a) => console.log(e ? e.code : a))`);
     expect(resolved).toBe(svc.spec.clusterIP);
     // The pod got its grant through that URL: it is the semaphore's holder.

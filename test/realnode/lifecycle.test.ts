@@ -9,9 +9,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../../devcluster/processes.ts';
+import { acquireMachineLock } from '../../devcluster/realnode/machineLock.ts';
 import {
   DEFAULT_LOCK_DIR,
   findLeftovers,
+  sweepRealNode,
   HOST_DIRS,
   type RealCluster,
   STATE_DIR,
@@ -68,7 +70,7 @@ async function provePods(kubectlPath: string, kubeconfig: string, name: string) 
 }
 
 describe('real node life cycle', () => {
-  const before = hostSnapshot();
+  let before: ReturnType<typeof hostSnapshot>;
   let second: RealCluster | undefined;
   let child: ChildProcess | undefined;
 
@@ -78,7 +80,16 @@ describe('real node life cycle', () => {
   });
 
   it('starts with working pods and DNS; a crashed run is cleaned up by the next; a stop leaves nothing', async () => {
+    // 0. What an earlier run on this machine left when it was killed (a CI job cut off, a session
+    // ended) is swept under the machine lock, as every run does first; from here the host is clean.
+    const lock = await acquireMachineLock({ waitMs: 600_000 });
+    try {
+      await sweepRealNode({ layout: stateLayout(), log: () => {} });
+    } finally {
+      lock.release();
+    }
     expect(await findLeftovers(stateLayout())).toEqual([]);
+    before = hostSnapshot();
 
     // 1. A first run in its own process (as `npm run cluster -- --node real`), with a pod.
     child = spawn(NODE, [join(ROOT, 'devcluster', 'cli.ts'), '--node', 'real', '--no-konductor'], {
