@@ -209,6 +209,7 @@ export class KonductorController {
         onError: (err) => this.log.warn({ err: String(err) }, 'leader election error'),
       });
     }
+    opts.metrics?.observe(this);
   }
 
   private now(): number {
@@ -246,6 +247,10 @@ export class KonductorController {
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  get podIndexSize(): number {
+    return this.podIndex.size;
   }
 
   async stop(): Promise<void> {

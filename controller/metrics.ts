@@ -97,6 +97,12 @@ export class Histogram implements Metric {
   }
 }
 
+/** What the scrape-time gauges read of the controller. */
+export interface MetricsSource {
+  /** Managed pods in the controller's pod index. */
+  readonly podIndexSize: number;
+}
+
 export interface ControllerMetrics {
   grants: Counter;
   statusWrites: Counter;
@@ -104,6 +110,8 @@ export interface ControllerMetrics {
   reconcileSeconds: Histogram;
   admissions: Counter;
   agentWaits: Counter;
+  /** The controller whose caches the scrape-time gauges read. */
+  observe(source: MetricsSource): void;
   render(): string;
 }
 
@@ -123,7 +131,22 @@ export function createMetrics(extra: Metric[] = []): ControllerMetrics {
     'AdmissionReviews answered, by result.',
   );
   const agentWaits = new Counter('konductor_agent_waits_total', 'Wait streams opened by konductor-wait.');
-  const all: Metric[] = [grants, statusWrites, conflicts, reconcileSeconds, admissions, agentWaits, ...extra];
+  let source: MetricsSource | undefined;
+  const podIndexPods = new Gauge(
+    'konductor_pod_index_pods',
+    "Managed pods in the manager's pod index (equals the live pods labelled konductor.io/managed when the cache is in sync).",
+    () => source?.podIndexSize ?? 0,
+  );
+  const all: Metric[] = [
+    grants,
+    statusWrites,
+    conflicts,
+    reconcileSeconds,
+    admissions,
+    agentWaits,
+    podIndexPods,
+    ...extra,
+  ];
   return {
     grants,
     statusWrites,
@@ -131,6 +154,9 @@ export function createMetrics(extra: Metric[] = []): ControllerMetrics {
     reconcileSeconds,
     admissions,
     agentWaits,
+    observe: (s) => {
+      source = s;
+    },
     render: () => `${all.map((m) => m.render()).join('\n')}\n`,
   };
 }

@@ -12,17 +12,16 @@
  * The manager reaches the API server through a TCP proxy the test can cut (test/helpers/tcpProxy.ts); the
  * process kubelet and the test's own client go direct.
  */
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import { Informer, type InformerEvent } from '../../api/informer.ts';
 import { isGone, KubeClient } from '../../api/kubeClient.ts';
 import type { Gate, Pod, Semaphore } from '../../api/types.ts';
+import { compactEtcd as compactEtcdAt } from '../../devcluster/etcd.ts';
 import { type DevCluster, startCluster } from '../../devcluster/index.ts';
 import { installKonductor, type KonductorInstall } from '../../devcluster/konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from '../../devcluster/kubelet/index.ts';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcpProxy.ts';
+import { kubeconfigThrough, startTcpProxy, type TcpProxy } from '../helpers/tcpProxy.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 
 const NS = 'default';
@@ -45,12 +44,11 @@ beforeAll(async () => {
   });
   kubelet = await startProcessKubelet({ cluster });
   proxy = await startTcpProxy({ host: '127.0.0.1', port: cluster.apiserverPort });
-  const kubeconfig = parse(
-    await import('node:fs/promises').then((fs) => fs.readFile(cluster.kubeconfigPath, 'utf8')),
-  ) as { clusters: { cluster: { server: string } }[] };
-  for (const c of kubeconfig.clusters) c.cluster.server = `https://127.0.0.1:${proxy.port}`;
-  const proxied = join(cluster.dataDir, 'kubeconfig-through-proxy');
-  await writeFile(proxied, stringify(kubeconfig));
+  const proxied = await kubeconfigThrough(
+    proxy,
+    cluster.kubeconfigPath,
+    join(cluster.dataDir, 'kubeconfig-through-proxy'),
+  );
   konductor = await installKonductor(
     {
       client: cluster.client,
@@ -70,15 +68,7 @@ afterAll(async () => {
 });
 
 /** Compacts etcd at its current revision: every older resourceVersion is gone (watches from it get 410). */
-async function compactEtcd(): Promise<void> {
-  const post = async (path: string, body: unknown) => {
-    const res = await fetch(`${cluster.etcdUrl}${path}`, { method: 'POST', body: JSON.stringify(body) });
-    if (!res.ok) throw new Error(`etcd ${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as { header: { revision: string } };
-  };
-  const { header } = await post('/v3/kv/range', { key: Buffer.from('/').toString('base64') });
-  await post('/v3/kv/compaction', { revision: header.revision, physical: true });
-}
+const compactEtcd = () => compactEtcdAt(cluster.etcdUrl);
 
 const annotatedPod = (name: string, script: string): Pod => ({
   apiVersion: 'v1',

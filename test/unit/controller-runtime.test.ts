@@ -239,4 +239,14 @@ describe('metrics', () => {
     expect(text).toContain('konductor_reconcile_duration_seconds_bucket{kind="Semaphore",le="0.0025"} 1');
     expect(text).toContain('konductor_reconcile_duration_seconds_bucket{kind="Semaphore",le="0.001"} 0');
   });
+
+  it("exposes the size of the controller's pod index, read at scrape time", () => {
+    const m = createMetrics();
+    expect(m.render()).toContain('konductor_pod_index_pods 0');
+    const source = { podIndexSize: 7 };
+    m.observe(source);
+    expect(m.render()).toContain('konductor_pod_index_pods 7');
+    source.podIndexSize = 9;
+    expect(m.render()).toContain('konductor_pod_index_pods 9');
+  });
 });
