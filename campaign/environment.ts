@@ -13,8 +13,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KonductorError } from '../api/errors.ts';
 import type { KubeClient } from '../api/kubeClient.ts';
-import { type DevCluster, startCluster } from '../devcluster/index.ts';
 import { etcdRevision } from '../devcluster/etcd.ts';
+import { type DevCluster, startCluster } from '../devcluster/index.ts';
 import { installKonductor, type KonductorInstall } from '../devcluster/konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from '../devcluster/kubelet/index.ts';
 import { buildManager, ensureAgentBundle, MANAGER_BUNDLE } from '../scripts/build.ts';
@@ -46,7 +46,11 @@ export interface CampaignEnv {
   agentProxy: TcpProxy;
   watcher: EtcdWatcher;
   /** Receives every watched version (the current round sets it). */
-  route: { accept: (key: string) => boolean; onVersion: (v: StoredVersion) => void; onGap: (what: string) => void };
+  route: {
+    accept: (key: string) => boolean;
+    onVersion: (v: StoredVersion) => void;
+    onGap: (what: string) => void;
+  };
   workDir: string;
   stop(): Promise<void>;
 }
@@ -59,7 +63,11 @@ export interface EnvironmentOptions {
 }
 
 /** The node the workload runs on. The real node (`--node real`) is built on another branch. */
-async function startNode(kind: NodeKind, cluster: DevCluster, log: (l: string) => void): Promise<CampaignNode> {
+async function startNode(
+  kind: NodeKind,
+  cluster: DevCluster,
+  log: (l: string) => void,
+): Promise<CampaignNode> {
   if (kind === 'real') {
     throw new KonductorError(
       'KDR_CAMPAIGN_NODE_UNAVAILABLE',
@@ -87,7 +95,11 @@ export async function startEnvironment(opts: EnvironmentOptions): Promise<Campai
   try {
     const workDir = join(cluster.dataDir, 'campaign');
     await mkdir(workDir, { recursive: true });
-    const route: CampaignEnv['route'] = { accept: () => false, onVersion: () => undefined, onGap: () => undefined };
+    const route: CampaignEnv['route'] = {
+      accept: () => false,
+      onVersion: () => undefined,
+      onGap: () => undefined,
+    };
     const watcher = new EtcdWatcher({
       etcdUrl: cluster.etcdUrl,
       prefix: '/registry/',
@@ -105,10 +117,19 @@ export async function startEnvironment(opts: EnvironmentOptions): Promise<Campai
     let agentPort = 0;
     const agentProxy = await startTcpProxy(() => ({ host: '127.0.0.1', port: agentPort }));
     stops.push(() => agentProxy.close());
-    const proxied = await kubeconfigThrough(apiProxy, cluster.kubeconfigPath, join(workDir, 'kubeconfig-through-proxy'));
+    const proxied = await kubeconfigThrough(
+      apiProxy,
+      cluster.kubeconfigPath,
+      join(workDir, 'kubeconfig-through-proxy'),
+    );
     const env = { KONDUCTOR_MEMORY_LIMIT: String(MANAGER_MEMORY_LIMIT_BYTES) };
     const install = await installKonductor(
-      { client: cluster.client, kubeconfigPath: proxied, dataDir: cluster.dataDir, processes: cluster.processes },
+      {
+        client: cluster.client,
+        kubeconfigPath: proxied,
+        dataDir: cluster.dataDir,
+        processes: cluster.processes,
+      },
       {
         log: (l) => log(`[devcluster] ${l}`),
         // The agents reach the manager through the proxy (TLS passes through: the certificate names 127.0.0.1).

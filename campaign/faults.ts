@@ -7,8 +7,9 @@
  * Faults on the same component (the control plane; the managers) take a lock, so two of them never race on
  * one process; everything else overlaps freely, as it would in a cluster.
  */
-import { request as httpsRequest } from 'node:https';
+
 import { readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { isAlreadyExists, isNotFound, KubeApiError, type KubeClient } from '../api/kubeClient.ts';
 import type { Pod, Semaphore } from '../api/types.ts';
 import type { DevCluster } from '../devcluster/controlPlane.ts';
@@ -109,9 +110,12 @@ export function runningHolders(history: RoundHistory): RunningHolder[] {
   const candidates: { primitive: string; uid: string; pod: string }[] = [];
   for (const name of ['slots', 'pool'] as const) {
     const s = history.primitiveNow('Semaphore', name) as Semaphore | undefined;
-    for (const h of s?.status?.holders ?? []) candidates.push({ primitive: `Semaphore/${name}`, uid: h.uid, pod: h.pod });
+    for (const h of s?.status?.holders ?? [])
+      candidates.push({ primitive: `Semaphore/${name}`, uid: h.uid, pod: h.pod });
   }
-  const lease = history.primitiveNow('Lease', 'lock') as { status?: { holder?: { uid: string; pod: string } } } | undefined;
+  const lease = history.primitiveNow('Lease', 'lock') as
+    | { status?: { holder?: { uid: string; pod: string } } }
+    | undefined;
   if (lease?.status?.holder)
     candidates.push({ primitive: 'Lease/lock', uid: lease.status.holder.uid, pod: lease.status.holder.pod });
   for (const c of candidates) {
@@ -157,7 +161,11 @@ async function recreatePod(ctx: FaultContext, name: string): Promise<void> {
 }
 
 /** POST to the agent API with a bearer token; resolves with the status and body. */
-function agentPost(install: KonductorInstall, path: string, token: string): Promise<{ status: number; body: string }> {
+function agentPost(
+  install: KonductorInstall,
+  path: string,
+  token: string,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       `${install.url}${path}`,
@@ -201,7 +209,9 @@ async function podToken(ctx: FaultContext, pod: RunningHolder, audience: boolean
 }
 
 const refusedMessage = (err: unknown) =>
-  err instanceof KubeApiError ? `${err.statusCode} ${err.message.split(': ').slice(1).join(': ').slice(0, 160)}` : String(err);
+  err instanceof KubeApiError
+    ? `${err.statusCode} ${err.message.split(': ').slice(1).join(': ').slice(0, 160)}`
+    : String(err);
 
 type Injector = (ctx: FaultContext, f: PlannedFault, rng: Rng, locks: Locks) => Promise<string | undefined>;
 
@@ -293,11 +303,15 @@ const injectors: Record<FaultKind, Injector> = {
     const holders = runningHolders(ctx.history);
     if (holders.length === 0) return NOTHING;
     const target = rng.pick(holders);
-    await retryApi(() => ctx.env.client.delete(podPath(ctx.ns, target.pod), { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: target.uid } })).catch(
-      (err) => {
-        if (!isNotFound(err) && !(err instanceof KubeApiError && err.statusCode === 409)) throw err;
-      },
-    );
+    await retryApi(() =>
+      ctx.env.client.delete(podPath(ctx.ns, target.pod), {
+        apiVersion: 'v1',
+        kind: 'DeleteOptions',
+        preconditions: { uid: target.uid },
+      }),
+    ).catch((err) => {
+      if (!isNotFound(err) && !(err instanceof KubeApiError && err.statusCode === 409)) throw err;
+    });
     return `holder ${target.pod} (${target.primitive}) deleted with its 30 s grace period (it finishes its work)`;
   },
 
@@ -365,7 +379,10 @@ const injectors: Record<FaultKind, Injector> = {
     if (holders.length === 0) return NOTHING;
     const target = rng.pick(holders);
     try {
-      await retryApi(() => ctx.env.client.patchMerge(podPath(ctx.ns, target.pod), editPatch(f.params.edit, target)), 10_000);
+      await retryApi(
+        () => ctx.env.client.patchMerge(podPath(ctx.ns, target.pod), editPatch(f.params.edit, target)),
+        10_000,
+      );
     } catch (err) {
       if (err instanceof KubeApiError && err.statusCode >= 400 && err.statusCode < 500)
         return `${f.params.edit} on holder ${target.pod}: refused (${refusedMessage(err)})`;
@@ -419,7 +436,13 @@ const injectors: Record<FaultKind, Injector> = {
         ...sem.status,
         holders: [
           ...(sem.status.holders ?? []),
-          { pod: 'forged', uid: '00000000-0000-4000-8000-000000000000', permits: 1, token: 1, grantedAt: new Date().toISOString() },
+          {
+            pod: 'forged',
+            uid: '00000000-0000-4000-8000-000000000000',
+            permits: 1,
+            token: 1,
+            grantedAt: new Date().toISOString(),
+          },
         ],
       },
     };
@@ -430,7 +453,10 @@ const injectors: Record<FaultKind, Injector> = {
         return `forged holder in Semaphore ${name}'s status by the admin: refused (${refusedMessage(err)})`;
       return `forged status write not sent (${refusedMessage(err)})`;
     }
-    ctx.violations.push({ check: 'status-writer', message: `the admin's forged status of Semaphore ${name} was accepted` });
+    ctx.violations.push({
+      check: 'status-writer',
+      message: `the admin's forged status of Semaphore ${name} was accepted`,
+    });
     return `forged holder in Semaphore ${name}'s status: ACCEPTED`;
   },
 
@@ -438,7 +464,11 @@ const injectors: Record<FaultKind, Injector> = {
     const which = f.params.primitive ?? 'slots';
     const plural = which === 'lock' ? 'leases' : 'semaphores';
     const path = `/apis/sync.konductor.io/v1/namespaces/${ctx.ns}/${plural}/${which}`;
-    const current = await retryApi(() => ctx.env.client.get<{ kind: string; apiVersion: string; spec: unknown; metadata: { uid: string } }>(path)).catch(() => undefined);
+    const current = await retryApi(() =>
+      ctx.env.client.get<{ kind: string; apiVersion: string; spec: unknown; metadata: { uid: string } }>(
+        path,
+      ),
+    ).catch(() => undefined);
     if (!current) return NOTHING;
     const holders = runningHolders(ctx.history).filter((h) => h.primitive.endsWith(`/${which}`)).length;
     await retryApi(() => ctx.env.client.delete(path)).catch((err) => {
@@ -493,7 +523,11 @@ const injectors: Record<FaultKind, Injector> = {
       refusals.push(`ttl 8761h: ${refusedMessage(err)}`);
     }
     const pod = podManifest(
-      { ...ctx.plan.pods[0]!, name: 'beyond-bound', annotations: { 'konductor.io/semaphore': 'pool', 'konductor.io/wait-timeout': '8761h' } },
+      {
+        ...ctx.plan.pods[0]!,
+        name: 'beyond-bound',
+        annotations: { 'konductor.io/semaphore': 'pool', 'konductor.io/wait-timeout': '8761h' },
+      },
       ctx.stampsDir,
     );
     try {
@@ -535,15 +569,21 @@ async function unguard(ctx: FaultContext): Promise<() => Promise<void>> {
   const bindingPath = `${ADMISSION}/validatingadmissionpolicybindings/${install.webhookConfigurationName}-immutable-metadata`;
   const webhookPath = `${ADMISSION}/mutatingwebhookconfigurations/${install.webhookConfigurationName}`;
   const binding = await retryApi(() =>
-    client.get<{ apiVersion: string; kind: string; metadata: Record<string, unknown>; spec: unknown }>(bindingPath),
+    client.get<{ apiVersion: string; kind: string; metadata: Record<string, unknown>; spec: unknown }>(
+      bindingPath,
+    ),
   );
   await retryApi(() => client.delete(bindingPath));
   await retryApi(() =>
-    client.patchJson(webhookPath, [{ op: 'replace', path: '/webhooks/0/rules/0/operations', value: ['CREATE'] }]),
+    client.patchJson(webhookPath, [
+      { op: 'replace', path: '/webhooks/0/rules/0/operations', value: ['CREATE'] },
+    ]),
   );
   return async () => {
     await retryApi(() =>
-      client.patchJson(webhookPath, [{ op: 'replace', path: '/webhooks/0/rules/0/operations', value: ['CREATE', 'UPDATE'] }]),
+      client.patchJson(webhookPath, [
+        { op: 'replace', path: '/webhooks/0/rules/0/operations', value: ['CREATE', 'UPDATE'] },
+      ]),
     );
     await retryApi(() =>
       client.create(`${ADMISSION}/validatingadmissionpolicybindings`, {
@@ -559,7 +599,12 @@ async function unguard(ctx: FaultContext): Promise<() => Promise<void>> {
 }
 
 /** Injects one planned fault; never throws (a failed injection is recorded as such). */
-export async function injectFault(ctx: FaultContext, f: PlannedFault, rng: Rng, locks: Locks): Promise<FaultRecord> {
+export async function injectFault(
+  ctx: FaultContext,
+  f: PlannedFault,
+  rng: Rng,
+  locks: Locks,
+): Promise<FaultRecord> {
   const startedAtMs = Date.now() - ctx.t0;
   let detail: string | undefined;
   let failed = false;

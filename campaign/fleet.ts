@@ -7,11 +7,12 @@
  *   point there), the second on ports of its own; both supervised here the same way.
  * A fault can add an extra manager WITHOUT leader election, pause one (SIGSTOP), kill one, or stop all.
  */
-import { restartDelayMs } from '../devcluster/konductor.ts';
+
+import type { KubeClient } from '../api/kubeClient.ts';
 import type { KonductorInstall } from '../devcluster/konductor.ts';
+import { restartDelayMs } from '../devcluster/konductor.ts';
 import { getFreePorts } from '../devcluster/ports.ts';
 import type { ManagedProcess, ProcessGroup } from '../devcluster/processes.ts';
-import type { KubeClient } from '../api/kubeClient.ts';
 import type { Topology } from './plan.ts';
 
 export const LEADER_LEASE = '/apis/coordination.k8s.io/v1/namespaces/default/leases/konductor-leader';
@@ -71,7 +72,12 @@ export class ManagerFleet {
 
   private get primaryManager(): Manager {
     const p = this.opts.primary;
-    return { name: 'primary', healthUrl: p.healthUrl, metricsUrl: p.metricsUrl, process: () => live(p.manager()) };
+    return {
+      name: 'primary',
+      healthUrl: p.healthUrl,
+      metricsUrl: p.metricsUrl,
+      process: () => live(p.manager()),
+    };
   }
 
   /** The managers of the topology and the extra ones (down ones included). */
@@ -143,10 +149,14 @@ export class ManagerFleet {
       if (proc.expectedExit || v.held || this.stopping || v.proc !== proc) return;
       if (Date.now() - startedAt >= 60_000) v.restarts = 0;
       const delay = restartDelayMs(v.restarts++);
-      this.opts.log(`manager ${v.name} (pid ${proc.pid}) exited (${info.signal ?? info.code}); restarting in ${delay} ms`);
+      this.opts.log(
+        `manager ${v.name} (pid ${proc.pid}) exited (${info.signal ?? info.code}); restarting in ${delay} ms`,
+      );
       setTimeout(() => {
         if (v.held || this.stopping || v.proc !== proc) return;
-        void this.spawn(v).catch((err: Error) => this.opts.log(`restart of ${v.name} failed: ${err.message}`));
+        void this.spawn(v).catch((err: Error) =>
+          this.opts.log(`restart of ${v.name} failed: ${err.message}`),
+        );
       }, delay).unref();
     });
   }

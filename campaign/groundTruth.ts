@@ -17,9 +17,10 @@
  *   object's), and its container started after the grant's time.
  * - A Barrier's or Gate's pods start only after it opened (its openedAt).
  */
+
+import { parseDuration } from '../api/duration.ts';
 import type { PlannedPod } from './plan.ts';
 import type { GrantRecord, RemovalRecord, Violation } from './statusChecks.ts';
-import { parseDuration } from '../api/duration.ts';
 
 /** One run of a main container, from its own stamps, in µs since the epoch. */
 export interface Run {
@@ -96,7 +97,8 @@ const describe = (h: Holding) =>
 
 /** When a holder's expiry cut its hold (µs), if an Expired Event announced it. */
 function expiryCut(removal: RemovalRecord | undefined, announced: boolean): number | undefined {
-  if (!announced || !removal || removal.objectDeleted || removal.lastExpiresAt === undefined) return undefined;
+  if (!announced || !removal || removal.objectDeleted || removal.lastExpiresAt === undefined)
+    return undefined;
   let at = removal.lastExpiresAt;
   try {
     if (removal.ttlBefore && removal.ttlAtRemoval)
@@ -126,7 +128,9 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
             violations.push({
               check: 'ran-before-open',
               message: `${pr.pod} started at ${iso(run.start)} but ${key} ${opened === undefined ? 'never opened' : `opened at ${iso(opened * 1000)}`}`,
-              intervals: [`${pr.pod} (${pr.uid.slice(0, 8)}) ${iso(run.start)} .. ${iso(run.end ?? Number.NaN)}`],
+              intervals: [
+                `${pr.pod} (${pr.uid.slice(0, 8)}) ${iso(run.start)} .. ${iso(run.end ?? Number.NaN)}`,
+              ],
             });
         }
         continue;
@@ -140,7 +144,9 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
           violations.push({
             check: 'ran-without-grant',
             message: `${pr.pod} ran without any grant of ${key} in any status version`,
-            intervals: [`${pr.pod} (${pr.uid.slice(0, 8)}) ${iso(run.start)} .. ${iso(run.end ?? Number.NaN)}`],
+            intervals: [
+              `${pr.pod} (${pr.uid.slice(0, 8)}) ${iso(run.start)} .. ${iso(run.end ?? Number.NaN)}`,
+            ],
           });
           continue;
         }
@@ -151,7 +157,8 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
             versions: [`${key}@${grant.rev}`],
           });
         let end = run.end ?? forced ?? input.observedUntil;
-        let why: string | undefined = run.end === undefined ? (forced ? 'force-deleted' : 'no end stamp') : undefined;
+        let why: string | undefined =
+          run.end === undefined ? (forced ? 'force-deleted' : 'no end stamp') : undefined;
         if (forced !== undefined && forced < end) {
           end = forced;
           why = 'force-deleted';

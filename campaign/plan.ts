@@ -33,7 +33,8 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** What each kind does, for reports. */
 export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
-  'manager-sigkill': 'a manager (the leader when there is one) killed with SIGKILL; its supervisor restarts it',
+  'manager-sigkill':
+    'a manager (the leader when there is one) killed with SIGKILL; its supervisor restarts it',
   'manager-sigstop':
     'a manager (the leader when there is one) stopped with SIGSTOP for longer than its 15 s lease, then SIGCONT',
   'second-manager': 'a second manager WITHOUT leader election arbitrating next to the others for 3–8 s',
@@ -43,12 +44,14 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   'etcd-restart': 'etcd stopped (SIGKILL or SIGTERM) and started again on its data',
   'pod-recreated-during-outage':
     "the managers' connection to the API server cut; a running holder force-deleted and recreated under the same name; etcd compacted; connection restored (re-list after 410 Gone)",
-  'force-delete-manager-down': 'every manager stopped; a running holder force-deleted; managers started again',
+  'force-delete-manager-down':
+    'every manager stopped; a running holder force-deleted; managers started again',
   'graceful-delete':
     'a running holder deleted gracefully; its main container traps SIGTERM and finishes its work within the grace period',
-  'hold-killed': "a running holder's konductor-hold sidecar killed (SIGKILL), or sent SIGTERM (a release hint while the pod runs)",
+  'hold-killed':
+    "a running holder's konductor-hold sidecar killed (SIGKILL), or sent SIGTERM (a release hint while the pod runs)",
   'foreign-token-release':
-    "POST /v1/release with a token minted for a running holder (audience konductor), and one without the audience",
+    'POST /v1/release with a token minted for a running holder (audience konductor), and one without the audience',
   'metadata-edit-refused':
     "a running holder's konductor.io/managed label removed or konductor.io/ annotation edited: must be refused",
   'metadata-edit-unguarded':
@@ -58,7 +61,8 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   'permits-change': "a Semaphore's spec.permits lowered or raised",
   'durations-near-limits':
     "a ttl set near Node's timer limit (596h31m, 597h) or at the bound (8760h) for a while; a pod and a ttl beyond the bound refused",
-  'agent-connection-cut': 'every connection between agents and the manager cut (TCP proxy), new ones refused for 0.5–3 s',
+  'agent-connection-cut':
+    'every connection between agents and the manager cut (TCP proxy), new ones refused for 0.5–3 s',
 };
 
 export type Topology = 'single' | 'ha';
@@ -259,13 +263,16 @@ function plannedPod(rng: Rng, index: number, category: Category, shape: RoundSha
     add('Semaphore', 'pool', permits);
     if (permits > 1) annotations['konductor.io/permits'] = String(permits);
   }
-  if (rng.chance(0.4))
-    annotations['konductor.io/priority'] = String(rng.pick([-5, 0, 3, 10, 1_000_000_000]));
+  if (rng.chance(0.4)) annotations['konductor.io/priority'] = String(rng.pick([-5, 0, 3, 10, 1_000_000_000]));
   // Near Node's timer limit (2^31 ms is 596.5h) and at the bound: must wait, not time out at once.
   if (rng.chance(0.15)) annotations['konductor.io/wait-timeout'] = rng.pick(['596h', '597h', '8760h']);
   // Holders of `slots` sometimes work past its ttl (they keep running: Expired, not killed).
   const long = category.includes('slots') && !category.includes('lock') && rng.chance(0.2);
-  const workMs = long ? rng.int(8000, 13_000) : category.includes('lock') ? rng.int(200, 2500) : rng.int(300, 4000);
+  const workMs = long
+    ? rng.int(8000, 13_000)
+    : category.includes('lock')
+      ? rng.int(200, 2500)
+      : rng.int(300, 4000);
   const onFailure = rng.chance(0.1);
   const prefix = category.replace('+', '-');
   return {

@@ -21,7 +21,7 @@
  * - Every status is under 1 MiB.
  */
 import type { Barrier, Gate, Lease, Pod, Primitive, Semaphore } from '../api/types.ts';
-import { podFinished, type PrimitiveKindName, type RoundHistory, type Version } from './history.ts';
+import { type PrimitiveKindName, podFinished, type RoundHistory, type Version } from './history.ts';
 
 export interface Violation {
   check: string;
@@ -215,8 +215,13 @@ export class StatusChecker {
       const l = cur as Lease;
       const h = l.status?.holder;
       if (h && (l.status?.token !== h.token || l.status?.phase !== 'Held'))
-        this.violation('lease-mirror', `holder token ${h.token}, status.token ${l.status?.token}, phase ${l.status?.phase}`, [at]);
-      if (!h && l.status?.phase === 'Held') this.violation('lease-mirror', 'phase Held without a holder', [at]);
+        this.violation(
+          'lease-mirror',
+          `holder token ${h.token}, status.token ${l.status?.token}, phase ${l.status?.phase}`,
+          [at],
+        );
+      if (!h && l.status?.phase === 'Held')
+        this.violation('lease-mirror', 'phase Held without a holder', [at]);
     }
 
     const firstDecision = prevNext === undefined;
@@ -238,7 +243,9 @@ export class StatusChecker {
           versions,
         );
       if (nextToken !== undefined && h.token >= nextToken)
-        this.violation('fencing-token', `pod ${h.pod} granted token ${h.token} >= nextToken ${nextToken}`, [at]);
+        this.violation('fencing-token', `pod ${h.pod} granted token ${h.token} >= nextToken ${nextToken}`, [
+          at,
+        ]);
       state.maxToken = Math.max(state.maxToken, h.token);
       this.record(this.grants, key, h, v, capacity, false);
       this.checkHolderPod(kind, v, h, false);
@@ -296,14 +303,18 @@ export class StatusChecker {
       return;
     }
     if (first.name !== h.pod || !references(first.object, kind, v.name)) {
-      this.violation('holder-pod', `holder ${h.pod} (${h.uid}) is not a pod referencing ${kind} ${v.name}`, [at]);
+      this.violation('holder-pod', `holder ${h.pod} (${h.uid}) is not a pod referencing ${kind} ${v.name}`, [
+        at,
+      ]);
       return;
     }
     // When did it stop being a candidate (deleted, being deleted, finished), as committed before the grant?
     const done = ever.find(
       (p) =>
         p.rev < v.rev &&
-        (!p.object || podFinished(p.object) || (!adopted && p.object.metadata.deletionTimestamp !== undefined)),
+        (!p.object ||
+          podFinished(p.object) ||
+          (!adopted && p.object.metadata.deletionTimestamp !== undefined)),
     );
     if (!done) return;
     const lagMs = h.grantedAt - done.observedAt;
@@ -319,7 +330,11 @@ export class StatusChecker {
     }
   }
 
-  private checkLatched(kind: 'Barrier' | 'Gate', prev: Version<Primitive> | undefined, v: Version<Primitive>): void {
+  private checkLatched(
+    kind: 'Barrier' | 'Gate',
+    prev: Version<Primitive> | undefined,
+    v: Version<Primitive>,
+  ): void {
     const before = prev?.object as Barrier | Gate | undefined;
     const cur = v.object as Barrier | Gate;
     const was = before?.status?.phase;
@@ -330,11 +345,16 @@ export class StatusChecker {
       return;
     }
     if (was === 'Open' && cur.status?.openedAt !== before?.status?.openedAt)
-      this.violation('latched', `openedAt changed from ${before?.status?.openedAt} to ${cur.status?.openedAt}`, versions);
+      this.violation(
+        'latched',
+        `openedAt changed from ${before?.status?.openedAt} to ${cur.status?.openedAt}`,
+        versions,
+      );
     if (
       kind === 'Barrier' &&
       was === 'Open' &&
-      JSON.stringify((cur as Barrier).status?.arrivals) !== JSON.stringify((before as Barrier).status?.arrivals)
+      JSON.stringify((cur as Barrier).status?.arrivals) !==
+        JSON.stringify((before as Barrier).status?.arrivals)
     )
       this.violation('latched', 'the arrivals of an Open barrier changed', versions);
   }
@@ -346,8 +366,13 @@ export class StatusChecker {
     const needed = b.spec.quorum ?? b.spec.expected;
     const arrivals = b.status.arrivals ?? [];
     if ((b.status.arrived ?? 0) < needed || arrivals.length < Math.min(needed, 1000))
-      this.violation('barrier-quorum', `opened with ${b.status.arrived} arrived (${arrivals.length} listed), quorum ${needed}`, [at]);
-    for (const a of arrivals) this.checkHolderPod('Barrier', v, { uid: a.uid, pod: a.pod, grantedAt: ms(b.status.openedAt) }, false);
+      this.violation(
+        'barrier-quorum',
+        `opened with ${b.status.arrived} arrived (${arrivals.length} listed), quorum ${needed}`,
+        [at],
+      );
+    for (const a of arrivals)
+      this.checkHolderPod('Barrier', v, { uid: a.uid, pod: a.pod, grantedAt: ms(b.status.openedAt) }, false);
   }
 
   private checkGate(prev: Version<Primitive> | undefined, v: Version<Primitive>): void {
@@ -366,8 +391,11 @@ export class StatusChecker {
         const value = c.value ?? 1;
         const free = this.history
           .versionsOf('Semaphore', c.name)
-          .some((s) => s.rev < v.rev && ((s.object as Semaphore | undefined)?.status?.available ?? 0) >= value);
-        if (!free) this.violation('gate-conditions', `opened before Semaphore ${c.name} had ${value} available`, [at]);
+          .some(
+            (s) => s.rev < v.rev && ((s.object as Semaphore | undefined)?.status?.available ?? 0) >= value,
+          );
+        if (!free)
+          this.violation('gate-conditions', `opened before Semaphore ${c.name} had ${value} available`, [at]);
       }
     }
   }

@@ -38,7 +38,11 @@ export function podManifest(pod: PlannedPod, stampsDir: string) {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: pod.name, annotations: pod.annotations, labels: { 'campaign.konductor.io/pod': 'true' } },
+    metadata: {
+      name: pod.name,
+      annotations: pod.annotations,
+      labels: { 'campaign.konductor.io/pod': 'true' },
+    },
     spec: {
       restartPolicy: pod.restartPolicy,
       terminationGracePeriodSeconds: GRACE_SECONDS,
@@ -97,7 +101,11 @@ export function primitiveManifests(plan: RoundPlan) {
             restartPolicy: 'Never',
             terminationGracePeriodSeconds: 1,
             containers: [
-              { name: 'job', image: 'busybox', command: ['sh', '-c', `sleep ${(p.prepMs / 1000).toFixed(1)}`] },
+              {
+                name: 'job',
+                image: 'busybox',
+                command: ['sh', '-c', `sleep ${(p.prepMs / 1000).toFixed(1)}`],
+              },
             ],
           },
         },

@@ -60,7 +60,8 @@ export async function restartEtcd(
   const proc = await cluster.processes.spawn('etcd', old.bin, old.args, old.logPath);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (proc.exitInfo) throw new Error(`etcd exited while restarting (${JSON.stringify(proc.exitInfo)}); log ${proc.logPath}`);
+    if (proc.exitInfo)
+      throw new Error(`etcd exited while restarting (${JSON.stringify(proc.exitInfo)}); log ${proc.logPath}`);
     try {
       const res = await fetch(`${cluster.etcdUrl}/health`, { signal: AbortSignal.timeout(2000) });
       if (res.ok && (await res.text()).includes('true')) return;

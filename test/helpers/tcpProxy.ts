@@ -73,8 +73,14 @@ export async function startTcpProxy(target: ProxyTarget | (() => ProxyTarget)): 
 }
 
 /** Writes a copy of a kubeconfig whose clusters point at the proxy; returns its path. */
-export async function kubeconfigThrough(proxy: TcpProxy, kubeconfigPath: string, outPath: string): Promise<string> {
-  const kubeconfig = parse(await readFile(kubeconfigPath, 'utf8')) as { clusters: { cluster: { server: string } }[] };
+export async function kubeconfigThrough(
+  proxy: TcpProxy,
+  kubeconfigPath: string,
+  outPath: string,
+): Promise<string> {
+  const kubeconfig = parse(await readFile(kubeconfigPath, 'utf8')) as {
+    clusters: { cluster: { server: string } }[];
+  };
   for (const c of kubeconfig.clusters) c.cluster.server = `https://127.0.0.1:${proxy.port}`;
   await writeFile(outPath, stringify(kubeconfig), { mode: 0o600 });
   return outPath;
