@@ -128,6 +128,20 @@ export function runningHolders(history: RoundHistory): RunningHolder[] {
   return out;
 }
 
+/** Running holders, waiting up to `timeoutMs` for one (pods may still be starting, or held up by an outage). */
+async function holdersSoon(
+  ctx: FaultContext,
+  accept: (h: RunningHolder) => boolean = () => true,
+  timeoutMs = 8000,
+): Promise<RunningHolder[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = runningHolders(ctx.history).filter(accept);
+    if (found.length > 0 || Date.now() > deadline) return found;
+    await sleep(200);
+  }
+}
+
 const podPath = (ns: string, name: string) => `/api/v1/namespaces/${ns}/pods/${name}`;
 
 async function forceDelete(ctx: FaultContext, target: RunningHolder): Promise<void> {
@@ -208,10 +222,9 @@ async function podToken(ctx: FaultContext, pod: RunningHolder, audience: boolean
   return res.status.token;
 }
 
+/** The API server's words of a refusal (without the request line). */
 const refusedMessage = (err: unknown) =>
-  err instanceof KubeApiError
-    ? `${err.statusCode} ${err.message.split(': ').slice(1).join(': ').slice(0, 160)}`
-    : String(err);
+  err instanceof KubeApiError ? err.message.split(': ').slice(1).join(': ').slice(0, 200) : String(err);
 
 type Injector = (ctx: FaultContext, f: PlannedFault, rng: Rng, locks: Locks) => Promise<string | undefined>;
 
@@ -268,7 +281,7 @@ const injectors: Record<FaultKind, Injector> = {
 
   'pod-recreated-during-outage': (ctx, f, rng, locks) =>
     locks.with('control-plane', async () => {
-      const holders = runningHolders(ctx.history);
+      const holders = await holdersSoon(ctx);
       if (holders.length === 0) return NOTHING;
       const target = rng.pick(holders);
       ctx.env.apiProxy.cut();
@@ -286,7 +299,7 @@ const injectors: Record<FaultKind, Injector> = {
 
   'force-delete-manager-down': (ctx, f, rng, locks) =>
     locks.with('managers', async () => {
-      const holders = runningHolders(ctx.history);
+      const holders = await holdersSoon(ctx);
       if (holders.length === 0) return NOTHING;
       const target = rng.pick(holders);
       await ctx.env.fleet.stopAll('SIGKILL');
@@ -300,7 +313,7 @@ const injectors: Record<FaultKind, Injector> = {
     }),
 
   'graceful-delete': async (ctx, _f, rng) => {
-    const holders = runningHolders(ctx.history);
+    const holders = await holdersSoon(ctx);
     if (holders.length === 0) return NOTHING;
     const target = rng.pick(holders);
     await retryApi(() =>
@@ -316,7 +329,7 @@ const injectors: Record<FaultKind, Injector> = {
   },
 
   'hold-killed': async (ctx, f, rng) => {
-    const holders = runningHolders(ctx.history);
+    const holders = await holdersSoon(ctx);
     const withPid = holders.flatMap((h) => {
       const pod = ctx.history.podNow(h.uid)?.object as Pod | undefined;
       const id = pod?.status?.initContainerStatuses?.find((s) => s.name === 'konductor-hold')?.containerID;
@@ -340,7 +353,7 @@ const injectors: Record<FaultKind, Injector> = {
   },
 
   'foreign-token-release': async (ctx, _f, rng) => {
-    const holders = runningHolders(ctx.history);
+    const holders = await holdersSoon(ctx);
     if (holders.length === 0) return NOTHING;
     const victim = rng.pick(holders);
     const token = await podToken(ctx, victim, true);
@@ -375,7 +388,7 @@ const injectors: Record<FaultKind, Injector> = {
   },
 
   'metadata-edit-refused': async (ctx, f, rng) => {
-    const holders = runningHolders(ctx.history).filter((h) => !ctx.unguarded.has(h.uid));
+    const holders = await holdersSoon(ctx, (h) => !ctx.unguarded.has(h.uid));
     if (holders.length === 0) return NOTHING;
     const target = rng.pick(holders);
     try {
@@ -398,7 +411,7 @@ const injectors: Record<FaultKind, Injector> = {
 
   'metadata-edit-unguarded': (ctx, f, rng, locks) =>
     locks.with('admission', async () => {
-      const holders = runningHolders(ctx.history).filter((h) => !ctx.unguarded.has(h.uid));
+      const holders = await holdersSoon(ctx, (h) => !ctx.unguarded.has(h.uid));
       if (holders.length === 0) return NOTHING;
       const target = rng.pick(holders);
       const restore = await unguard(ctx);

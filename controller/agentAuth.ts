@@ -173,6 +173,14 @@ export class AgentAuthenticator {
     let status: TokenReviewStatus;
     try {
       status = await this.review(token);
+    } catch (err) {
+      // The API server could not be asked (unreachable, restarting, overloaded): not a refusal (not cached);
+      // the agent retries a 503 with backoff.
+      throw new KonductorError(
+        'KDR_AGENT_AUTH_UNAVAILABLE',
+        `cannot verify the token now (TokenReview failed: ${(err as Error).message}); retry`,
+        503,
+      );
     } finally {
       this.releaseSlot();
     }

@@ -12,6 +12,7 @@
  * The manager reaches the API server through a TCP proxy the test can cut (test/helpers/tcpProxy.ts); the
  * process kubelet and the test's own client go direct.
  */
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Informer, type InformerEvent } from '../../api/informer.ts';
@@ -173,6 +174,60 @@ describe('a re-list after 410 Gone', () => {
     );
     const sem = await getSem();
     expect(sem.status?.holders.some((h) => h.uid === old.metadata.uid)).toBe(false);
+  });
+});
+
+describe('an agent request while the manager cannot reach the API server', () => {
+  it('is answered 503 (retry later), not a 500, when its token cannot be reviewed', async () => {
+    const pod = await cluster.client.create<Pod>(PODS, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'unreviewed' },
+      spec: { containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }] },
+    });
+    const minted = await cluster.client.create<{ status: { token: string } }>(
+      `/api/v1/namespaces/${NS}/serviceaccounts/default/token`,
+      {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        spec: {
+          audiences: ['konductor'],
+          expirationSeconds: 600,
+          boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: 'unreviewed', uid: pod.metadata.uid },
+        },
+      },
+    );
+    const release = () =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpsRequest(
+          `${konductor.url}/v1/release`,
+          {
+            method: 'POST',
+            ca: konductor.caPem,
+            headers: { authorization: `Bearer ${minted.status.token}`, 'content-type': 'application/json' },
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (c) => {
+              body += c;
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end('{}');
+      });
+    proxy.cut();
+    let answer: { status: number; body: string };
+    try {
+      answer = await release();
+    } finally {
+      proxy.restore();
+    }
+    expect(answer.status).toBe(503);
+    expect(JSON.parse(answer.body)).toMatchObject({ code: 'KDR_AGENT_AUTH_UNAVAILABLE' });
+    // Not remembered as a refusal: once the API server is reachable the same token is reviewed and accepted.
+    await waitFor(async () => (await release()).status === 200, { message: 'the release is answered' });
   });
 });
 

@@ -151,7 +151,11 @@ describe('AgentAuthenticator', () => {
     };
     const auth = new AgentAuthenticator(reviewer, { now: () => NOW });
     const good = `Bearer ${jwt(podClaims())}`;
-    await expect(auth.authenticate(good)).rejects.toThrow('connection refused');
+    await expect(auth.authenticate(good)).rejects.toMatchObject({
+      code: 'KDR_AGENT_AUTH_UNAVAILABLE',
+      statusCode: 503,
+      message: expect.stringContaining('connection refused'),
+    });
     fail = false;
     await expect(auth.authenticate(good)).resolves.toMatchObject({ pod: 'p' });
     expect(calls).toHaveLength(2);
