@@ -313,12 +313,14 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
   for (const e of history.events) {
     const ev = e.object;
     if (ev?.reason !== 'Expired' || ev.involvedObject.kind !== 'Pod') continue;
-    const m2 = /of (semaphore|lease) [^/]+\/(\S+) \(token/.exec(ev.message);
+    const m2 = /lost (?:\d+ permits? of )?(semaphore|lease) [^/]+\/(\S+) \(token/.exec(ev.message);
     if (m2) expired.add(`${m2[1] === 'lease' ? 'Lease' : 'Semaphore'}/${m2[2]}/${ev.involvedObject.uid}`);
   }
+  const runs = await readRuns(stampsDir);
+  violations.push(...podOutcomes(plan, history, runs, ctx.forceDeleted));
   const truth = checkGroundTruth({
     pods: new Map(plan.pods.map((pp) => [pp.name, pp])),
-    runs: await readRuns(stampsDir),
+    runs,
     forceDeleted: ctx.forceDeleted,
     grants: checker.grants,
     adoptions: checker.adoptions,
@@ -356,6 +358,56 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
     podIndex,
     durationMs: Date.now() - started,
   };
+}
+
+/**
+ * Every planned pod ran its main container, or has a reason it did not: it was deleted first, or its wait
+ * failed because its Barrier or Gate failed. And no wait container gave up (exit 2): every wait-timeout in
+ * the workload is 596h or more, so one that fires is a timer that overflowed.
+ */
+export function podOutcomes(
+  plan: RoundPlan,
+  history: RoundHistory,
+  runs: readonly PodRuns[],
+  forceDeleted: ReadonlyMap<string, number>,
+): Violation[] {
+  const out: Violation[] = [];
+  const failed = new Set<string>(
+    (['Barrier', 'Gate'] as const).flatMap((kind) =>
+      history
+        .versionsOf(kind, kind === 'Barrier' ? 'start' : 'ready')
+        .some((v) => (v.object as Barrier | Gate | undefined)?.status?.phase === 'Failed')
+        ? [kind]
+        : [],
+    ),
+  );
+  const ran = new Set(runs.filter((r) => r.runs.length > 0).map((r) => r.uid));
+  for (const pod of plan.pods) {
+    for (const uid of history.podUids.get(pod.name) ?? []) {
+      const versions = history.pods.get(uid) ?? [];
+      const waits = versions.map(
+        (v) =>
+          v.object?.status?.initContainerStatuses?.find((c) => c.name === 'konductor-wait')?.state
+            ?.terminated,
+      );
+      if (waits.some((t) => t?.exitCode === 2))
+        out.push({
+          check: 'wait-timeout',
+          message: `${pod.name}'s konductor-wait gave up (exit 2) with wait-timeout ${pod.annotations['konductor.io/wait-timeout'] ?? 'none'}`,
+        });
+      if (ran.has(uid)) continue;
+      const deleted =
+        forceDeleted.has(uid) ||
+        versions.some((v) => !v.object || v.object.metadata.deletionTimestamp !== undefined);
+      const excused = waits.some((t) => t?.exitCode === 1) && pod.refs.some((r) => failed.has(r.kind));
+      if (!deleted && !excused)
+        out.push({
+          check: 'never-ran',
+          message: `${pod.name} (${uid.slice(0, 8)}) never started its main container (last phase ${versions.at(-1)?.object?.status?.phase ?? 'gone'}, wait ${JSON.stringify(waits.filter(Boolean).at(-1) ?? 'not terminated')})`,
+        });
+    }
+  }
+  return out;
 }
 
 function describeStuck(history: RoundHistory): string {
