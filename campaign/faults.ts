@@ -132,7 +132,7 @@ export function runningHolders(history: RoundHistory): RunningHolder[] {
 async function holdersSoon(
   ctx: FaultContext,
   accept: (h: RunningHolder) => boolean = () => true,
-  timeoutMs = 8000,
+  timeoutMs = 15_000,
 ): Promise<RunningHolder[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -233,14 +233,14 @@ const NOTHING = undefined;
 const injectors: Record<FaultKind, Injector> = {
   'manager-sigkill': (ctx, _f, _rng, locks) =>
     locks.with('managers', async () => {
-      const m = await ctx.env.fleet.leader();
+      const m = await ctx.env.fleet.leaderSoon();
       const pid = m ? ctx.env.fleet.crash(m) : undefined;
       return pid ? `SIGKILL ${m?.name} (pid ${pid})` : NOTHING;
     }),
 
   'manager-sigstop': async (ctx, f, _rng, locks) => {
     const stopped = await locks.with('managers', async () => {
-      const m = await ctx.env.fleet.leader();
+      const m = await ctx.env.fleet.leaderSoon();
       const proc = m?.process();
       if (!m || !proc) return undefined;
       proc.child.kill('SIGSTOP');

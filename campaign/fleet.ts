@@ -189,6 +189,16 @@ export class ManagerFleet {
     return this.variants.find((v) => v.process()?.pid === pid);
   }
 
+  /** The leader, waiting up to `timeoutMs` for one (after a leader's crash the lease expires first: 15 s). */
+  async leaderSoon(timeoutMs = 20_000): Promise<Manager | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = await this.leader();
+      if ((m && m.process()) || Date.now() > deadline) return m;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
   /** A crash: the supervisor restarts it. */
   crash(m: Manager): number | undefined {
     const proc = m.process();
