@@ -26,6 +26,12 @@ export interface FloodCase {
   slow?: { chunks: number; everyMs: number };
   /** What a clear answer is for this case; returns a problem or undefined. */
   judge: (status: number, body: string) => string | undefined;
+  /**
+   * The body is larger than the server's documented limit: the server answers 413 before reading it and
+   * closes the connection (fastify does after an error), so the client may see the reset while still sending,
+   * before the answer. That reset is the refusal, not a failure.
+   */
+  overLimit?: boolean;
 }
 
 export const ADMISSION_FIXTURE = join(ROOT, 'test', 'fixtures', 'admission', 'pod-job.json');
@@ -234,6 +240,7 @@ export function admissionCases(rng: Rng, n: number, namespace: string): FloodCas
         headers: JSON_HEADERS,
         body: Buffer.concat([Buffer.from('{"x":"'), Buffer.alloc(3.5 * 1024 * 1024, 'a'), Buffer.from('"}')]),
         judge: clear4xx,
+        overLimit: true,
       });
     } else if (roll < 62) {
       const r = fresh();
@@ -395,13 +402,14 @@ export function agentCases(rng: Rng, n: number, tokens: AgentTokens, nowSeconds:
         },
       });
     } else if (roll < 86)
-      out.push(
-        release(
+      out.push({
+        ...release(
           'huge-body',
           { authorization: `Bearer ${tokens.foreign}` },
           Buffer.alloc(2 * 1024 * 1024, 'a'),
         ),
-      );
+        overLimit: true,
+      });
     else if (roll < 92)
       out.push(
         release('malformed-body', { authorization: `Bearer ${tokens.foreign}` }, Buffer.from('{"reason":')),
@@ -422,7 +430,10 @@ export function agentCases(rng: Rng, n: number, tokens: AgentTokens, nowSeconds:
 
 export interface Sent {
   category: string;
+  /** HTTP status; 0 when no answer arrived. */
   status: number;
+  /** The connection was reset while a body over the limit was being sent (see FloodCase.overLimit). */
+  reset?: boolean;
   problem?: string;
   ms: number;
 }
@@ -438,12 +449,13 @@ export function send(
   const started = performance.now();
   return new Promise((resolve) => {
     let settled = false;
-    const done = (status: number, problem?: string) => {
+    const done = (status: number, problem?: string, reset?: boolean) => {
       if (settled) return;
       settled = true;
       resolve({
         category: c.category,
         status,
+        ...(reset ? { reset } : {}),
         ...(problem ? { problem } : {}),
         ms: performance.now() - started,
       });
@@ -470,7 +482,11 @@ export function send(
     req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
     // A body sent past the limit may be cut off by the server once it answered 413: the answer counts (done
     // ignores the later error); an error before any answer is a reset connection.
-    req.on('error', (err) => setTimeout(() => done(0, `${c.category}: ${err.message}`), 50));
+    req.on('error', (err) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      const refused = c.overLimit && (code === 'EPIPE' || code === 'ECONNRESET');
+      setTimeout(() => (refused ? done(0, undefined, true) : done(0, `${c.category}: ${err.message}`)), 50);
+    });
     if (c.slow && c.body) {
       let i = 0;
       const size = Math.ceil(c.body.length / c.slow.chunks);

@@ -47,6 +47,8 @@ export interface CampaignReport {
   flood?: FloodResult;
   /** Problems of the flood (unclear answers, crash, memory, latency). */
   floodFailures: string[];
+  /** Rounds the harness could not run (not konductor's failures; they fail the campaign too). */
+  harnessErrors: string[];
   passed: boolean;
   durationMs: number;
   summary: string;
@@ -83,47 +85,73 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   const env = await startEnvironment({ node: opts.node, managerFromBundle: opts.managerFromBundle, log });
   const rounds: RoundResult[] = [];
   let flood: FloodResult | undefined;
+  let floodError: string | undefined;
+  const harnessErrors: string[] = [];
+  const resultsPath =
+    opts.resultsPath ??
+    join(
+      ROOT,
+      'campaign',
+      'results',
+      `${opts.seed}-${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`,
+    );
+  /** The report so far (written after every round, so a long run that dies keeps its rounds). */
+  const build = (): CampaignReport => {
+    const t = totals(rounds);
+    const failures = [...floodFailures(flood), ...(floodError ? [floodError] : [])];
+    return {
+      command: opts.command,
+      seed: opts.seed,
+      firstRound: opts.firstRound,
+      shape: opts.shape,
+      node: opts.node,
+      environment: env0,
+      totals: t,
+      rounds,
+      ...(flood ? { flood } : {}),
+      floodFailures: failures,
+      harnessErrors,
+      passed: t.violations === 0 && failures.length === 0 && harnessErrors.length === 0,
+      durationMs: Date.now() - started,
+      summary: markdownSummary(t, flood, opts.command),
+    };
+  };
+  const save = async () => {
+    if (resultsPath === '') return;
+    await mkdir(join(resultsPath, '..'), { recursive: true });
+    await writeFile(resultsPath, `${JSON.stringify(build(), null, 2)}\n`);
+  };
   try {
     for (let r = opts.firstRound; r < opts.firstRound + opts.rounds; r++) {
-      const result = await runRound({ seed: opts.seed, round: r, shape: opts.shape, env, log });
+      let result: RoundResult;
+      try {
+        result = await runRound({ seed: opts.seed, round: r, shape: opts.shape, env, log });
+      } catch (err) {
+        // The harness itself failed (not konductor): say so and go on with the next round.
+        const message = `round ${r} could not run: ${(err as Error).stack ?? String(err)}`;
+        log(message);
+        harnessErrors.push(message);
+        await save();
+        continue;
+      }
       rounds.push(result);
       log(roundLine(result));
       if (result.violations.length > 0) log(failureBlock(result, planRound(opts.seed, r, opts.shape)));
+      await save();
     }
-    if (opts.badInput > 0)
-      flood = await runFlood(env, { seed: opts.seed, admission: opts.badInput, agent: opts.badInput, log });
+    if (opts.badInput > 0) {
+      try {
+        flood = await runFlood(env, { seed: opts.seed, admission: opts.badInput, agent: opts.badInput, log });
+      } catch (err) {
+        floodError = `the flood could not run: ${(err as Error).stack ?? String(err)}`;
+        log(floodError);
+      }
+    }
   } finally {
     await env.stop();
   }
-  const t = totals(rounds);
-  const failures = floodFailures(flood);
-  const report: CampaignReport = {
-    command: opts.command,
-    seed: opts.seed,
-    firstRound: opts.firstRound,
-    shape: opts.shape,
-    node: opts.node,
-    environment: env0,
-    totals: t,
-    rounds,
-    ...(flood ? { flood } : {}),
-    floodFailures: failures,
-    passed: t.violations === 0 && failures.length === 0,
-    durationMs: Date.now() - started,
-    summary: markdownSummary(t, flood, opts.command),
-  };
-  if (opts.resultsPath !== '') {
-    const path =
-      opts.resultsPath ??
-      join(
-        ROOT,
-        'campaign',
-        'results',
-        `${opts.seed}-${new Date(started).toISOString().replace(/[:.]/g, '-')}.json`,
-      );
-    await mkdir(join(path, '..'), { recursive: true });
-    await writeFile(path, `${JSON.stringify(report, null, 2)}\n`);
-    log(`report: ${path}`);
-  }
+  const report = build();
+  await save();
+  if (resultsPath !== '') log(`report: ${resultsPath}`);
   return report;
 }

@@ -145,7 +145,7 @@ export function markdownSummary(t: CampaignTotals, flood: FloodResult | undefine
       ['manager crashes', `${flood.crashes}`],
       [
         'manager RSS (flood)',
-        `baseline ${flood.rss.baselineMiB} MiB, peak ${flood.rss.peakMiB} MiB, after ${flood.rss.afterMiB} MiB`,
+        `idle ${flood.rss.idleMiB} MiB; after the warm-up tenth ${flood.rss.baselineMiB} MiB, peak ${flood.rss.peakMiB} MiB, after ${flood.rss.afterMiB} MiB`,
       ],
       [
         'well-formed admission latency',

@@ -10,7 +10,7 @@ import { FULL_SHAPE, type RoundShape, SHORT_SHAPE } from './plan.ts';
 
 const HELP = `usage: npm run campaign -- [options]
 
-  --rounds N         rounds to run (default 100)
+  --rounds N         rounds to run (default 100; 0: only the bad-input flood)
   --seed S           the campaign's seed (default: a new random one, printed)
   --round R          replay round R of the seed alone (with --seed)
   --node KIND        process (default: the devcluster's process kubelet) or real (not on this branch yet)
@@ -69,7 +69,7 @@ async function main(): Promise<number> {
   const replay = values.round !== undefined;
   const report = await runCampaign({
     seed,
-    rounds: replay ? 1 : int(values.rounds, 'rounds', 1),
+    rounds: replay ? 1 : int(values.rounds, 'rounds', 0),
     firstRound: replay ? int(values.round, 'round') : 0,
     shape,
     node: values.node as NodeKind,
@@ -81,6 +81,7 @@ async function main(): Promise<number> {
   });
   process.stdout.write(`\n${report.summary}\n\n`);
   for (const f of report.floodFailures) process.stdout.write(`FLOOD: ${f}\n`);
+  for (const e of report.harnessErrors) process.stdout.write(`HARNESS: ${e.split('\n')[0]}\n`);
   process.stdout.write(
     report.passed
       ? `campaign passed: seed ${seed}, ${report.totals.rounds} rounds, 0 violations\n`
