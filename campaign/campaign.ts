@@ -9,7 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeEnvironment, type Environment, environment } from '../bench/common.ts';
 import { ROOT } from '../scripts/build.ts';
-import { type NodeKind, startEnvironment } from './environment.ts';
+import { MANAGER_MEMORY_LIMIT_BYTES, type NodeKind, startEnvironment } from './environment.ts';
 import { type FloodResult, runFlood } from './flood.ts';
 import { planRound, type RoundShape } from './plan.ts';
 import { type CampaignTotals, failureBlock, markdownSummary, roundLine, totals } from './report.ts';
@@ -64,6 +64,8 @@ export function floodFailures(f: FloodResult | undefined): string[] {
   if (f.crashes) out.push(`the manager crashed ${f.crashes} time(s)`);
   if (!f.rss.backToBaseline)
     out.push(`manager RSS ${f.rss.afterMiB} MiB after the flood, baseline ${f.rss.baselineMiB} MiB`);
+  if (f.rss.peakMiB * 1024 * 1024 > MANAGER_MEMORY_LIMIT_BYTES)
+    out.push(`manager RSS peaked at ${f.rss.peakMiB} MiB during the flood (limit 128 MiB)`);
   if (f.streams.stillOpen > 2) out.push(`${f.streams.stillOpen} wait streams of one pod left open (cap 2)`);
   if (f.wellFormed.failures)
     out.push(`${f.wellFormed.failures} well-formed AdmissionReviews failed during the flood`);

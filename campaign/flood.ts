@@ -38,7 +38,14 @@ export interface FloodResult {
   slowBodies: { sent: number; cutWithinMs: number; problems: number };
   /** Wait streams of one pod: opened, still open once settled (the cap is 2). */
   streams: { opened: number; stillOpen: number };
-  wellFormed: { baseline: Summary; duringFlood: Summary; failures: number };
+  /** Latency of well-formed reviews: alone, during the whole flood, during the agent API's and admission's part. */
+  wellFormed: {
+    baseline: Summary;
+    duringFlood: Summary;
+    duringAgentFlood: Summary;
+    duringAdmissionFlood: Summary;
+    failures: number;
+  };
   /** idle: before any flood; baseline: after the warm-up tenth; after: once settled (up to 2 min). */
   rss: { idleMiB: number; baselineMiB: number; peakMiB: number; afterMiB: number; backToBaseline: boolean };
   crashes: number;
@@ -235,14 +242,23 @@ export async function runFlood(env: CampaignEnv, opts: FloodOptions): Promise<Fl
       /* gone: counted as a crash below */
     }
   }, 250);
-  let flooding = true;
-  const during: number[] = [];
-  const probes = (async () => {
-    for (let i = 1000; flooding; i++) {
-      during.push(await probe(i, probeAgent));
-      await sleep(50);
-    }
-  })();
+  /** Times a well-formed review every 50 ms while `work` runs. */
+  let probeIndex = 1000;
+  const timedDuring = async <T>(work: Promise<T>): Promise<[T, number[]]> => {
+    let running = true;
+    const latencies: number[] = [];
+    const probes = (async () => {
+      while (running) {
+        latencies.push(await probe(probeIndex++, probeAgent));
+        await sleep(50);
+      }
+    })();
+    const result = await work.finally(() => {
+      running = false;
+    });
+    await probes;
+    return [result, latencies];
+  };
   const slowCase = (): FloodCase => ({
     category: 'slow-body',
     method: 'POST',
@@ -257,28 +273,32 @@ export async function runFlood(env: CampaignEnv, opts: FloodOptions): Promise<Fl
   });
   let stillOpen = 0;
   let opened = 0;
-  const [admissionSent, agentSent, slowSent] = await Promise.all([
+  // The agent API's flood (its own port), then admission's: how much each costs well-formed admission.
+  const [[agentSent, slowSent], duringAgent] = await timedDuring(
+    Promise.all([
+      mapConcurrent(agent.slice(warmAgent), 16, (c) => send(agentUrl, ca, agentAgent, c)),
+      Promise.all(Array.from({ length: slowCount }, () => send(agentUrl, ca, undefined, slowCase(), 90_000))),
+      (async () => {
+        let open = 0;
+        const ended = Array.from({ length: streamCount }, () =>
+          openStream(agentUrl, ca, waiterToken, () => {
+            open++;
+            opened++;
+          }).then(() => {
+            open--;
+          }),
+        );
+        await sleep(3000);
+        stillOpen = open;
+        // The agent of `waiter` keeps its own stream; ours end when the namespace goes.
+        void Promise.all(ended);
+      })(),
+    ]),
+  );
+  const [admissionSent, duringAdmission] = await timedDuring(
     mapConcurrent(admission.slice(warmAdmission), 16, (c) => send(admissionUrl, ca, admissionAgent, c)),
-    mapConcurrent(agent.slice(warmAgent), 16, (c) => send(agentUrl, ca, agentAgent, c)),
-    Promise.all(Array.from({ length: slowCount }, () => send(agentUrl, ca, undefined, slowCase(), 90_000))),
-    (async () => {
-      let open = 0;
-      const ended = Array.from({ length: streamCount }, () =>
-        openStream(agentUrl, ca, waiterToken, () => {
-          open++;
-          opened++;
-        }).then(() => {
-          open--;
-        }),
-      );
-      await sleep(3000);
-      stillOpen = open;
-      // The agent of `waiter` keeps its own stream; ours end when the namespace goes.
-      void Promise.all(ended);
-    })(),
-  ]);
-  flooding = false;
-  await probes;
+  );
+  const during = [...duringAgent, ...duringAdmission];
   clearInterval(sampler);
   for (const a of [probeAgent, admissionAgent, agentAgent]) a.destroy();
 
@@ -313,6 +333,8 @@ export async function runFlood(env: CampaignEnv, opts: FloodOptions): Promise<Fl
     wellFormed: {
       baseline: summarize(baselineLatency),
       duringFlood: summarize(during),
+      duringAgentFlood: summarize(duringAgent),
+      duringAdmissionFlood: summarize(duringAdmission),
       failures: probeFailures,
     },
     rss: { idleMiB, baselineMiB, peakMiB, afterMiB, backToBaseline: settled(afterMiB) },

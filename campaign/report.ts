@@ -149,7 +149,7 @@ export function markdownSummary(t: CampaignTotals, flood: FloodResult | undefine
       ],
       [
         'well-formed admission latency',
-        `baseline ${fmt(flood.wellFormed.baseline)}; during the flood ${fmt(flood.wellFormed.duringFlood)}; ${flood.wellFormed.failures} failed`,
+        `alone ${fmt(flood.wellFormed.baseline)}; during the agent API flood (its own port) ${fmt(flood.wellFormed.duringAgentFlood)}; during the admission flood ${fmt(flood.wellFormed.duringAdmissionFlood)}; ${flood.wellFormed.failures} failed`,
       ],
     );
   }
