@@ -178,7 +178,9 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
       const pid = mgr.process()?.pid;
       if (!pid) continue;
       try {
-        maxRssMiB = Math.max(maxRssMiB, procSample(pid).vmRssMiB);
+        // A process that just exited (not reaped yet) has no VmRSS: NaN, skipped.
+        const rss = procSample(pid).vmRssMiB;
+        if (Number.isFinite(rss)) maxRssMiB = Math.max(maxRssMiB, rss);
       } catch {
         /* exited meanwhile */
       }
