@@ -127,7 +127,14 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     for (let r = opts.firstRound; r < opts.firstRound + opts.rounds; r++) {
       let result: RoundResult;
       try {
-        result = await runRound({ seed: opts.seed, round: r, shape: opts.shape, env, log });
+        result = await runRound({
+          seed: opts.seed,
+          round: r,
+          shape: opts.shape,
+          env,
+          log,
+          debugDir: resultsPath === '' ? join(ROOT, 'campaign', 'results') : join(resultsPath, '..'),
+        });
       } catch (err) {
         // The harness itself failed (not konductor): say so and go on with the next round.
         const message = `round ${r} could not run: ${(err as Error).stack ?? String(err)}`;

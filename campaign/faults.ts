@@ -9,12 +9,12 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import { isAlreadyExists, isNotFound, KubeApiError, type KubeClient } from '../api/kubeClient.ts';
 import type { Pod, Semaphore } from '../api/types.ts';
 import type { DevCluster } from '../devcluster/controlPlane.ts';
 import { compactEtcd, restartEtcd } from '../devcluster/etcd.ts';
 import type { KonductorInstall } from '../devcluster/konductor.ts';
+import { mintPodToken, postAgent } from '../test/helpers/agentApi.ts';
 import type { TcpProxy } from '../test/helpers/tcpProxy.ts';
 import type { EtcdWatcher } from './etcdWatch.ts';
 import type { ManagerFleet } from './fleet.ts';
@@ -174,53 +174,16 @@ async function recreatePod(ctx: FaultContext, name: string): Promise<void> {
   }
 }
 
-/** POST to the agent API with a bearer token; resolves with the status and body. */
-function agentPost(
-  install: KonductorInstall,
-  path: string,
-  token: string,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      `${install.url}${path}`,
-      {
-        method: 'POST',
-        ca: install.caPem,
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        timeout: 5000,
-      },
-      (res) => {
-        let body = '';
-        res.on('data', (c) => {
-          body += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end('{"reason":"campaign"}');
-  });
-}
-
-/** A token for `pod` from the TokenRequest API (audience konductor unless `audience` is false). */
-async function podToken(ctx: FaultContext, pod: RunningHolder, audience: boolean): Promise<string> {
-  const res = await retryApi(() =>
-    ctx.env.client.create<{ status: { token: string } }>(
-      `/api/v1/namespaces/${ctx.ns}/serviceaccounts/default/token`,
-      {
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenRequest',
-        spec: {
-          ...(audience ? { audiences: ['konductor'] } : {}),
-          expirationSeconds: 600,
-          boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: pod.pod, uid: pod.uid },
-        },
-      },
+/** A token bound to a running holder (audience konductor unless `audience` is false). */
+const podToken = (ctx: FaultContext, pod: RunningHolder, audience: boolean) =>
+  retryApi(() =>
+    mintPodToken(
+      ctx.env.client,
+      ctx.ns,
+      { name: pod.pod, uid: pod.uid },
+      audience ? ['konductor'] : undefined,
     ),
   );
-  return res.status.token;
-}
 
 /** The API server's words of a refusal (without the request line). */
 const refusedMessage = (err: unknown) =>
@@ -353,16 +316,31 @@ const injectors: Record<FaultKind, Injector> = {
   },
 
   'foreign-token-release': async (ctx, _f, rng) => {
-    const holders = await holdersSoon(ctx);
-    if (holders.length === 0) return NOTHING;
-    const victim = rng.pick(holders);
-    const token = await podToken(ctx, victim, true);
-    const plain = await podToken(ctx, victim, false);
+    // The victim may be gone by the time its token is asked for (another fault deleted it): pick another.
+    let tokens: { victim: RunningHolder; token: string; plain: string } | undefined;
+    for (let attempt = 0; attempt < 3 && !tokens; attempt++) {
+      const holders = await holdersSoon(ctx);
+      if (holders.length === 0) return NOTHING;
+      const victim = rng.pick(holders);
+      try {
+        tokens = {
+          victim,
+          token: await podToken(ctx, victim, true),
+          plain: await podToken(ctx, victim, false),
+        };
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    if (!tokens) return NOTHING;
+    const { victim, token, plain } = tokens;
     const call = async (t: string) => {
       const deadline = Date.now() + 10_000;
       for (;;) {
         try {
-          return await agentPost(ctx.env.install, '/v1/release', t);
+          return await postAgent(ctx.env.install.url, ctx.env.install.caPem, '/v1/release', t, {
+            timeoutMs: 5000,
+          });
         } catch (err) {
           if (Date.now() > deadline) return { status: 0, body: String(err) };
           await sleep(300);

@@ -194,7 +194,7 @@ export class ManagerFleet {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const m = await this.leader();
-      if ((m && m.process()) || Date.now() > deadline) return m;
+      if (m?.process() || Date.now() > deadline) return m;
       await new Promise((r) => setTimeout(r, 250));
     }
   }

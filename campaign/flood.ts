@@ -8,6 +8,7 @@ import { request as httpsRequest } from 'node:https';
 import { isAlreadyExists } from '../api/kubeClient.ts';
 import type { Pod } from '../api/types.ts';
 import { mapConcurrent, procSample, type Summary, summarize } from '../bench/common.ts';
+import { mintPodToken } from '../test/helpers/agentApi.ts';
 import {
   type AgentTokens,
   admissionCases,
@@ -147,21 +148,14 @@ export async function runFlood(env: CampaignEnv, opts: FloodOptions): Promise<Fl
     if (Date.now() > deadline) throw new Error('the flood namespace pods did not start');
     await sleep(200);
   }
-  const token = async (name: string, audience: boolean) =>
-    (
-      await client.create<{ status: { token: string } }>(
-        `/api/v1/namespaces/${ns}/serviceaccounts/default/token`,
-        {
-          apiVersion: 'authentication.k8s.io/v1',
-          kind: 'TokenRequest',
-          spec: {
-            ...(audience ? { audiences: ['konductor'] } : {}),
-            expirationSeconds: 3600,
-            boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name, uid: pods[name]?.metadata.uid },
-          },
-        },
-      )
-    ).status.token;
+  const token = (name: string, audience: boolean) =>
+    mintPodToken(
+      client,
+      ns,
+      { name, uid: pods[name]?.metadata.uid },
+      audience ? ['konductor'] : undefined,
+      3600,
+    );
   const tokens: AgentTokens = {
     ordinary: await token('foreign', false),
     foreign: await token('foreign', true),

@@ -67,6 +67,8 @@ export interface GroundTruthInput {
   /** Grants and adoptions by `Kind/name`, then pod UID (StatusChecker). */
   grants: ReadonlyMap<string, ReadonlyMap<string, GrantRecord>>;
   adoptions: ReadonlyMap<string, ReadonlyMap<string, GrantRecord>>;
+  /** Every grant and adoption, in order (default: the first ones): a run's bound is the grant in force at its start. */
+  allGrants?: ReadonlyMap<string, ReadonlyMap<string, readonly GrantRecord[]>>;
   removals: ReadonlyMap<string, ReadonlyMap<string, RemovalRecord>>;
   /** `Kind/name/podUid` of every Expired Event. */
   expired: ReadonlySet<string>;
@@ -88,12 +90,14 @@ interface Holding {
   end: number;
   permits: number;
   bound: number;
+  /** The grant in force at the start: `token N @ revision`. */
+  grant: string;
   cut?: string;
 }
 
 const iso = (us: number) => (Number.isFinite(us) ? new Date(us / 1000).toISOString() : 'open');
 const describe = (h: Holding) =>
-  `${h.pod} (${h.uid.slice(0, 8)}) ${iso(h.start)} .. ${iso(h.end)}${h.cut ? ` (${h.cut})` : ''}, ${h.permits} permit${h.permits === 1 ? '' : 's'}`;
+  `${h.pod} (${h.uid.slice(0, 8)}) ${iso(h.start)} .. ${iso(h.end)}${h.cut ? ` (${h.cut})` : ''}, ${h.permits} permit${h.permits === 1 ? '' : 's'}, ${h.grant}, bound ${h.bound}`;
 
 /** When a holder's expiry cut its hold (µs), if an Expired Event announced it. */
 function expiryCut(removal: RemovalRecord | undefined, announced: boolean): number | undefined {
@@ -168,13 +172,22 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
           why = 'ttl expired (Expired event)';
         }
         if (end <= run.start) continue;
+        // The grant in force when the run started: the last one made before it (a pod released early and
+        // granted again runs under its second grant), else the first.
+        const grants =
+          input.allGrants?.get(key)?.get(pr.uid) ?? [grant ?? adoption].filter((g) => g !== undefined);
+        const inForce =
+          grants.findLast((g) => g.grantedAt * 1000 <= run.start) ?? grants[0] ?? grant ?? adoption;
         const holding: Holding = {
           pod: pr.pod,
           uid: pr.uid,
           start: run.start,
           end,
           permits: r.permits,
-          bound: (grant ?? adoption)?.permitsAtGrant ?? 1,
+          bound: inForce?.permitsAtGrant ?? 1,
+          grant: inForce
+            ? `${inForce.adopted ? 'adopted' : `token ${inForce.token}`} @${inForce.rev}${grants.length > 1 ? ` (grant ${grants.indexOf(inForce) + 1} of ${grants.length})` : ''}`
+            : 'no grant',
           ...(why ? { cut: why } : {}),
         };
         byPrimitive.set(key, [...(byPrimitive.get(key) ?? []), holding]);

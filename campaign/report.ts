@@ -75,6 +75,7 @@ export function failureBlock(r: RoundResult, plan: RoundPlan): string {
   const lines = [
     `VIOLATIONS in round ${r.round} of seed ${r.seed} (${r.topology}, namespace ${r.namespace})`,
     `  replay: ${replayCommand(r.seed, r.round)}`,
+    ...(r.historyPath ? [`  every version the watcher saw: ${r.historyPath}`] : []),
     '  fault schedule (planned @ started..ended, s):',
     ...r.faults.map((f) => {
       const params = plan.faults.find((p) => p.index === f.index)?.params ?? {};

@@ -3,7 +3,7 @@
  * heal (every fault undone), drain (every pod finished, every permit back), and the checks: the status
  * invariants (checked as each version arrives), the ground truth from the pods' own clocks, and liveness.
  */
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAlreadyExists, isNotFound } from '../api/kubeClient.ts';
 import type { Barrier, Gate, Lease, Semaphore } from '../api/types.ts';
@@ -37,6 +37,8 @@ export interface RoundResult {
   violations: Violation[];
   /** Versions the etcd watcher missed (the checks' own integrity). */
   watchGaps: string[];
+  /** The round's history as the watcher saw it, written when it has violations. */
+  historyPath?: string;
   /** Holders still listed after the drain deadline although their pod was done. */
   leakedPermits: number;
   /** From the end of the last fault to every pod done and every permit back. */
@@ -59,6 +61,8 @@ export interface RoundOptions {
   log: (line: string) => void;
   /** Drain deadline after the heal (default 240 s). */
   drainTimeoutMs?: number;
+  /** Where a round with violations writes its history (every version the watcher saw); none when undefined. */
+  debugDir?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -326,6 +330,7 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
     forceDeleted: ctx.forceDeleted,
     grants: checker.grants,
     adoptions: checker.adoptions,
+    allGrants: checker.allGrants,
     removals: checker.removals,
     expired,
     openedAt: opened,
@@ -333,6 +338,13 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
   });
   violations.push(...checker.violations, ...truth.violations);
   for (const g of watchGaps) violations.push({ check: 'watch-gap', message: g });
+
+  let historyPath: string | undefined;
+  if (violations.length > 0 && opts.debugDir) {
+    historyPath = join(opts.debugDir, `${opts.seed}-r${opts.round}-history.json`);
+    await mkdir(opts.debugDir, { recursive: true });
+    await writeFile(historyPath, JSON.stringify(historyDump(history, t0, faults), null, 1));
+  }
 
   // The namespace goes (its pods are done); nothing waits for it.
   env.route.accept = () => false;
@@ -350,6 +362,7 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
     intervalsChecked: truth.intervalsChecked,
     violations,
     watchGaps,
+    ...(historyPath ? { historyPath } : {}),
     leakedPermits,
     drainMs: drainedAt - lastFaultEnd,
     permitReturnMaxMs,
@@ -410,6 +423,93 @@ export function podOutcomes(
     }
   }
   return out;
+}
+
+/** Every version the watcher saw, compact, with times relative to the round's start (a violation's evidence). */
+function historyDump(history: RoundHistory, t0: number, faults: FaultRecord[]) {
+  const at = (ms: number) => `${((ms - t0) / 1000).toFixed(3)}s ${new Date(ms).toISOString().slice(11, 23)}`;
+  const state = (s: { state?: object } | undefined) => (s?.state ? Object.keys(s.state).join('') : undefined);
+  return {
+    t0: new Date(t0).toISOString(),
+    faults,
+    primitives: Object.fromEntries(
+      [...history.primitives].map(([key, versions]) => [
+        key,
+        versions.map((v) => {
+          const o = v.object as
+            | {
+                spec: unknown;
+                status?: {
+                  phase?: string;
+                  holders?: unknown[];
+                  holder?: unknown;
+                  waiting?: number;
+                  nextToken?: number;
+                };
+              }
+            | undefined;
+          const holders = (o?.status?.holders ?? (o?.status?.holder ? [o.status.holder] : [])) as {
+            pod: string;
+            token: number;
+            permits?: number;
+            grantedAt?: string;
+            acquiredAt?: string;
+            adopted?: boolean;
+          }[];
+          return {
+            rev: v.rev,
+            at: at(v.observedAt),
+            uid: v.uid.slice(0, 8),
+            ...(o
+              ? {
+                  spec: o.spec,
+                  phase: o.status?.phase,
+                  holders: holders.map(
+                    (h) =>
+                      `${h.pod}:${h.adopted ? 'adopted' : h.token}:${h.permits ?? 1}@${(h.grantedAt ?? h.acquiredAt)?.slice(11, 23)}`,
+                  ),
+                  waiting: o.status?.waiting,
+                  nextToken: o.status?.nextToken,
+                }
+              : { deleted: true }),
+          };
+        }),
+      ]),
+    ),
+    pods: [...history.pods].map(([uid, versions]) => ({
+      name: versions[0]?.name,
+      uid: uid.slice(0, 8),
+      versions: versions.map((v) => {
+        const p = v.object;
+        const init = (n: string) => p?.status?.initContainerStatuses?.find((c) => c.name === n);
+        return {
+          rev: v.rev,
+          at: at(v.observedAt),
+          ...(p
+            ? {
+                phase: p.status?.phase,
+                deleting: p.metadata.deletionTimestamp !== undefined,
+                managed: p.metadata.labels?.['konductor.io/managed'],
+                wait: state(init('konductor-wait')),
+                hold: state(init('konductor-hold')),
+                main: p.status?.containerStatuses
+                  ?.map(
+                    (c) =>
+                      `${state(c)}${c.state?.terminated ? `(${c.state.terminated.exitCode})` : ''}/${c.restartCount}`,
+                  )
+                  .join(','),
+              }
+            : { deleted: true }),
+        };
+      }),
+    })),
+    events: history.events.map((e) => ({
+      at: at(e.observedAt),
+      reason: e.object?.reason,
+      object: `${e.object?.involvedObject.kind}/${e.object?.involvedObject.name}`,
+      message: e.object?.message,
+    })),
+  };
 }
 
 function describeStuck(history: RoundHistory): string {

@@ -122,6 +122,8 @@ export class StatusChecker {
   /** Grants by `Kind/name`, then pod UID (first grant; adopted ones in `adoptions`). */
   readonly grants = new Map<string, Map<string, GrantRecord>>();
   readonly adoptions = new Map<string, Map<string, GrantRecord>>();
+  /** Every grant and adoption by `Kind/name`, then pod UID, in order (a pod released early and granted again has several). */
+  readonly allGrants = new Map<string, Map<string, GrantRecord[]>>();
   /** Holders leaving the status, by `Kind/name`, then pod UID (the last removal). */
   readonly removals = new Map<string, Map<string, RemovalRecord>>();
   versionsChecked = 0;
@@ -272,10 +274,7 @@ export class StatusChecker {
     capacity: number,
     adopted: boolean,
   ): void {
-    const map = into.get(key) ?? new Map<string, GrantRecord>();
-    into.set(key, map);
-    if (map.has(h.uid)) return;
-    map.set(h.uid, {
+    const rec: GrantRecord = {
       uid: h.uid,
       pod: h.pod,
       token: h.token,
@@ -285,7 +284,13 @@ export class StatusChecker {
       permits: h.permits,
       adopted,
       objectUid: v.uid,
-    });
+    };
+    const all = this.allGrants.get(key) ?? new Map<string, GrantRecord[]>();
+    this.allGrants.set(key, all);
+    all.set(h.uid, [...(all.get(h.uid) ?? []), rec]);
+    const map = into.get(key) ?? new Map<string, GrantRecord>();
+    into.set(key, map);
+    if (!map.has(h.uid)) map.set(h.uid, rec);
   }
 
   /** The holder's pod existed, referenced the primitive, and was running (adopted) or not finished (granted). */

@@ -12,7 +12,6 @@
  * The manager reaches the API server through a TCP proxy the test can cut (test/helpers/tcpProxy.ts); the
  * process kubelet and the test's own client go direct.
  */
-import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Informer, type InformerEvent } from '../../api/informer.ts';
@@ -22,6 +21,7 @@ import { compactEtcd as compactEtcdAt } from '../../devcluster/etcd.ts';
 import { type DevCluster, startCluster } from '../../devcluster/index.ts';
 import { installKonductor, type KonductorInstall } from '../../devcluster/konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from '../../devcluster/kubelet/index.ts';
+import { type AgentAnswer, mintPodToken, postAgent } from '../helpers/agentApi.ts';
 import { kubeconfigThrough, startTcpProxy, type TcpProxy } from '../helpers/tcpProxy.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 
@@ -185,40 +185,12 @@ describe('an agent request while the manager cannot reach the API server', () =>
       metadata: { name: 'unreviewed' },
       spec: { containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }] },
     });
-    const minted = await cluster.client.create<{ status: { token: string } }>(
-      `/api/v1/namespaces/${NS}/serviceaccounts/default/token`,
-      {
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenRequest',
-        spec: {
-          audiences: ['konductor'],
-          expirationSeconds: 600,
-          boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: 'unreviewed', uid: pod.metadata.uid },
-        },
-      },
-    );
-    const release = () =>
-      new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = httpsRequest(
-          `${konductor.url}/v1/release`,
-          {
-            method: 'POST',
-            ca: konductor.caPem,
-            headers: { authorization: `Bearer ${minted.status.token}`, 'content-type': 'application/json' },
-          },
-          (res) => {
-            let body = '';
-            res.on('data', (c) => {
-              body += c;
-            });
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-          },
-        );
-        req.on('error', reject);
-        req.end('{}');
-      });
+    const token = await mintPodToken(cluster.client, NS, { name: 'unreviewed', uid: pod.metadata.uid }, [
+      'konductor',
+    ]);
+    const release = () => postAgent(konductor.url, konductor.caPem, '/v1/release', token);
     proxy.cut();
-    let answer: { status: number; body: string };
+    let answer: AgentAnswer;
     try {
       answer = await release();
     } finally {

@@ -318,17 +318,19 @@ describe('reviewAdmission: pods', () => {
   });
 
   it('a pod whose spec lists are not lists is denied as malformed (400), not a handler failure (500)', async () => {
-    const shapes: [string, (spec: Record<string, unknown>) => void][] = [
-      ['containers', (s) => void (s.containers = 'main')],
-      ['containers', (s) => void (s.containers = [1])],
-      ['initContainers', (s) => void (s.initContainers = { name: 'x' })],
-      ['volumes', (s) => void (s.volumes = 'v')],
+    type Spec = Record<string, unknown>;
+    const first = (s: Spec, list: string) => (s[list] as Spec[])[0] as Spec;
+    const shapes: [string, (spec: Spec) => void][] = [
+      ['containers', (s) => Object.assign(s, { containers: 'main' })],
+      ['containers', (s) => Object.assign(s, { containers: [1] })],
+      ['initContainers', (s) => Object.assign(s, { initContainers: { name: 'x' } })],
+      ['volumes', (s) => Object.assign(s, { volumes: 'v' })],
+      ['containers[0].volumeMounts', (s) => Object.assign(first(s, 'containers'), { volumeMounts: 'x' })],
+      ['containers[0].env', (s) => Object.assign(first(s, 'containers'), { env: { A: '1' } })],
       [
-        'containers[0].volumeMounts',
-        (s) => void ((s.containers as Record<string, unknown>[])[0]!.volumeMounts = 'x'),
+        'initContainers[0].volumeMounts',
+        (s) => Object.assign(s, { initContainers: [{ name: 'i', volumeMounts: 7 }] }),
       ],
-      ['containers[0].env', (s) => void ((s.containers as Record<string, unknown>[])[0]!.env = { A: '1' })],
-      ['initContainers[0].volumeMounts', (s) => void (s.initContainers = [{ name: 'i', volumeMounts: 7 }])],
     ];
     for (const [field, mutate] of shapes) {
       const review = structuredClone(fixture('pod-job'));
