@@ -70,6 +70,8 @@ export interface GroundTruthInput {
   /** Every grant and adoption, in order (default: the first ones): a run's bound is the grant in force at its start. */
   allGrants?: ReadonlyMap<string, ReadonlyMap<string, readonly GrantRecord[]>>;
   removals: ReadonlyMap<string, ReadonlyMap<string, RemovalRecord>>;
+  /** Every removal of a holder from a status, in order (default: the last ones). */
+  allRemovals?: ReadonlyMap<string, ReadonlyMap<string, readonly RemovalRecord[]>>;
   /** `Kind/name/podUid` of every Expired Event. */
   expired: ReadonlySet<string>;
   /** When the Barrier / Gate opened (openedAt, ms), by `Kind/name`; absent: never opened. */
@@ -171,6 +173,23 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
           end = cut;
           why = 'ttl expired (Expired event)';
         }
+        // A grant given back while the container still ran (not for its ttl, not because it was force-deleted,
+        // not with its object): the status let another pod into permits this one still used.
+        const removals = input.allRemovals?.get(key)?.get(pr.uid) ?? (removal ? [removal] : []);
+        const early = removals.find(
+          (x) =>
+            !x.objectDeleted &&
+            x.observedAt * 1000 > run.start &&
+            x.observedAt * 1000 < end &&
+            (cut === undefined || x.observedAt * 1000 < cut) &&
+            !input.expired.has(`${key}/${pr.uid}`),
+        );
+        if (early)
+          violations.push({
+            check: 'released-while-running',
+            message: `${pr.pod}'s grant of ${key} left the status at ${iso(early.observedAt * 1000)} (rev ${early.rev}) while its container ran (${iso(run.start)} .. ${iso(end)})`,
+            versions: [`${key}@${early.rev}`],
+          });
         if (end <= run.start) continue;
         // The grant in force when the run started: the last one made before it (a pod released early and
         // granted again runs under its second grant), else the first.

@@ -332,6 +332,7 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
     adoptions: checker.adoptions,
     allGrants: checker.allGrants,
     removals: checker.removals,
+    allRemovals: checker.allRemovals,
     expired,
     openedAt: opened,
     observedUntil: nowUs(),

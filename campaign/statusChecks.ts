@@ -126,6 +126,8 @@ export class StatusChecker {
   readonly allGrants = new Map<string, Map<string, GrantRecord[]>>();
   /** Holders leaving the status, by `Kind/name`, then pod UID (the last removal). */
   readonly removals = new Map<string, Map<string, RemovalRecord>>();
+  /** Every removal by `Kind/name`, then pod UID, in order. */
+  readonly allRemovals = new Map<string, Map<string, RemovalRecord[]>>();
   versionsChecked = 0;
   private readonly names = new Map<string, NameState>();
   private readonly history: RoundHistory;
@@ -181,6 +183,9 @@ export class StatusChecker {
     if (tb !== undefined) rec.ttlBefore = tb;
     if (ta !== undefined) rec.ttlAtRemoval = ta;
     map.set(uid, rec);
+    const all = this.allRemovals.get(key) ?? new Map<string, RemovalRecord[]>();
+    this.allRemovals.set(key, all);
+    all.set(uid, [...(all.get(uid) ?? []), rec]);
   }
 
   private checkHeld(

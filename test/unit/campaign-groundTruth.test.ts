@@ -166,9 +166,12 @@ describe('checkGroundTruth', () => {
     ];
     const key = 'Lease/lock';
     expect(check({ pods, grants, runs, removals, key, expired: ['Lease/lock/a'] }).violations).toEqual([]);
-    expect(check({ pods, grants, runs, removals, key }).violations.map((v) => v.check)).toEqual([
-      'concurrent-holders',
-    ]);
+    // Without the event it is a grant given back while the holder ran, and two holders at once.
+    expect(
+      check({ pods, grants, runs, removals, key })
+        .violations.map((v) => v.check)
+        .sort(),
+    ).toEqual(['concurrent-holders', 'released-while-running']);
     // The expiry follows a ttl lowered by the decision that expired it (5s instead of 10s).
     const lowered = [{ ...removals[0]!, ttlAtRemoval: '5s' }];
     const early = [run('a', 0.1 * S, 15 * S), run('b', 6 * S, 7 * S)];
@@ -180,6 +183,36 @@ describe('checkGroundTruth', () => {
         removals: lowered,
         key,
         expired: ['Lease/lock/a'],
+      }).violations,
+    ).toEqual([]);
+  });
+
+  it("a grant that leaves the status while its holder's container runs is a violation", () => {
+    const pods = [planned('a')];
+    const grants = [grant('a', T0, 1)];
+    const removal = (at: number, extra: Partial<RemovalRecord> = {}): RemovalRecord => ({
+      uid: 'a',
+      rev: 50,
+      observedAt: (T0 + at) / 1000,
+      objectDeleted: false,
+      ...extra,
+    });
+    const runs = [run('a', 1 * S, 3 * S)];
+    expect(check({ pods, grants, runs, removals: [removal(3.2 * S)] }).violations).toEqual([]);
+    expect(check({ pods, grants, runs, removals: [removal(2 * S)] }).violations.map((v) => v.check)).toEqual([
+      'released-while-running',
+    ]);
+    // With its object (deleted: adopted by the next one), or after a force deletion, it is not.
+    expect(
+      check({ pods, grants, runs, removals: [removal(2 * S, { objectDeleted: true })] }).violations,
+    ).toEqual([]);
+    expect(
+      check({
+        pods,
+        grants,
+        runs: [run('a', 1 * S)],
+        removals: [removal(2.5 * S)],
+        forceDeleted: [['a', T0 + 2 * S]],
       }).violations,
     ).toEqual([]);
   });
