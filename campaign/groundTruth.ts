@@ -145,6 +145,19 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
       const adoption = input.adoptions.get(key)?.get(pr.uid);
       const removal = input.removals.get(key)?.get(pr.uid);
       const cut = expiryCut(removal, input.expired.has(`${key}/${pr.uid}`));
+      const grants =
+        input.allGrants?.get(key)?.get(pr.uid) ?? [grant ?? adoption].filter((g) => g !== undefined);
+      const removals = input.allRemovals?.get(key)?.get(pr.uid) ?? (removal ? [removal] : []);
+      // A pod holds its grant across restarts of its container (restartPolicy OnFailure): the runs under one
+      // grant are one holding, from the first run's start to the last run's end. The bound applies when the
+      // holding begins — a restart under a grant already held admits nobody new.
+      const holdings: {
+        grant: GrantRecord | undefined;
+        runs: Run[];
+        start: number;
+        end: number;
+        why?: string;
+      }[] = [];
       for (const run of pr.runs) {
         if (!grant && !adoption) {
           violations.push({
@@ -173,43 +186,51 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
           end = cut;
           why = 'ttl expired (Expired event)';
         }
-        // A grant given back while the container still ran (not for its ttl, not because it was force-deleted,
+        // The grant in force when the run started: the last one made before it (a pod released early and
+        // granted again runs under its second grant), else the first.
+        const inForce =
+          grants.findLast((g) => g.grantedAt * 1000 <= run.start) ?? grants[0] ?? grant ?? adoption;
+        const last = holdings[holdings.length - 1];
+        if (last && last.grant === inForce) {
+          last.runs.push(run);
+          last.end = Math.max(last.end, end);
+          if (why) last.why = why;
+          else delete last.why;
+        } else holdings.push({ grant: inForce, runs: [run], start: run.start, end, ...(why ? { why } : {}) });
+      }
+      for (const h of holdings) {
+        // A grant given back while the pod still held it (not for its ttl, not because it was force-deleted,
         // not with its object): the status let another pod into permits this one still used.
-        const removals = input.allRemovals?.get(key)?.get(pr.uid) ?? (removal ? [removal] : []);
         const early = removals.find(
           (x) =>
             !x.objectDeleted &&
-            x.observedAt * 1000 > run.start &&
-            x.observedAt * 1000 < end &&
-            (cut === undefined || x.observedAt * 1000 < cut) &&
+            x.observedAt * 1000 > h.start &&
+            x.observedAt * 1000 < h.end &&
             !input.expired.has(`${key}/${pr.uid}`),
         );
         if (early)
           violations.push({
             check: 'released-while-running',
-            message: `${pr.pod}'s grant of ${key} left the status at ${iso(early.observedAt * 1000)} (rev ${early.rev}) while its container ran (${iso(run.start)} .. ${iso(end)})`,
+            message: `${pr.pod}'s grant of ${key} left the status at ${iso(early.observedAt * 1000)} (rev ${early.rev}) while it ran (${iso(h.start)} .. ${iso(h.end)})`,
             versions: [`${key}@${early.rev}`],
           });
-        if (end <= run.start) continue;
-        // The grant in force when the run started: the last one made before it (a pod released early and
-        // granted again runs under its second grant), else the first.
-        const grants =
-          input.allGrants?.get(key)?.get(pr.uid) ?? [grant ?? adoption].filter((g) => g !== undefined);
-        const inForce =
-          grants.findLast((g) => g.grantedAt * 1000 <= run.start) ?? grants[0] ?? grant ?? adoption;
-        const holding: Holding = {
-          pod: pr.pod,
-          uid: pr.uid,
-          start: run.start,
-          end,
-          permits: r.permits,
-          bound: inForce?.permitsAtGrant ?? 1,
-          grant: inForce
-            ? `${inForce.adopted ? 'adopted' : `token ${inForce.token}`} @${inForce.rev}${grants.length > 1 ? ` (grant ${grants.indexOf(inForce) + 1} of ${grants.length})` : ''}`
-            : 'no grant',
-          ...(why ? { cut: why } : {}),
-        };
-        byPrimitive.set(key, [...(byPrimitive.get(key) ?? []), holding]);
+        if (h.end <= h.start) continue;
+        const g = h.grant;
+        byPrimitive.set(key, [
+          ...(byPrimitive.get(key) ?? []),
+          {
+            pod: pr.pod,
+            uid: pr.uid,
+            start: h.start,
+            end: h.end,
+            permits: r.permits,
+            bound: g?.permitsAtGrant ?? 1,
+            grant: g
+              ? `${g.adopted ? 'adopted' : `token ${g.token}`} @${g.rev}${grants.length > 1 ? ` (grant ${grants.indexOf(g) + 1} of ${grants.length})` : ''}${h.runs.length > 1 ? `, ${h.runs.length} runs` : ''}`
+              : 'no grant',
+            ...(h.why ? { cut: h.why } : {}),
+          },
+        ]);
       }
     }
   }

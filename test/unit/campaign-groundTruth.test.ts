@@ -128,6 +128,31 @@ describe('checkGroundTruth', () => {
     expect(bad.violations.map((v) => v.check)).toEqual(['concurrent-holders']);
   });
 
+  it('a pod restarting under its grant holds it throughout: the bound applies when the holding begins', () => {
+    // The first 100-round run's false alarm: a (OnFailure) and b granted at permits 2; permits raised to 3 and c
+    // granted; a's container restarts while b and c run: three holders, within c's grant, and a's restart
+    // admits nobody new.
+    const pods = [planned('a'), planned('b'), planned('c')];
+    const grants = [grant('a', T0, 2), grant('b', T0, 2), grant('c', T0 + 1.7 * S, 3)];
+    const restarted: PodRuns = {
+      pod: 'a',
+      uid: 'a',
+      runs: [
+        { start: T0 + 0.03 * S, end: T0 + 1.97 * S },
+        { start: T0 + 2.2 * S, end: T0 + 4.1 * S },
+      ],
+    };
+    const runs = [restarted, run('b', 0.15 * S, 2.7 * S), run('c', 1.78 * S, 3.5 * S)];
+    expect(check({ pods, grants, runs }).violations).toEqual([]);
+    // A grant given back between the two runs (while the container restarts) is given back while it holds.
+    const removals: RemovalRecord[] = [
+      { uid: 'a', rev: 60, observedAt: (T0 + 2.1 * S) / 1000, objectDeleted: false },
+    ];
+    expect(check({ pods, grants, runs, removals }).violations.map((v) => v.check)).toEqual([
+      'released-while-running',
+    ]);
+  });
+
   it('weighs permits: a 2-permit holder and a 1-permit holder on 2 permits is a violation', () => {
     const pods = [planned('big', 'Semaphore', 2), planned('small')];
     const r = check({
