@@ -12,6 +12,7 @@
  * The manager reaches the API server through a TCP proxy the test can cut (test/helpers/tcpProxy.ts); the
  * process kubelet and the test's own client go direct.
  */
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Informer, type InformerEvent } from '../../api/informer.ts';
@@ -174,6 +175,83 @@ describe('a re-list after 410 Gone', () => {
     );
     const sem = await getSem();
     expect(sem.status?.holders.some((h) => h.uid === old.metadata.uid)).toBe(false);
+  });
+});
+
+describe('a pod cache that missed events (410 Gone)', () => {
+  it('is not decided from until it has re-listed: a waiter deleted meanwhile is never granted', async () => {
+    const ROLE = '/apis/rbac.authorization.k8s.io/v1/clusterroles/konductor-manager';
+    await cluster.client.create(SEMS, {
+      apiVersion: 'sync.konductor.io/v1',
+      kind: 'Semaphore',
+      metadata: { name: 'gap' },
+      spec: { permits: 1 },
+    });
+    const getSem = () => cluster.client.get<Semaphore>(`${SEMS}/gap`);
+    const gapPod = (name: string, script: string): Pod => {
+      const pod = annotatedPod(name, script);
+      pod.metadata.annotations = { 'konductor.io/semaphore': 'gap' };
+      return pod;
+    };
+    await cluster.client.create(PODS, gapPod('gap-holder', 'sleep 3600'));
+    await waitFor(async () => (await getSem()).status?.holders?.[0]?.pod === 'gap-holder', {
+      message: 'gap-holder holds the permit',
+    });
+    const waiter = await cluster.client.create<Pod>(PODS, gapPod('gap-waiter', 'true'));
+    await waitFor(async () => (await getSem()).status?.waiting === 1, { message: 'gap-waiter waits' });
+    let grantedToGone = false;
+    const watcher = new Informer<Semaphore>(cluster.client, {
+      path: SEMS,
+      fieldSelector: 'metadata.name=gap',
+      onEvent: (ev) => {
+        if (ev.type !== 'deleted' && ev.object.status?.holders?.some((h) => h.uid === waiter.metadata.uid))
+          grantedToGone = true;
+      },
+    }).start();
+    await watcher.synced;
+    const role = await cluster.client.get<{ rules: { resources?: string[]; verbs: string[] }[] }>(ROLE);
+    try {
+      // While the manager is cut off, the waiter goes and etcd forgets the manager's place in the pod watch.
+      proxy.cut();
+      await cluster.client.delete(`${PODS}/gap-waiter`, { gracePeriodSeconds: 0 });
+      await waitFor(
+        async () =>
+          (await cluster.client.list<Pod>(PODS, { fieldSelector: 'metadata.name=gap-waiter' })).items
+            .length === 0,
+        { message: 'gap-waiter is gone' },
+      );
+      await compactEtcd();
+      // The re-list the pod watch needs cannot complete (as under a list the API server is slow to serve).
+      await cluster.client.replace(ROLE, {
+        ...role,
+        rules: role.rules.map((r) =>
+          r.resources?.includes('pods') ? { ...r, verbs: r.verbs.filter((v) => v !== 'list') } : r,
+        ),
+      });
+      proxy.restore();
+      // Something to decide: a second permit. From its stale pod cache the manager would grant gap-waiter.
+      await cluster.client.patchMerge(`${SEMS}/gap`, { spec: { permits: 2 } });
+      const log = konductor.manager()?.logPath ?? '';
+      await waitFor(async () => grantedToGone || (await readFile(log, 'utf8')).includes('decisions paused'), {
+        timeoutMs: 60_000,
+        message: 'gap-waiter granted, or decisions paused',
+      });
+      expect(grantedToGone, 'a deleted waiter was granted from a cache that missed its deletion').toBe(false);
+    } finally {
+      await cluster.client.replace(ROLE, { ...(await cluster.client.get<object>(ROLE)), rules: role.rules });
+      proxy.restore();
+    }
+    // Once the pods are re-listed, the decision is made from the API's state: nobody else waits.
+    await waitFor(
+      async () => {
+        const s = await getSem();
+        return s.status?.observedGeneration === s.metadata.generation && s.status?.waiting === 0;
+      },
+      { timeoutMs: 60_000, message: 'the second permit decided after the re-list' },
+    );
+    watcher.stop();
+    expect(grantedToGone).toBe(false);
+    expect((await getSem()).status?.holders.map((h) => h.pod)).toEqual(['gap-holder']);
   });
 });
 
