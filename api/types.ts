@@ -105,6 +105,8 @@ export interface SemaphoreStatus {
   holders: Holder[];
   waiting: number;
   queue?: QueueEntry[];
+  /** When the longest-waiting pod arrived; absent when none waits (printer column Oldest-Wait). */
+  oldestWaitingSince?: string;
   /** The token the next grant takes. */
   nextToken: number;
   conditions?: Condition[];
@@ -145,6 +147,8 @@ export interface LeaseStatus {
   phase: LeasePhase;
   waiting: number;
   queue?: QueueEntry[];
+  /** When the longest-waiting pod arrived; absent when none waits (printer column Oldest-Wait). */
+  oldestWaitingSince?: string;
   nextToken: number;
   conditions?: Condition[];
   observedGeneration?: number;

@@ -11,7 +11,8 @@ import { getHeapStatistics } from 'node:v8';
 import pino from 'pino';
 import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
 import { parseDuration } from '../api/duration.ts';
-import { KubeClient, resolveConnection } from '../api/kubeClient.ts';
+import { KubeClient } from '../api/kubeClient.ts';
+import { connectKubeconfig } from '../api/kubeconfigSource.ts';
 import type { Semaphore } from '../api/types.ts';
 import { servingSans, startSelfManagedCerts } from '../certs/selfManaged.ts';
 import { agentApiRoutes } from '../controller/agentApi.ts';
@@ -28,6 +29,7 @@ const HELP = `konductor — Kubernetes synchronization primitives (manager: cont
 Usage: konductor [flags]
 
   --kubeconfig PATH                 kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)
+  --context NAME                    kubeconfig context (default: its current-context)
   --namespace NS                    watch one namespace only (default: all)
   --webhook-port N                  HTTPS port of admission, POST /mutate (default 9443)
   --agent-port N                    HTTPS port of the agent API, /v1/wait and /v1/release (default 9444);
@@ -95,6 +97,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       kubeconfig: { type: 'string' },
+      context: { type: 'string' },
       namespace: { type: 'string' },
       'webhook-port': { type: 'string', default: '9443' },
       'agent-port': { type: 'string', default: '9444' },
@@ -147,7 +150,13 @@ async function main(): Promise<void> {
     'memory budget',
   );
   watchHeapPressure((fields, msg) => log.warn(fields, msg), getHeapStatistics);
-  const client = new KubeClient(resolveConnection(values.kubeconfig));
+  const client = new KubeClient(
+    await connectKubeconfig({
+      kubeconfig: values.kubeconfig,
+      context: values.context,
+      preferInCluster: true,
+    }),
+  );
   const metrics = createMetrics();
   const identity = `${hostname()}_${process.pid}`;
   const serviceNs = values['service-namespace'];
@@ -220,6 +229,7 @@ async function main(): Promise<void> {
     semaphorePermits: (ns, name) =>
       (controller.primitive(primitiveKey('Semaphore', ns, name)) as Semaphore | undefined)?.spec?.permits,
     now: Date.now,
+    onReviewed: (review, response, seconds) => metrics.admitted(review, response, seconds),
   });
   const agentApp = buildServer({
     loggerInstance: log.child({ part: 'agent-api' }),
@@ -252,7 +262,10 @@ async function main(): Promise<void> {
   if (metricsAddr) {
     const m = createServer((req, res) => {
       if (req.url !== '/metrics') return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render());
+      metrics.render().then(
+        (body) => res.writeHead(200, { 'content-type': metrics.contentType }).end(body),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
     });
     await listen(m, metricsAddr);
     servers.push(m);

@@ -267,8 +267,24 @@ export class KonductorController {
     this.enqueueAll();
   }
 
+  /** Primitives waiting in the work queue (a metric). */
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
   get podIndexSize(): number {
     return this.podIndex.size;
+  }
+
+  /** Every cached primitive (the metrics' per-primitive gauges). */
+  *primitives(): Iterable<{ kind: PrimitiveKind; primitive: Primitive }> {
+    for (const [kind, inf] of this.primitiveInformers)
+      for (const p of inf.list()) yield { kind, primitive: p };
+  }
+
+  /** Every managed pod in the index. */
+  pods(): Iterable<IndexedPod> {
+    return this.podIndex.all();
   }
 
   async stop(): Promise<void> {
@@ -369,6 +385,7 @@ export class KonductorController {
     const uid = ev.object.metadata.uid ?? '';
     this.podEpoch++;
     for (const k of this.foreignHolders.get(uid) ?? []) this.queue.add(k);
+    this.opts.metrics?.podChanged(ev.type, ev.object);
     if (ev.type === 'deleted') {
       this.confirmed.delete(uid);
       for (const k of this.podIndex.remove(uid)) this.queue.add(k);
@@ -485,6 +502,7 @@ export class KonductorController {
    * minted for a running pod releases nothing). Answers what the API state lets go and what it keeps.
    */
   async recheck(pod: { namespace: string; name: string; uid: string }): Promise<ReleaseCheck> {
+    this.opts.metrics?.releaseRequested(pod.uid);
     const fresh = await this.fetchPod(pod.namespace, pod.name, pod.uid);
     const indexed = this.podIndex.get(pod.uid);
     this.podEpoch++;
@@ -700,13 +718,14 @@ export class KonductorController {
         subresource: 'status',
       });
       let updated: Primitive;
+      const writeStartedAt = performance.now();
       try {
         updated = await this.client.replace<Primitive>(path, { ...obj, status: decision.status });
       } catch (err) {
         if (isNotFound(err)) return undefined;
         if (isConflict(err)) {
           // Someone else wrote first (another replica, or a spec change): re-read and decide again.
-          this.opts.metrics?.conflicts.inc();
+          this.opts.metrics?.conflicts.inc({ kind });
           const fresh = await this.client.get<Primitive>(path.replace(/\/status$/, ''));
           this.written.set(key, fresh);
         }
@@ -716,8 +735,14 @@ export class KonductorController {
       }
       this.written.set(key, updated);
       this.primitiveEpoch++;
-      this.opts.metrics?.statusWrites.inc({ kind });
-      if (decision.grants > 0) this.opts.metrics?.grants.inc({ kind }, decision.grants);
+      this.opts.metrics?.written({
+        kind,
+        key,
+        before: obj,
+        after: updated,
+        pods: this.podIndex.podsOf(key),
+        writeStartedAt,
+      });
       this.recordEvents(kind, updated, decision.events);
       this.afterPrimitiveChange(key, kind, namespace, name);
     }

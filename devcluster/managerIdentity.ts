@@ -5,11 +5,13 @@
  * Never the admin's client certificate: the `status-writer` admission policy tells the manager apart from
  * everyone else by this user name (docs/security.md).
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { GROUP, KINDS } from '../api/constants.ts';
-import { connectionFromKubeconfig, type KubeClient } from '../api/kubeClient.ts';
+import type { KubeClient } from '../api/kubeClient.ts';
+import { loadKubeConfig } from '../api/kubeconfig.ts';
 import { serviceAccountUsername } from '../webhook/admissionPolicies.ts';
 
 export interface PolicyRule {
@@ -141,7 +143,16 @@ export async function ensureManagerIdentity(
       spec: { expirationSeconds: opts.tokenExpirationSeconds ?? 365 * 24 * 3600 },
     },
   );
-  const admin = connectionFromKubeconfig(opts.adminKubeconfigPath);
+  const adminCluster = loadKubeConfig({ kubeconfig: opts.adminKubeconfigPath }).getCurrentCluster();
+  if (!adminCluster) throw new Error(`kubeconfig ${opts.adminKubeconfigPath} has no current cluster`);
+  const admin = {
+    server: adminCluster.server,
+    ca: adminCluster.caData
+      ? Buffer.from(adminCluster.caData, 'base64').toString('utf8')
+      : adminCluster.caFile
+        ? readFileSync(adminCluster.caFile, 'utf8')
+        : undefined,
+  };
   const tokenFile = `${opts.kubeconfigPath}.token`;
   await mkdir(dirname(opts.kubeconfigPath), { recursive: true });
   await writeFile(tokenFile, tr.status.token, { mode: 0o600 });

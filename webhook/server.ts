@@ -111,6 +111,8 @@ export interface MutateRoutesOptions extends AdmissionDeps {
   healthz?: boolean;
   /** AdmissionReview bytes in flight at most (default MUTATE_INFLIGHT_BYTES). */
   maxInflightBytes?: number;
+  /** Called after each AdmissionReview is answered (metrics): the review, its response, seconds taken. */
+  onReviewed?: (review: unknown, response: AdmissionReview['response'], seconds: number) => void;
 }
 
 interface BadRequestBody {
@@ -208,8 +210,10 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
         request.log.info({ reason: problem }, 'rejected request that is not an AdmissionReview');
         return reply.code(400).send(body);
       }
+      const started = performance.now();
       const review = await reviewAdmission(request.body as AdmissionReview, deps);
       const res = review.response;
+      opts.onReviewed?.(request.body, res, (performance.now() - started) / 1000);
       if (res && !res.allowed) {
         request.log.info({ uid: res.uid, reason: res.status?.message }, 'admission denied');
       }

@@ -22,7 +22,14 @@ import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
 import { holdStartedAt, type PodView, releaseReason } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
-import { indexByUid, isWaiting, orderWaiters, QUEUE_STATUS_LIMIT, toQueueEntry } from './waitingQueue.ts';
+import {
+  indexByUid,
+  isWaiting,
+  oldestArrival,
+  orderWaiters,
+  QUEUE_STATUS_LIMIT,
+  toQueueEntry,
+} from './waitingQueue.ts';
 
 export interface LeaseArbitrationInput {
   lease: Lease;
@@ -163,6 +170,8 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
     status.expiresAt = holder.expiresAt;
   }
   status.queue = remaining.slice(0, QUEUE_STATUS_LIMIT).map(toQueueEntry);
+  const oldest = oldestArrival(remaining);
+  if (oldest !== undefined) status.oldestWaitingSince = oldest;
   status.conditions = setConditions(old?.conditions, [ready], nowIso);
   if (generation !== undefined) status.observedGeneration = generation;
 

@@ -100,7 +100,7 @@ export function toPodView(pod: Pod, request: PodRequest, extras: PodExtras): Pod
   };
 }
 
-function isFinished(pod: Pod): boolean {
+export function isFinished(pod: Pod): boolean {
   const phase = pod.status?.phase;
   if (phase === 'Succeeded' || phase === 'Failed') return true;
   if (pod.metadata.deletionTimestamp !== undefined && pod.metadata.deletionTimestamp !== null) {
@@ -167,7 +167,7 @@ export function holdStartedAt(
   return Math.max(grantedAt, pod.passedWaitAt ?? grantedAt);
 }
 
-function hasPassedWait(pod: Pod): boolean {
+export function hasPassedWait(pod: Pod): boolean {
   const wait = pod.status?.initContainerStatuses?.find((s) => s.name === WAIT_CONTAINER);
   if (wait?.state?.terminated?.exitCode === 0) return true;
   return (pod.status?.containerStatuses ?? []).some(

@@ -36,6 +36,7 @@ import { type DurationField, fromIso, readDuration, toIso } from './timestamps.t
 import {
   indexByUid,
   isWaiting,
+  oldestArrival,
   orderWaiters,
   plural,
   QUEUE_STATUS_LIMIT,
@@ -252,6 +253,8 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
     conditions: setConditions(old?.conditions, conditions, nowIso),
   };
   if (generation !== undefined) status.observedGeneration = generation;
+  const oldest = oldestArrival([...remaining, ...queue.oversize]);
+  if (oldest !== undefined) status.oldestWaitingSince = oldest;
 
   const result: SemaphoreArbitrationResult = {
     status,

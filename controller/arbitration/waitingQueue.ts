@@ -40,6 +40,16 @@ export function indexByUid(pods: readonly PodView[]): Map<string, PodView> {
   return map;
 }
 
+/**
+ * When the longest-waiting of these pods arrived (RFC 3339), for status.oldestWaitingSince and its printer
+ * column; undefined when none waits or no arrival is known.
+ */
+export function oldestArrival(pods: readonly PodView[]): string | undefined {
+  let oldest = Number.MAX_SAFE_INTEGER;
+  for (const p of pods) if (p.scheduledAt < oldest) oldest = p.scheduledAt;
+  return oldest < Number.MAX_SAFE_INTEGER ? new Date(oldest).toISOString() : undefined;
+}
+
 export function toQueueEntry(view: PodView): QueueEntry {
   return { pod: view.name, uid: view.uid, permits: view.permits, priority: view.priority ?? 0 };
 }

@@ -190,7 +190,8 @@ describe('Lease: exclusive access', () => {
     );
     expect(queued.status?.queue?.map((q) => q.pod)).toEqual(['prio-c', 'prio-a', 'prio-d', 'prio-b']);
     const printed = await kubectl(['get', 'klease', 'prio'], { namespace: ns.name });
-    expect(printed.stdout).toMatch(/NAME\s+HOLDER\s+PHASE\s+WAITING\s+EXPIRES/);
+    expect(printed.stdout).toMatch(/NAME\s+HOLDER\s+PHASE\s+WAITING\s+OLDEST-WAIT\s+EXPIRES/);
+    expect(printed.stdout).toMatch(/prio\s+prio-blocker\s+Held\s+4\s+\d+s\s/);
     expect(printed.stdout).toMatch(/prio\s+prio-blocker\s+Held\s+4\s/);
     const log = await waitFor(
       async () => {

@@ -91,8 +91,8 @@ describe('the user story: a Job of 6 pods on a Semaphore of 2 permits', () => {
     );
 
     const printed = await kubectl(['get', 'semaphore', 'batch-slots'], { namespace: ns.name });
-    expect(printed.stdout).toMatch(/NAME\s+PERMITS\s+IN-USE\s+WAITING\s+PHASE\s+AGE/);
-    expect(printed.stdout).toMatch(/batch-slots\s+2\s+2\s+4\s+Full\s/);
+    expect(printed.stdout).toMatch(/NAME\s+PERMITS\s+IN-USE\s+WAITING\s+OLDEST-WAIT\s+PHASE\s+AGE/);
+    expect(printed.stdout).toMatch(/batch-slots\s+2\s+2\s+4\s+\d+s\s+Full\s/);
 
     const waitingPod = waiting[0]!.split(/\s+/)[0]!;
     const logs = await waitFor(

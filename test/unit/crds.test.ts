@@ -190,8 +190,8 @@ describe('CRD manifests', () => {
       (crdOf(kind).spec.versions[0]!.additionalPrinterColumns ?? [])
         .filter((c) => !c.priority)
         .map((c) => c.name.toUpperCase());
-    expect(cols('Semaphore')).toEqual(['PERMITS', 'IN-USE', 'WAITING', 'PHASE', 'AGE']);
-    expect(cols('Lease')).toEqual(['HOLDER', 'PHASE', 'WAITING', 'EXPIRES', 'AGE']);
+    expect(cols('Semaphore')).toEqual(['PERMITS', 'IN-USE', 'WAITING', 'OLDEST-WAIT', 'PHASE', 'AGE']);
+    expect(cols('Lease')).toEqual(['HOLDER', 'PHASE', 'WAITING', 'OLDEST-WAIT', 'EXPIRES', 'AGE']);
     expect(cols('Barrier')).toEqual(['EXPECTED', 'ARRIVED', 'PHASE', 'AGE']);
     expect(cols('Gate')).toEqual(['PHASE', 'OPENED', 'AGE']);
   });
