@@ -33,6 +33,8 @@ export interface CampaignOptions {
   log: (line: string) => void;
   /** Where the JSON report goes (default campaign/results/<seed>-<time>.json); '' writes none. */
   resultsPath?: string;
+  /** Start no round after this long (ms from the start); the rounds run so far are reported, the flood runs. */
+  timeBudgetMs?: number;
 }
 
 export interface CampaignReport {
@@ -42,6 +44,10 @@ export interface CampaignReport {
   shape: RoundShape;
   node: NodeKind;
   environment: Environment;
+  /** Rounds asked for; totals.rounds were run (fewer when the time budget ran out first). */
+  roundsRequested: number;
+  /** The time budget stopped the campaign before roundsRequested. */
+  stoppedByTimeBudget: boolean;
   totals: CampaignTotals;
   rounds: RoundResult[];
   flood?: FloodResult;
@@ -89,6 +95,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   let flood: FloodResult | undefined;
   let floodError: string | undefined;
   const harnessErrors: string[] = [];
+  let stoppedByTimeBudget = false;
   const resultsPath =
     opts.resultsPath ??
     join(
@@ -108,6 +115,8 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
       shape: opts.shape,
       node: opts.node,
       environment: env0,
+      roundsRequested: opts.rounds,
+      stoppedByTimeBudget,
       totals: t,
       rounds,
       ...(flood ? { flood } : {}),
@@ -115,7 +124,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
       harnessErrors,
       passed: t.violations === 0 && failures.length === 0 && harnessErrors.length === 0,
       durationMs: Date.now() - started,
-      summary: markdownSummary(t, flood, opts.command),
+      summary: markdownSummary(t, flood, opts.command, stoppedByTimeBudget ? opts.rounds : t.rounds),
     };
   };
   const save = async () => {
@@ -125,6 +134,14 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   };
   try {
     for (let r = opts.firstRound; r < opts.firstRound + opts.rounds; r++) {
+      if (opts.timeBudgetMs !== undefined && Date.now() - started >= opts.timeBudgetMs) {
+        stoppedByTimeBudget = true;
+        log(
+          `time budget of ${Math.round(opts.timeBudgetMs / 60_000)} min spent: ${r - opts.firstRound} of ${opts.rounds} rounds run`,
+        );
+        await save();
+        break;
+      }
       let result: RoundResult;
       try {
         result = await runRound({

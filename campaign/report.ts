@@ -103,12 +103,17 @@ export function roundLine(r: RoundResult): string {
 }
 
 /** The summary in Markdown (docs/reliability.md's figures). */
-export function markdownSummary(t: CampaignTotals, flood: FloodResult | undefined, command: string): string {
+export function markdownSummary(
+  t: CampaignTotals,
+  flood: FloodResult | undefined,
+  command: string,
+  roundsRequested = t.rounds,
+): string {
   const rows = [
     ['command', `\`${command}\``],
     [
       'rounds x pods',
-      `${t.rounds} x ${Math.round(t.podsPlanned / Math.max(1, t.rounds))} (${t.podsCreated} pods created; topologies ${JSON.stringify(t.topologies)})`,
+      `${t.rounds} x ${Math.round(t.podsPlanned / Math.max(1, t.rounds))} (${t.podsCreated} pods created; topologies ${JSON.stringify(t.topologies)})${t.rounds < roundsRequested ? `; ${roundsRequested} asked, the time budget stopped it` : ''}`,
     ],
     ['faults injected', `${t.faultsInjected}`],
     ['status versions checked', `${t.versionsChecked}`],

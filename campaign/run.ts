@@ -19,6 +19,7 @@ const HELP = `usage: npm run campaign -- [options]
   --short            the short rounds of npm test (${SHORT_SHAPE.pods} pods, ${SHORT_SHAPE.faultPhaseMs / 1000} s of faults)
   --bad-input N      AdmissionReviews and agent API requests of the flood, each (default 10000; 0: no flood)
   --manager M        bundle (default: dist/konductor.js, as the image runs it) or sources (cmd/konductor.ts)
+  --minutes M        start no round after M minutes (the rounds run are reported; the flood still runs)
   --out FILE         the JSON report (default campaign/results/<seed>-<time>.json)
 `;
 
@@ -35,6 +36,7 @@ async function main(): Promise<number> {
       'bad-input': { type: 'string', default: '10000' },
       manager: { type: 'string', default: 'bundle' },
       out: { type: 'string' },
+      minutes: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -78,13 +80,14 @@ async function main(): Promise<number> {
     command: `npm run campaign -- ${process.argv.slice(2).join(' ')}`.trim(),
     log: (line) => process.stdout.write(`${line}\n`),
     ...(values.out ? { resultsPath: values.out } : {}),
+    ...(values.minutes ? { timeBudgetMs: int(values.minutes, 'minutes', 1) * 60_000 } : {}),
   });
   process.stdout.write(`\n${report.summary}\n\n`);
   for (const f of report.floodFailures) process.stdout.write(`FLOOD: ${f}\n`);
   for (const e of report.harnessErrors) process.stdout.write(`HARNESS: ${e.split('\n')[0]}\n`);
   process.stdout.write(
     report.passed
-      ? `campaign passed: seed ${seed}, ${report.totals.rounds} rounds, 0 violations\n`
+      ? `campaign passed: seed ${seed}, ${report.totals.rounds} rounds${report.stoppedByTimeBudget ? ` (of ${report.roundsRequested}: time budget)` : ''}, 0 violations\n`
       : `campaign FAILED: seed ${seed}, ${report.totals.violations} violation(s), ${report.floodFailures.length} flood failure(s); replay a round with --seed ${seed} --round R\n`,
   );
   return report.passed ? 0 : 1;
