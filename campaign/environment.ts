@@ -17,7 +17,7 @@ import { etcdRevision } from '../devcluster/etcd.ts';
 import { type DevCluster, startCluster } from '../devcluster/index.ts';
 import { installKonductor, type KonductorInstall } from '../devcluster/konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from '../devcluster/kubelet/index.ts';
-import { buildManager, ensureAgentBundle, MANAGER_BUNDLE } from '../scripts/build.ts';
+import { buildManager, buildResolver, ensureAgentBundle, MANAGER_BUNDLE } from '../scripts/build.ts';
 import { kubeconfigThrough, startTcpProxy, type TcpProxy } from '../test/helpers/tcpProxy.ts';
 import { EtcdWatcher, type StoredVersion } from './etcdWatch.ts';
 import { ManagerFleet } from './fleet.ts';
@@ -62,7 +62,7 @@ export interface EnvironmentOptions {
   log: (line: string) => void;
 }
 
-/** The node the workload runs on. The real node (`--node real`) is built on another branch. */
+/** The node the workload runs on. The real node (`--node real`) is not driven by the campaign yet (docs/reliability.md). */
 async function startNode(
   kind: NodeKind,
   cluster: DevCluster,
@@ -71,8 +71,8 @@ async function startNode(
   if (kind === 'real') {
     throw new KonductorError(
       'KDR_CAMPAIGN_NODE_UNAVAILABLE',
-      '--node real is not available on this branch: the real node (kubelet on containerd) is being built on ' +
-        'branch realnode; use --node process (the default) until it is merged',
+      "--node real is not driven by the campaign yet: its manager runs in the chart's Deployment, which the " +
+        "campaign's fleet does not restart, stop or kill (docs/reliability.md, Nodes); use --node process (the default)",
     );
   }
   const kubelet: ProcessKubelet = await startProcessKubelet({ cluster, log: (m) => log(`[kubelet] ${m}`) });
@@ -83,7 +83,8 @@ export async function startEnvironment(opts: EnvironmentOptions): Promise<Campai
   const { log } = opts;
   const quiet = () => undefined;
   await ensureAgentBundle((l) => log(l));
-  if (opts.managerFromBundle) await buildManager();
+  // The bundled manager runs dist/kubeconfig-resolver.js to read its kubeconfig: both are built.
+  if (opts.managerFromBundle) await Promise.all([buildManager(), buildResolver()]);
   const cluster = await startCluster({
     log: quiet,
     extraApiserverArgs: ['--storage-media-type=application/json', '--watch-cache=false'],
