@@ -163,6 +163,30 @@ export function podFinished(pod: Pod | undefined): boolean {
   });
 }
 
+/** The exit code of the pod's konductor-wait's last run: its state, or while it is restarted its last state. */
+export function waitExitCode(pod: Pod | undefined): number | undefined {
+  const s = pod?.status?.initContainerStatuses?.find((c) => c.name === 'konductor-wait');
+  return s?.state?.terminated?.exitCode ?? s?.lastState?.terminated?.exitCode;
+}
+
+/**
+ * A pod that is not finished but will never run: its konductor-wait exited 1 (BarrierFailed, GateFailed) and a
+ * Barrier or Gate it waits at is Failed (latched). Under restartPolicy OnFailure Kubernetes retries a failed
+ * init container with back-off for as long as the pod exists, so such a pod stays Pending until deleted.
+ */
+export function podStoppedAtFailed(
+  pod: Pod | undefined,
+  isFailed: (kind: 'Barrier' | 'Gate', name: string) => boolean,
+): boolean {
+  if (!pod || waitExitCode(pod) !== 1) return false;
+  const a = pod.metadata.annotations ?? {};
+  const barrier = a['konductor.io/barrier'];
+  const gate = a['konductor.io/gate'];
+  return (
+    (barrier !== undefined && isFailed('Barrier', barrier)) || (gate !== undefined && isFailed('Gate', gate))
+  );
+}
+
 /** A main container runs now. */
 export function podRunning(pod: Pod | undefined): boolean {
   return pod?.status?.containerStatuses?.some((s) => s.state?.running !== undefined) ?? false;

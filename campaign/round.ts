@@ -6,13 +6,13 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAlreadyExists, isNotFound } from '../api/kubeClient.ts';
-import type { Barrier, Gate, Lease, Semaphore } from '../api/types.ts';
+import type { Barrier, Gate, Lease, Pod, Semaphore } from '../api/types.ts';
 import { managerMetrics, procSample, sumMetric } from '../bench/common.ts';
 import type { CampaignEnv } from './environment.ts';
 import { MANAGER_MEMORY_LIMIT_BYTES } from './environment.ts';
 import { type FaultContext, type FaultRecord, injectFault, Locks, nowUs, retryApi } from './faults.ts';
 import { checkGroundTruth, type PodRuns, parseStamps } from './groundTruth.ts';
-import { podFinished, RoundHistory } from './history.ts';
+import { podFinished, podStoppedAtFailed, RoundHistory, waitExitCode } from './history.ts';
 import { planRound, type RoundPlan, type RoundShape } from './plan.ts';
 import { createRng, seedOf } from './random.ts';
 import { type StaleGrant, StatusChecker, type Violation } from './statusChecks.ts';
@@ -227,7 +227,7 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
   const drained = () => {
     for (const [uid, versions] of history.pods) {
       if (!versions.length || !history.podNow(uid)?.object) continue;
-      if (!podFinished(history.podNow(uid)?.object)) return false;
+      if (!podDone(history, history.podNow(uid)?.object)) return false;
     }
     for (const name of ['slots', 'pool'] as const) {
       const s = history.primitiveNow('Semaphore', name) as Semaphore | undefined;
@@ -401,11 +401,11 @@ export function podOutcomes(
   for (const pod of plan.pods) {
     for (const uid of history.podUids.get(pod.name) ?? []) {
       const versions = history.pods.get(uid) ?? [];
-      const waits = versions.map(
-        (v) =>
-          v.object?.status?.initContainerStatuses?.find((c) => c.name === 'konductor-wait')?.state
-            ?.terminated,
-      );
+      // Each version's last exit of konductor-wait (a restarted one's is in its lastState).
+      const waits = versions.map((v) => {
+        const code = waitExitCode(v.object);
+        return code === undefined ? undefined : { exitCode: code };
+      });
       if (waits.some((t) => t?.exitCode === 2))
         out.push({
           check: 'wait-timeout',
@@ -513,11 +513,23 @@ function historyDump(history: RoundHistory, t0: number, faults: FaultRecord[]) {
   };
 }
 
+/** Finished, or stopped for good at a Failed Barrier or Gate (a pod the drain waits for no longer). */
+function podDone(history: RoundHistory, pod: Pod | undefined): boolean {
+  return (
+    podFinished(pod) ||
+    podStoppedAtFailed(
+      pod,
+      (kind, name) =>
+        (history.primitiveNow(kind, name) as Barrier | Gate | undefined)?.status?.phase === 'Failed',
+    )
+  );
+}
+
 function describeStuck(history: RoundHistory): string {
   const stuck: string[] = [];
   for (const [uid] of history.pods) {
     const v = history.podNow(uid);
-    if (v?.object && !podFinished(v.object))
+    if (v?.object && !podDone(history, v.object))
       stuck.push(`${v.name} (${v.object.status?.phase ?? 'no phase'})`);
   }
   const holders: string[] = [];
