@@ -375,6 +375,8 @@ const injectors: Record<FaultKind, Injector> = {
         10_000,
       );
     } catch (err) {
+      if (isNotFound(err) || otherPod(err))
+        return `${f.params.edit} on holder ${target.pod}: not sent (the holder was deleted or replaced)`;
       if (err instanceof KubeApiError && err.statusCode >= 400 && err.statusCode < 500)
         return `${f.params.edit} on holder ${target.pod}: refused (${refusedMessage(err)})`;
       return `${f.params.edit} on holder ${target.pod}: not sent (${refusedMessage(err)})`;
@@ -403,7 +405,7 @@ const injectors: Record<FaultKind, Injector> = {
             ctx.unguarded.add(target.uid);
             break;
           } catch (err) {
-            if (isNotFound(err) || Date.now() > deadline) {
+            if (isNotFound(err) || otherPod(err) || Date.now() > deadline) {
               outcome = `still refused (${refusedMessage(err)})`;
               break;
             }
@@ -542,12 +544,21 @@ const injectors: Record<FaultKind, Injector> = {
   },
 };
 
-function editPatch(edit: string | undefined, target: RunningHolder) {
-  if (edit === 'remove-label') return { metadata: { labels: { 'konductor.io/managed': null } } };
-  if (edit === 'add-annotation') return { metadata: { annotations: { 'konductor.io/priority': '7' } } };
+/**
+ * The edit of one holder, as a merge patch bound to its UID: on a pod recreated under the name meanwhile the
+ * API server refuses it (422, metadata.uid is immutable) instead of editing a pod the fault did not pick.
+ */
+export function editPatch(edit: string | undefined, target: Pick<RunningHolder, 'uid' | 'primitive'>) {
+  const uid = target.uid;
+  if (edit === 'remove-label') return { metadata: { uid, labels: { 'konductor.io/managed': null } } };
+  if (edit === 'add-annotation') return { metadata: { uid, annotations: { 'konductor.io/priority': '7' } } };
   const kind = target.primitive.startsWith('Lease') ? 'lease' : 'semaphore';
-  return { metadata: { annotations: { [`konductor.io/${kind}`]: 'elsewhere' } } };
+  return { metadata: { uid, annotations: { [`konductor.io/${kind}`]: 'elsewhere' } } };
 }
+
+/** The edit was refused because the pod under the name is another one (see editPatch). */
+const otherPod = (err: unknown) =>
+  err instanceof KubeApiError && err.statusCode === 422 && err.message.includes('metadata.uid');
 
 const ADMISSION = '/apis/admissionregistration.k8s.io/v1';
 

@@ -77,6 +77,8 @@ export interface RoundShape {
   podWindowMs: number;
   /** Gap between two faults, ms (uniform). */
   faultGapMs: readonly [number, number];
+  /** The fault kinds dealt (default: every kind). */
+  faultKinds?: readonly FaultKind[];
 }
 
 /** ~50 pods, ~20 faults over 40 s. */
@@ -172,11 +174,11 @@ function faultTimes(seed: string, round: number, shape: RoundShape): number[] {
   return times;
 }
 
-/** The kind of the campaign's n-th fault: shuffled cycles of every kind, one cycle after another. */
-export function faultKindAt(seed: string, n: number): FaultKind {
-  const cycle = Math.floor(n / FAULT_KINDS.length);
-  const kinds = createRng(seedOf(seed, 'kinds', cycle)).shuffle(FAULT_KINDS);
-  return kinds[n % FAULT_KINDS.length] as FaultKind;
+/** The kind of the campaign's n-th fault: shuffled cycles of every kind dealt, one cycle after another. */
+export function faultKindAt(seed: string, n: number, dealt: readonly FaultKind[] = FAULT_KINDS): FaultKind {
+  const cycle = Math.floor(n / dealt.length);
+  const kinds = createRng(seedOf(seed, 'kinds', cycle)).shuffle(dealt);
+  return kinds[n % dealt.length] as FaultKind;
 }
 
 function faultParams(kind: FaultKind, rng: Rng): FaultParams {
@@ -302,7 +304,7 @@ export function planRound(seed: string, round: number, shape: RoundShape): Round
   let before = 0;
   for (let r = 0; r < round; r++) before += faultTimes(seed, r, shape).length;
   const faults = faultTimes(seed, round, shape).map((atMs, index) => {
-    const kind = faultKindAt(seed, before + index);
+    const kind = faultKindAt(seed, before + index, shape.faultKinds);
     return { index, atMs, kind, params: faultParams(kind, rng.fork(`fault-${index}`)) };
   });
   return { seed, round, topology, primitives, pods, faults };

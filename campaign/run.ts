@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { runCampaign } from './campaign.ts';
 import { NODE_KINDS, type NodeKind } from './environment.ts';
-import { FULL_SHAPE, type RoundShape, SHORT_SHAPE } from './plan.ts';
+import { FAULT_KINDS, type FaultKind, FULL_SHAPE, type RoundShape, SHORT_SHAPE } from './plan.ts';
 
 const HELP = `usage: npm run campaign -- [options]
 
@@ -19,6 +19,7 @@ const HELP = `usage: npm run campaign -- [options]
   --short            the short rounds of npm test (${SHORT_SHAPE.pods} pods, ${SHORT_SHAPE.faultPhaseMs / 1000} s of faults)
   --bad-input N      AdmissionReviews and agent API requests of the flood, each (default 10000; 0: no flood)
   --manager M        bundle (default: dist/konductor.js, as the image runs it) or sources (cmd/konductor.ts)
+  --faults K,K      deal only these fault kinds (default: all; names as in docs/reliability.md)
   --minutes M        start no round after M minutes (the rounds run are reported; the flood still runs)
   --out FILE         the JSON report (default campaign/results/<seed>-<time>.json)
 `;
@@ -37,6 +38,7 @@ async function main(): Promise<number> {
       manager: { type: 'string', default: 'bundle' },
       out: { type: 'string' },
       minutes: { type: 'string' },
+      faults: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -55,8 +57,13 @@ async function main(): Promise<number> {
   if (values.round !== undefined && values.seed === undefined)
     throw new Error('--round needs the --seed of the run');
   const base = values.short ? SHORT_SHAPE : FULL_SHAPE;
+  const faultKinds = values.faults?.split(',').map((k) => k.trim());
+  for (const k of faultKinds ?? [])
+    if (!FAULT_KINDS.includes(k as FaultKind))
+      throw new Error(`--faults: unknown fault kind "${k}" (one of ${FAULT_KINDS.join(', ')})`);
   const shape: RoundShape = {
     ...base,
+    ...(faultKinds ? { faultKinds: faultKinds as FaultKind[] } : {}),
     ...(values.pods ? { pods: int(values.pods, 'pods', 1) } : {}),
     ...(values['fault-seconds']
       ? {

@@ -33,6 +33,12 @@ describe('campaign plan', () => {
     expect([...r0, ...r1]).toEqual(kinds.slice(0, r0.length + r1.length));
   });
 
+  it('deals only the chosen fault kinds when the shape names them (--faults)', () => {
+    const shape = { ...FULL_SHAPE, faultKinds: ['graceful-delete', 'hold-killed'] as const };
+    const kinds = new Set([0, 1].flatMap((r) => planRound('chosen', r, shape).faults.map((f) => f.kind)));
+    expect([...kinds].sort()).toEqual(['graceful-delete', 'hold-killed']);
+  });
+
   it('plans a mixed workload: every primitive, several annotations, priorities, near-limit wait-timeouts', () => {
     const pods = Array.from({ length: 6 }, (_, r) => planRound('mix', r, FULL_SHAPE).pods).flat();
     const kinds = new Set(pods.flatMap((p) => p.refs.map((r) => r.kind)));
