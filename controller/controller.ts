@@ -193,7 +193,10 @@ export class KonductorController {
     this.events = new EventRecorder({
       client: this.client,
       instance: opts.identity,
-      onError: (err) => this.log.debug({ err: String(err) }, 'event not recorded'),
+      onError: (err, willRetry) =>
+        willRetry
+          ? this.log.debug({ err: String(err) }, 'event not recorded yet; retrying')
+          : this.log.warn({ err: String(err) }, 'event not recorded'),
     });
     if (opts.leaderElect) {
       this.elector = new LeaderElector({
