@@ -43,7 +43,8 @@ async function authenticate(
   try {
     return await opts.authenticator.authenticate(req.headers.authorization);
   } catch (err) {
-    const status = isKonductorError(err) && err.statusCode < 500 ? err.statusCode : 500;
+    const status =
+      isKonductorError(err) && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     const code = isKonductorError(err) ? err.code : 'KDR_AGENT_AUTH_FAILED';
     req.log.info({ code, status }, 'agent request rejected');
     await reply.code(status).send({ code, message: (err as Error).message });

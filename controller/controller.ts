@@ -129,6 +129,8 @@ export class KonductorController {
   /** Bumped on every primitive event and write (eligibility for later stages depends on earlier ones). */
   private primitiveEpoch = 0;
   private readonly podListeners = new Map<string, Set<() => void>>();
+  /** The cache whose gap (410 Gone, re-list pending) pauses decisions, once said in the log. */
+  private pausedBy: string | undefined;
   private readonly queue: WorkQueue;
   private readonly events: EventRecorder;
   private readonly elector: LeaderElector | undefined;
@@ -153,6 +155,7 @@ export class KonductorController {
           path,
           onEvent: (ev) => this.onPrimitive(kind, ev),
           onError: (err, n) => this.watchError(`${kind} informer`, err, n),
+          onRelisted: () => this.onRelisted(),
         }),
       );
     }
@@ -162,6 +165,7 @@ export class KonductorController {
       transform: slimPod,
       onEvent: (ev) => this.onPod(ev),
       onError: (err, n) => this.watchError('pod informer', err, n),
+      onRelisted: () => this.onRelisted(),
     });
     this.namespaceInformer = new Informer<NamespaceObject>(this.client, {
       path: resourcePath({ version: 'v1', plural: 'namespaces' }),
@@ -189,7 +193,10 @@ export class KonductorController {
     this.events = new EventRecorder({
       client: this.client,
       instance: opts.identity,
-      onError: (err) => this.log.debug({ err: String(err) }, 'event not recorded'),
+      onError: (err, willRetry) =>
+        willRetry
+          ? this.log.debug({ err: String(err) }, 'event not recorded yet; retrying')
+          : this.log.warn({ err: String(err) }, 'event not recorded'),
     });
     if (opts.leaderElect) {
       this.elector = new LeaderElector({
@@ -247,6 +254,20 @@ export class KonductorController {
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /** The first cache that missed events and has not re-listed yet (undefined: every cache is current). */
+  private cacheGap(): string | undefined {
+    for (const [kind, inf] of this.primitiveInformers) if (!inf.current) return `${kind} cache`;
+    return this.podInformer.current ? undefined : 'pod cache';
+  }
+
+  /** A cache re-listed after a gap: decide everything again from the complete caches. */
+  private onRelisted(): void {
+    if (this.cacheGap() !== undefined) return;
+    if (this.pausedBy) this.log.info({ cache: this.pausedBy }, 'caches re-listed: decisions resume');
+    this.pausedBy = undefined;
+    this.enqueueAll();
   }
 
   /** Primitives waiting in the work queue (a metric). */
@@ -676,6 +697,15 @@ export class KonductorController {
     // Never decide from a partial cache: a holder whose pod is not listed yet would look gone and be
     // released. Every key is enqueued again once all informers have synced (start()).
     if (!this.leading || !this.hasSynced) return undefined;
+    // Nor from a cache that missed events (its watch resumed into 410 Gone) until it has re-listed: a pod that
+    // finished or went meanwhile would still look like a waiter, and be granted. The re-list enqueues every key.
+    const gap = this.cacheGap();
+    if (gap !== undefined) {
+      if (this.pausedBy === undefined)
+        this.log.info({ cache: gap }, 'decisions paused: a cache missed events (410 Gone) and is re-listing');
+      this.pausedBy = gap;
+      return undefined;
+    }
     const { kind, namespace, name } = parsePrimitiveKey(key);
     const obj = this.primitive(key);
     if (!obj) return undefined;
