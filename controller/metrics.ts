@@ -160,7 +160,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
     name: 'konductor_reconcile_duration_seconds',
     help: 'Time to arbitrate and write one primitive.',
     labelNames: kindLabel,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers,
   });
 

@@ -58,10 +58,15 @@ const holderScript = (marker: string) =>
 const waiterScript = 'echo start $(date +%s%N); echo grant $(cat /var/run/konductor/grant.json)';
 const endOf = async (marker: string) =>
   Number(BigInt((await readFile(join(RELEASE_DIR, `${marker}.end`), 'utf8')).trim()) / 1000n);
-const grantIn = async (pod: string) => {
-  const log = await nsPods.containerLog(pod, 'main');
-  return JSON.parse(/^grant (.*)$/m.exec(log)?.[1] ?? '{}') as { token?: number; name?: string };
-};
+/** The grant a pod's main container printed first (waits for the line: a running container may not have printed it yet). */
+const grantIn = (pod: string) =>
+  waitFor(
+    async () => {
+      const line = /^grant (.*)$/m.exec(await nsPods.containerLog(pod, 'main'))?.[1];
+      return line === undefined ? undefined : (JSON.parse(line) as { token?: number; name?: string });
+    },
+    { message: `the grant printed by ${pod}'s main container` },
+  );
 
 async function eventReasons(kind: string, name: string): Promise<string[]> {
   const list = await client.list<{ reason: string; involvedObject: { kind: string; name: string } }>(
