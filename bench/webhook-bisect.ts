@@ -59,14 +59,25 @@ async function main(): Promise<void> {
   try {
     const caPem = await writeBenchCerts(dir);
     for (const t of targets)
-      servers.push({ label: t.label, server: await startServer(t.script, [dir], join(dir, `${t.label}.log`), pin) });
+      servers.push({
+        label: t.label,
+        server: await startServer(t.script, [dir], join(dir, `${t.label}.log`), pin),
+      });
     const first = servers[0]?.server;
     if (!first) throw new Error('no checkout given');
     const uid = (JSON.parse(body) as { request: { uid: string } }).request.uid;
-    writeFileSync(join(dir, 'responses.json'), JSON.stringify({ [uid]: await checkOnce(first.port, caPem, body) }));
+    writeFileSync(
+      join(dir, 'responses.json'),
+      JSON.stringify({ [uid]: await checkOnce(first.port, caPem, body) }),
+    );
     servers.push({
       label: 'floor',
-      server: await startServer(FLOOR_SERVER, [dir, join(dir, 'responses.json')], join(dir, 'floor.log'), pin),
+      server: await startServer(
+        FLOOR_SERVER,
+        [dir, join(dir, 'responses.json')],
+        join(dir, 'floor.log'),
+        pin,
+      ),
     });
     for (const s of servers) {
       await checkOnce(s.server.port, caPem, body);
@@ -74,7 +85,8 @@ async function main(): Promise<void> {
     }
     const max = new Map<string, MaxRun[]>(servers.map((s) => [s.label, []]));
     const paced = new Map<string, PacedRun[]>(servers.map((s) => [s.label, []]));
-    const rotated = (i: number) => servers.map((_, k) => servers[(k + i) % servers.length] as (typeof servers)[0]);
+    const rotated = (i: number) =>
+      servers.map((_, k) => servers[(k + i) % servers.length] as (typeof servers)[0]);
     for (let i = 0; i < rounds; i++) {
       for (const s of rotated(i)) {
         const r = await maxRun(s.server, loadSpec(s.server.port, dir, fixture, seconds), pin);
