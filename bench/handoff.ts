@@ -153,10 +153,16 @@ interface ManagerTrace {
   mainTerminatedSeen: Map<string, number>;
   statusPuts: { path: string; created: number; start: number; end: number }[];
   grantedWritten: Map<string, number>;
+  grantedFlushed: Map<string, number>;
 }
 
 function readManagerTrace(path: string): ManagerTrace {
-  const t: ManagerTrace = { mainTerminatedSeen: new Map(), statusPuts: [], grantedWritten: new Map() };
+  const t: ManagerTrace = {
+    mainTerminatedSeen: new Map(),
+    statusPuts: [],
+    grantedWritten: new Map(),
+    grantedFlushed: new Map(),
+  };
   if (!existsSync(path)) return t;
   for (const line of readFileSync(path, 'utf8').split('\n')) {
     if (!line) continue;
@@ -173,6 +179,8 @@ function readManagerTrace(path: string): ManagerTrace {
       t.mainTerminatedSeen.set(m.pod, m.at ?? Number.NaN);
     else if (m.mark === 'grantedWritten' && m.pod && !t.grantedWritten.has(m.pod))
       t.grantedWritten.set(m.pod, m.at ?? Number.NaN);
+    else if (m.mark === 'grantedFlushed' && m.pod && !t.grantedFlushed.has(m.pod))
+      t.grantedFlushed.set(m.pod, m.at ?? Number.NaN);
     else if (m.mark === 'statusPut')
       t.statusPuts.push({
         path: m.path ?? '',
@@ -229,9 +237,13 @@ export interface HandoffParts {
   statusPut: number;
   /** PUT response -> `granted` written to the waiter's stream. */
   putToStreamWrite: number;
-  /** Stream write -> the agent received it (TLS over loopback, the agent's event loop waking). */
+  /** `granted` written to the response -> flushed to its socket (the response corks until the next tick). */
+  streamFlush: number;
+  /** Flushed -> the agent received it (TLS over loopback, the agent's process woken). */
   streamToAgent: number;
-  /** `granted` received -> the agent starts writing grant.json (it waits for `done`, prints its line). */
+  /** `granted` received -> `done` received (the same chunk when both were written in one go). */
+  agentWaitsDone: number;
+  /** `done` received -> the agent starts writing grant.json (prints its line, closes the stream). */
   agentReads: number;
   /** Writing grant.json (temporary file, then rename). */
   fileWrite: number;
@@ -249,7 +261,9 @@ const PART_OWNER: Record<keyof HandoffParts, 'kubelet' | 'control plane' | 'kond
   putDispatch: 'konductor',
   statusPut: 'control plane',
   putToStreamWrite: 'konductor',
+  streamFlush: 'konductor',
   streamToAgent: 'konductor',
+  agentWaitsDone: 'konductor',
   agentReads: 'konductor',
   fileWrite: 'konductor',
   fileToExitCall: 'konductor',
@@ -272,6 +286,7 @@ function handoffParts(
     (p) => p.path.includes(`/${primitiveName}/`) && p.start >= decision - 1,
   );
   const written = manager.grantedWritten.get(next.name) ?? Number.NaN;
+  const flushed = manager.grantedFlushed.get(next.name) ?? Number.NaN;
   const a = next.agent;
   const nan = (v: number | undefined) => v ?? Number.NaN;
   return {
@@ -282,8 +297,10 @@ function handoffParts(
     putDispatch: nan(put?.start) - nan(put?.created),
     statusPut: nan(put?.end) - nan(put?.start),
     putToStreamWrite: written - nan(put?.end),
-    streamToAgent: nan(a.received) - written,
-    agentReads: nan(a.writeStart) - nan(a.received),
+    streamFlush: flushed - written,
+    streamToAgent: nan(a.received) - flushed,
+    agentWaitsDone: nan(a.doneReceived) - nan(a.received),
+    agentReads: nan(a.writeStart) - nan(a.doneReceived),
     fileWrite: nan(a.written) - nan(a.writeStart),
     fileToExitCall: nan(a.exitCalled) - nan(a.written),
     processExit: next.waitExitMs - nan(a.exitCalled),

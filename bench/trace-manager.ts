@@ -7,12 +7,14 @@
  *   {"mark":"statusPut","path":P,"created":T,"start":T,"end":T}   a status PUT (diagnostics_channel
  *      http.client.*: request object created, request sent on a socket, response)
  *   {"mark":"grantedWritten","pod":N,"at":T}     the agent API wrote a `granted` event for pod N
+ *   {"mark":"grantedFlushed","pod":N,"at":T}     ... and it went to the socket (http corks until next tick)
  *
  * Marks are buffered and written every 100 ms off the hot path (and at exit). Not loaded outside the bench.
  */
 import { subscribe } from 'node:diagnostics_channel';
 import { appendFileSync } from 'node:fs';
 import http, { type ClientRequest } from 'node:http';
+import net from 'node:net';
 
 const out = new URL(import.meta.url).searchParams.get('out');
 const now = () => performance.timeOrigin + performance.now();
@@ -55,6 +57,20 @@ http.ServerResponse.prototype.write = function (
 
 // Pod watch streams, line by line (an event can span several chunks): the first event that shows a pod's
 // container `main` terminated (the handoff benchmark's pods), marked when its last byte arrived.
+// When that line actually leaves for the socket (http responses cork and flush on the next tick).
+type WriteGeneric = (writev: boolean, data: unknown, encoding: string, cb: unknown) => unknown;
+const socketProto = net.Socket.prototype as unknown as { _writeGeneric: WriteGeneric };
+const writeGeneric = socketProto._writeGeneric;
+socketProto._writeGeneric = function (this: net.Socket, writev, data, encoding, cb) {
+  const chunks = writev ? (data as { chunk: unknown }[]).map((c) => c.chunk) : [data];
+  for (const c of chunks) {
+    const text = typeof c === 'string' ? c : Buffer.isBuffer(c) ? c.toString('latin1') : '';
+    if (text.includes('{"type":"granted"'))
+      record({ mark: 'grantedFlushed', pod: /"pod":"([^"]+)"/.exec(text)?.[1], at: now() });
+  }
+  return writeGeneric.call(this, writev, data, encoding, cb);
+};
+
 const seen = new Set<string>();
 const partial = new WeakMap<http.IncomingMessage, string>();
 const MAIN_TERMINATED = '{"name":"main","state":{"terminated"';

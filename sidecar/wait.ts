@@ -219,6 +219,7 @@ export async function runWait(config: AgentConfig, io: WaitIO): Promise<number> 
 async function waitLoop(config: AgentConfig, io: WaitIO, timeout: AbortSignal): Promise<number> {
   let state = INITIAL_WAIT_PROGRESS;
   let outcome: WaitOutcome | undefined;
+  let exitCode: number | undefined;
   let attempt = 0;
   let unauthorized = 0;
   let outage: string | undefined;
@@ -232,11 +233,15 @@ async function waitLoop(config: AgentConfig, io: WaitIO, timeout: AbortSignal): 
     }
   };
   const onEvent = (event: WaitEvent): boolean => {
+    if (exitCode !== undefined) return true; // the verdict is in: nothing after it counts
     attempt = 0; // the manager is talking: the next outage starts its backoff afresh
     const step = applyWaitEvent(state, event, io.now());
     state = step.state;
     for (const line of step.lines) io.out(line);
     outcome = step.outcome;
+    // Write grant.json the moment the verdict arrives, before the stream is closed: the pod's start waits
+    // on this process's exit, and closing a TLS stream first costs the handoff time (docs/benchmarks.md).
+    if (outcome !== undefined) exitCode = finish(config, io, outcome);
     return outcome !== undefined;
   };
 
@@ -250,7 +255,7 @@ async function waitLoop(config: AgentConfig, io: WaitIO, timeout: AbortSignal): 
       return EXIT_MISCONFIGURED;
     }
     const result = await io.client.wait(token, { onOpen, onEvent }, timeout);
-    if (outcome !== undefined) return finish(config, io, outcome);
+    if (exitCode !== undefined) return exitCode;
     if (result.kind === 'aborted' || timeout.aborted) return timedOut(config, io, state, outage);
 
     let reason: string;

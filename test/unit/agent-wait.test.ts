@@ -160,7 +160,10 @@ describe('formatting', () => {
 });
 
 // runWait against a scripted client: each call to wait() runs the next step.
-type Step = (h: WaitStreamHandlers, fireTimeout: () => void) => AgentCallResult<void>;
+type Step = (
+  h: WaitStreamHandlers,
+  fireTimeout: () => void,
+) => AgentCallResult<void> | Promise<AgentCallResult<void>>;
 
 function harness(steps: Step[], waitTimeoutMs?: number) {
   const out: string[] = [];
@@ -266,6 +269,26 @@ describe('runWait', () => {
       'konductor-wait: gave up waiting for semaphore default/batch-slots after 30s (konductor.io/wait-timeout)',
     ]);
     expect(h.written).toHaveLength(0);
+  });
+
+  it('writes grant.json as soon as done arrives, before the stream is closed', async () => {
+    const g = grant(SEM, 4);
+    const writtenWhenDone: number[] = [];
+    const h = harness([
+      async (handlers) => {
+        await Promise.resolve(); // the harness is assigned by then
+        handlers.onEvent({ type: 'granted', grant: g });
+        const terminal = handlers.onEvent({ type: 'done', grants: [g] });
+        // What the client does next (close the TLS stream, resolve) comes after the file is in place.
+        writtenWhenDone.push(h.written.length);
+        expect(handlers.onEvent({ type: 'done', grants: [] })).toBe(true);
+        return terminal ? { kind: 'ok', value: undefined } : { kind: 'network', reason: 'x' };
+      },
+    ]);
+    expect(await h.run).toBe(0);
+    expect(writtenWhenDone).toEqual([1]);
+    expect(h.written).toHaveLength(1);
+    expect(h.written[0]?.token).toBe(4);
   });
 
   it('exits 1 and writes nothing when the manager reports a failure', async () => {
