@@ -6,7 +6,8 @@
  * to the next; the absolute value says what this machine gave at that moment.
  * The machine's own state during each run (load, steal) is in machine.ts.
  */
-import { type Figure, round } from './common.ts';
+import { spawn } from 'node:child_process';
+import { type Figure, procSample, round } from './common.ts';
 
 // ---- A/B ------------------------------------------------------------------------------------------
 
@@ -81,4 +82,41 @@ export function flooredFigure(spec: FlooredFigureSpec): Figure {
       (rt.max === undefined || ratio <= rt.max) && (rt.min === undefined || ratio >= rt.min);
   }
   return fig;
+}
+
+// ---- an idle Node process ---------------------------------------------------------------------------
+
+export interface IdleNodeSample {
+  vmRssMiB: number;
+  vmHwmMiB: number;
+  /** V8 heap in use after a full GC. */
+  heapUsedMiB: number;
+}
+
+const IDLE_NODE_SCRIPT =
+  'globalThis.gc(); process.stdout.write(JSON.stringify({ heapUsed: process.memoryUsage().heapUsed }) + "\\n"); setInterval(() => {}, 1e9);';
+
+/**
+ * The floor of the manager's memory: a Node process with the same flags (e.g. MANAGER_NODE_ARGS) that
+ * does nothing, read from /proc once it has been up for `settleMs`.
+ */
+export async function idleNodeSample(flags: readonly string[], settleMs = 1000): Promise<IdleNodeSample> {
+  const child = spawn(process.execPath, [...flags, '--expose-gc', '-e', IDLE_NODE_SCRIPT], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      child.stdout.once('data', (d: Buffer) => resolve(d.toString()));
+      child.once('exit', (code) => reject(new Error(`idle node exited ${code}`)));
+    });
+    await new Promise((r) => setTimeout(r, settleMs));
+    const p = procSample(child.pid ?? 0);
+    return {
+      vmRssMiB: p.vmRssMiB,
+      vmHwmMiB: p.vmHwmMiB,
+      heapUsedMiB: round((JSON.parse(line) as { heapUsed: number }).heapUsed / 2 ** 20, 1),
+    };
+  } finally {
+    child.kill('SIGKILL');
+  }
 }
