@@ -201,6 +201,12 @@ export interface WaitIO {
   sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Arms the wait-timeout; returns a disarm function. */
   setTimer: (ms: number, fire: () => void) => () => void;
+  /**
+   * Called once the manager's verdict is in and grant.json written, with the exit code, before the stream
+   * is closed: the agent process ends right there (main.ts), since the pod's start waits on its exit and
+   * nothing after this point matters (runWait still resolves with the same code where it returns).
+   */
+  onVerdict?: (exitCode: number) => void;
 }
 
 export async function runWait(config: AgentConfig, io: WaitIO): Promise<number> {
@@ -241,7 +247,10 @@ async function waitLoop(config: AgentConfig, io: WaitIO, timeout: AbortSignal): 
     outcome = step.outcome;
     // Write grant.json the moment the verdict arrives, before the stream is closed: the pod's start waits
     // on this process's exit, and closing a TLS stream first costs the handoff time (docs/benchmarks.md).
-    if (outcome !== undefined) exitCode = finish(config, io, outcome);
+    if (outcome !== undefined) {
+      exitCode = finish(config, io, outcome);
+      io.onVerdict?.(exitCode);
+    }
     return outcome !== undefined;
   };
 

@@ -166,6 +166,7 @@ type Step = (
 ) => AgentCallResult<void> | Promise<AgentCallResult<void>>;
 
 function harness(steps: Step[], waitTimeoutMs?: number) {
+  const verdicts: { code: number; written: number }[] = [];
   const out: string[] = [];
   const err: string[] = [];
   const sleeps: number[] = [];
@@ -208,8 +209,9 @@ function harness(steps: Step[], waitTimeoutMs?: number) {
       fire = f;
       return () => {};
     },
+    onVerdict: (code) => verdicts.push({ code, written: written.length }),
   });
-  return { run, out, err, sleeps, written, calls: () => calls };
+  return { run, out, err, sleeps, written, verdicts, calls: () => calls };
 }
 
 const emit =
@@ -289,6 +291,8 @@ describe('runWait', () => {
     expect(writtenWhenDone).toEqual([1]);
     expect(h.written).toHaveLength(1);
     expect(h.written[0]?.token).toBe(4);
+    // The process may end right after the file is written (main.ts exits in onVerdict), once.
+    expect(h.verdicts).toEqual([{ code: 0, written: 1 }]);
   });
 
   it('exits 1 and writes nothing when the manager reports a failure', async () => {
@@ -298,5 +302,6 @@ describe('runWait', () => {
     expect(await h.run).toBe(1);
     expect(h.err).toEqual(['konductor-wait: the pod is being deleted (PodTerminating)']);
     expect(h.written).toHaveLength(0);
+    expect(h.verdicts).toEqual([{ code: 1, written: 0 }]);
   });
 });
