@@ -9,7 +9,7 @@
  * Usage: node bench/webhook-bisect.ts [--rounds 4] [--seconds 5] [--paced-rounds 2] LABEL=CHECKOUT_ROOT ...
  * (e.g. 81b31c3=/tmp/wt-81b31c3 main=/work/main). Prints a table; writes bench/results/webhook-bisect.json.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -131,7 +131,9 @@ async function main(): Promise<void> {
     process.stdout.write(
       `machine: load average ${machine.loadAverageAtStart[0]} -> ${machine.loadAverageAtEnd[0]}, busy ${machine.busyPercent} %, steal ${machine.stealPercent} %\n`,
     );
-    const out = join(values['results-dir'] ?? DEFAULT_RESULTS_DIR, 'webhook-bisect.json');
+    const resultsDir = values['results-dir'] ?? DEFAULT_RESULTS_DIR;
+    mkdirSync(resultsDir, { recursive: true });
+    const out = join(resultsDir, 'webhook-bisect.json');
     writeFileSync(
       out,
       `${JSON.stringify({ benchmark: 'webhook-bisect', startedAt: new Date().toISOString(), rounds, seconds, pacedRounds, pinned: pin, targets, machine, rows }, null, 2)}\n`,
