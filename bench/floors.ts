@@ -7,7 +7,7 @@
  * The machine's own state during each run (load, steal) is in machine.ts.
  */
 import { spawn } from 'node:child_process';
-import { type Figure, procSample, round } from './common.ts';
+import { type BenchResult, type Figure, procSample, round } from './common.ts';
 
 // ---- A/B ------------------------------------------------------------------------------------------
 
@@ -119,4 +119,29 @@ export async function idleNodeSample(flags: readonly string[], settleMs = 1000):
   } finally {
     child.kill('SIGKILL');
   }
+}
+
+// ---- the run's summary ------------------------------------------------------------------------------
+
+/** One line per figure of the given results: value, floor, ratio (markdown table, for docs/benchmarks.md). */
+export function summaryTable(results: readonly BenchResult[]): string {
+  const rows = [
+    '| figure | value | floor | ratio | target | ratio target | load (start -> end), steal |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const r of results) {
+    const m = r.machine;
+    const load = m
+      ? `${m.loadAverageAtStart[0]} -> ${m.loadAverageAtEnd[0]}, steal ${m.stealPercent} %`
+      : `${r.environment.loadAverageAtStart[0]} -> ${r.loadAverageAtEnd[0]}`;
+    for (const f of r.figures) {
+      const verdict = (v: boolean | undefined) => (v === undefined ? '' : v ? ' (meets)' : ' (misses)');
+      rows.push(
+        `| ${r.benchmark}: ${f.name} | ${f.value} ${f.unit} | ${f.floor === undefined ? `— (${f.noFloor ?? 'none'})` : `${f.floor} ${f.unit}`} | ` +
+          `${f.ratio ?? '—'} | ${f.target ? `${f.target}${verdict(f.meetsTarget)}` : ''} | ` +
+          `${f.ratioTarget ? `${f.ratioTarget}${verdict(f.meetsRatioTarget)}` : ''} | ${load} |`,
+      );
+    }
+  }
+  return rows.join('\n');
 }
