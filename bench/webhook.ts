@@ -227,7 +227,12 @@ export interface PacedRun {
   slowerThan2Ms: number;
   errors: number;
   non2xx: number;
-  server: ServerStats & { involuntaryContextSwitches: number; serverCoreShare: number };
+  server: ServerStats & {
+    involuntaryContextSwitches: number;
+    serverCoreShare: number;
+    /** Server CPU time per request at this fixed rate (the same batching for webhook and floor). */
+    serverCpuUsPerRequest: number;
+  };
 }
 
 /** At a fixed rate (paced open loop): latency percentiles, with what the server saw meanwhile. */
@@ -251,6 +256,7 @@ export async function pacedRun(server: ServerProcess, spec: LoadSpec, pin: boole
       ...serverStats,
       involuntaryContextSwitches: cs1.involuntary - cs0.involuntary,
       serverCoreShare: round(cpu / spec.durationSeconds, 2),
+      serverCpuUsPerRequest: round((cpu / Math.max(1, r.requests)) * 1e6, 1),
     },
   };
 }
@@ -348,7 +354,9 @@ export async function runWebhook(opts: BenchOptions): Promise<void> {
       if (at1000)
         log(
           `    @1000/s p99 ${at1000.ours.map((r) => r.latencyMs.p99).join(', ')} ms | floor ` +
-            `${at1000.floor.map((r) => r.latencyMs.p99).join(', ')} ms; preemptions ` +
+            `${at1000.floor.map((r) => r.latencyMs.p99).join(', ')} ms; CPU us/request ` +
+            `${at1000.ours.map((r) => r.server.serverCpuUsPerRequest).join(', ')} | floor ` +
+            `${at1000.floor.map((r) => r.server.serverCpuUsPerRequest).join(', ')}; preemptions ` +
             `${at1000.ours.map((r) => r.server.involuntaryContextSwitches).join(', ')} | floor ` +
             `${at1000.floor.map((r) => r.server.involuntaryContextSwitches).join(', ')}`,
         );
