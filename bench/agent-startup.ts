@@ -166,6 +166,11 @@ async function main() {
   const { agent, bare } = await measure(runs);
   const mib = (samples: MemorySample[], key: keyof MemorySample) =>
     summary(samples.map((s) => s[key] / 1024));
+  const memory = (samples: MemorySample[]) => ({
+    vmHwmMiB: mib(samples, 'vmHwmKiB'),
+    rssAnonMiB: mib(samples, 'rssAnonKiB'),
+    rssFileMiB: mib(samples, 'rssFileKiB'),
+  });
   const pairRatio = (a: number[], b: number[]) => Math.round(pairedRatio(a, b) * 1000) / 1000;
   const result = {
     benchmark: 'agent-startup',
@@ -184,34 +189,12 @@ async function main() {
     agent: {
       firstRequestMs: summary(agent.map((r) => r.firstRequestMs)),
       grantToExitMs: summary(agent.map((r) => r.grantToExitMs)),
-      vmHwmMiB: mib(
-        agent.map((r) => r.memory),
-        'vmHwmKiB',
-      ),
-      rssAnonMiB: mib(
-        agent.map((r) => r.memory),
-        'rssAnonKiB',
-      ),
-      rssFileMiB: mib(
-        agent.map((r) => r.memory),
-        'rssFileKiB',
-      ),
+      ...memory(agent.map((r) => r.memory)),
     },
     bareNode: {
       readyMs: summary(bare.map((r) => r.readyMs)),
       messageToExitMs: summary(bare.map((r) => r.messageToExitMs)),
-      vmHwmMiB: mib(
-        bare.map((r) => r.memory),
-        'vmHwmKiB',
-      ),
-      rssAnonMiB: mib(
-        bare.map((r) => r.memory),
-        'rssAnonKiB',
-      ),
-      rssFileMiB: mib(
-        bare.map((r) => r.memory),
-        'rssFileKiB',
-      ),
+      ...memory(bare.map((r) => r.memory)),
     },
     /** Median over the runs of (agent run i) / (bare node run i). */
     pairedRatios: {

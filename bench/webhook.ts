@@ -19,8 +19,8 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { generateCA, generateServingCert } from '../certs/generate.ts';
 import { ROOT } from '../scripts/build.ts';
+import { createTestPki } from '../test/unit/agent-fake-manager.ts';
 import {
   type BenchOptions,
   byMode,
@@ -158,17 +158,11 @@ export function checkOnce(port: number, ca: string, body: string): Promise<strin
 
 /** A fresh CA and serving certificate for 127.0.0.1 in `dir` (tls.crt, tls.key, ca.crt); returns the CA PEM. */
 export async function writeBenchCerts(dir: string): Promise<string> {
-  const ca = await generateCA({ commonName: 'konductor-bench-ca', validityDays: 1 });
-  const serving = await generateServingCert({
-    ca,
-    dnsNames: ['localhost'],
-    ipAddresses: ['127.0.0.1'],
-    validityDays: 1,
-  });
-  writeFileSync(join(dir, 'tls.crt'), serving.certPem);
-  writeFileSync(join(dir, 'tls.key'), serving.keyPem);
-  writeFileSync(join(dir, 'ca.crt'), ca.certPem);
-  return ca.certPem;
+  const pki = await createTestPki();
+  writeFileSync(join(dir, 'tls.crt'), pki.certPem);
+  writeFileSync(join(dir, 'tls.key'), pki.keyPem);
+  writeFileSync(join(dir, 'ca.crt'), pki.caPem);
+  return pki.caPem;
 }
 
 export function loadSpec(
