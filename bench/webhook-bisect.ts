@@ -6,7 +6,7 @@
  * no checkout always runs right after the floor. Used to find whether a change of the webhook figure is a
  * regression of the code or a change of the machine (docs/benchmarks.md, "The webhook discrepancy").
  *
- * Usage: node bench/webhook-bisect.ts [--rounds 4] [--seconds 5] [--paced-rounds 2] LABEL=CHECKOUT_ROOT ...
+ * Usage: node bench/webhook-bisect.ts [--rounds 4] [--seconds 5] [--paced-rounds 2] [--no-pin] LABEL=CHECKOUT_ROOT ...
  * (e.g. 81b31c3=/tmp/wt-81b31c3 main=/work/main). Prints a table; writes bench/results/webhook-bisect.json.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,6 +38,8 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '4' },
       seconds: { type: 'string', default: '5' },
       'paced-rounds': { type: 'string', default: '2' },
+      /** Run without taskset (servers and load generator free to use either core), to see what pinning costs. */
+      'no-pin': { type: 'boolean', default: false },
       'results-dir': { type: 'string', default: DEFAULT_RESULTS_DIR },
     },
     allowPositionals: true,
@@ -50,7 +52,7 @@ async function main(): Promise<void> {
     if (!label || !root) throw new Error(`expected LABEL=CHECKOUT_ROOT, got ${p}`);
     return { label, script: join(root, 'bench', 'webhook-server.ts') };
   });
-  const pin = hasTaskset();
+  const pin = hasTaskset() && !values['no-pin'];
   const meter = machineMeter();
   const dir = mkdtempSync(join(tmpdir(), 'konductor-webhook-bisect-'));
   const fixture = FIXTURES['job-pod'];
