@@ -19,7 +19,7 @@
  *
  * Floor (apiserverFloor.ts), alternated: each drain is followed by the API server alone absorbing the same
  * writes (as many pod status PATCHes, status PUTs and Event POSTs, same concurrency) in a namespace nobody
- * watches; ratio = grants/s / (grants / the replay's time). Each phase runs twice (drain, floor, drain,
+ * watches; ratio = grants/s / (grants / the time the PATCHes and PUTs took; the Events run alongside). Each phase runs twice (drain, floor, drain,
  * floor); figures are medians, ratios the median of each drain over its own floor. The manager's CPU is
  * set beside the API server's for the same drain.
  */
@@ -303,12 +303,12 @@ export async function runThroughput(opts: BenchOptions): Promise<void> {
   // A/B: each drain is followed by its floor, the API server alone replaying the drain's writes.
   const drainThenFloor = async (spec: DrainSpec, permitsInFlight: number, putConcurrency: number) => {
     const d = await drain(bc, spec, opts);
-    floor ??= await startApiserverFloor(bc.cluster.client);
+    floor ??= await startApiserverFloor(bc.cluster.client, Math.max(onePods, manyCount * manyPods));
     const f = await floor.replay({
       patches: d.ownRequests['PATCH pods/status'] ?? d.grants,
       puts: d.statusWrites,
       events: d.managerRequestsByKind['POST events'] ?? 0,
-      patchConcurrency: Math.min(64, permitsInFlight),
+      patchConcurrency: permitsInFlight,
       putConcurrency,
       eventConcurrency: 4,
       status: largestStatus.get(spec),
@@ -435,7 +435,8 @@ export async function runThroughput(opts: BenchOptions): Promise<void> {
     'each holder to Succeeded at once; end = every pod seen as holder. Status writes and requests from the API ' +
     "server's apiserver_request_total (manager = total delta - this process's own, WATCH excluded); CPU from /proc. " +
     `Floor, after each drain (${rounds} rounds of drain, floor): the API server alone absorbing the same pod status ` +
-    'PATCHes, status PUTs and Event POSTs at the same concurrency in an unwatched namespace (bench/apiserverFloor.ts).';
+    'PATCHes (one per pod), status PUTs and Event POSTs at the same concurrency in an unwatched namespace; floor ' +
+    'grants/s = grants / the time its PATCHes and PUTs took, the Events loading it meanwhile (bench/apiserverFloor.ts).';
   log(`method: ${method}`);
   log(`machine: ${describeEnvironment(env)}`);
   printFigures(log, figures);
