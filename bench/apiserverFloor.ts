@@ -4,8 +4,9 @@
  * Replayed against objects of a namespace of their own that no manager watches: the same number of pod
  * status PATCHes (the kubelet's reports that the holders finished, one per pod as in the drain, at most
  * `permits` in flight), of primitive status PUTs (each a copy of the drain's largest status with a changed
- * observedGeneration, one primitive at a time per worker, as the manager's work queue writes them) and of
- * Event POSTs (at the manager's event pool concurrency), all three streams at once. The Events load the
+ * observedGeneration, spread over 4 primitives written in parallel: the floor is the API server's rate for
+ * these writes, not a chain of round trips — one writer per primitive is our design, so its cost belongs
+ * in the ratio) and of Event POSTs (at the manager's event pool concurrency), all three streams at once. The Events load the
  * API server meanwhile but are not waited for: the manager sends them off the grant path (best effort, a
  * queue that drains after the grants), so in a drain they end after the last grant too. Grants per second
  * at the floor = the drain's grants / the time the PATCHes and PUTs took.
@@ -24,7 +25,7 @@ export interface ReplaySpec {
   events: number;
   /** PATCHes in flight at once (the Semaphore's permits: that many holders finish at a time). */
   patchConcurrency: number;
-  /** Status writes in flight at once (the manager's work queue: one per primitive, 4 workers). */
+  /** Status writes in flight at once (at most 4: one per floor primitive). */
   putConcurrency: number;
   /** Event POSTs in flight (the manager's event pool). */
   eventConcurrency: number;
