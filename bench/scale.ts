@@ -132,7 +132,7 @@ export async function runScale(opts: BenchOptions): Promise<void> {
   const log = opts.log;
   const semaphores = byMode(opts.mode, { full: 800, quick: 80, tiny: 8 });
   const leases = byMode(opts.mode, { full: 200, quick: 20, tiny: 2 });
-  const roundTrips = byMode(opts.mode, { full: 20, quick: 10, tiny: 3 });
+  const roundTrips = byMode(opts.mode, { full: 50, quick: 10, tiny: 3 });
   const samples = byMode(opts.mode, { full: 3, quick: 2, tiny: 1 });
   const primitives = semaphores + leases;
   const podCount = primitives * PODS_PER_PRIMITIVE;
