@@ -2,14 +2,15 @@
  * The floor of the grant throughput: how fast the API server alone absorbs the writes a drain needed, on
  * the same machine, right after the drain (bench/throughput.ts alternates drain, floor, drain, floor).
  * Replayed against objects of a namespace of their own that no manager watches: the same number of pod
- * status PATCHes (the kubelet's reports that the holders finished, one per pod as in the drain, at most
- * `permits` in flight), of primitive status PUTs (each a copy of the drain's largest status with a changed
- * observedGeneration, spread over 4 primitives written in parallel: the floor is the API server's rate for
- * these writes, not a chain of round trips — one writer per primitive is our design, so its cost belongs
- * in the ratio) and of Event POSTs (at the manager's event pool concurrency), all three streams at once. The Events load the
- * API server meanwhile but are not waited for: the manager sends them off the grant path (best effort, a
- * queue that drains after the grants), so in a drain they end after the last grant too. Grants per second
- * at the floor = the drain's grants / the time the PATCHes and PUTs took.
+ * status PATCHes (the kubelet's reports that the holders finished, one per pod as in the drain, as many
+ * in flight as the caller says: throughput.ts passes the permits, at most 50), of primitive status PUTs
+ * (each a copy of the drain's largest status with a changed observedGeneration, spread over 4 primitives
+ * written in parallel: the floor is the API server's rate for these writes, not a chain of round trips —
+ * one writer per primitive is our design, so its cost belongs in the ratio) and of Event POSTs (at the
+ * manager's event pool concurrency), all three streams at once. The Events load the API server meanwhile
+ * but are not waited for: the manager sends them off the grant path (best effort, a queue that drains
+ * after the grants), so in a drain they end after the last grant too. Grants per second at the floor =
+ * the drain's grants / the time the PATCHes and PUTs took.
  */
 import { randomBytes } from 'node:crypto';
 import type { KubeClient } from '../api/kubeClient.ts';
