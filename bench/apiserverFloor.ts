@@ -4,7 +4,7 @@
  * Replayed against objects of a namespace of their own that no manager watches: the same number of pod
  * status PATCHes (the kubelet's reports that the holders finished, one per pod as in the drain, as many
  * in flight as the caller says: throughput.ts passes the permits, at most 50), of primitive status PUTs
- * (each a copy of the drain's largest status with a changed observedGeneration, spread over 4 primitives
+ * (each a copy of the drain's largest status with a changed observedGeneration, spread over 16 primitives
  * written in parallel: the floor is the API server's rate for these writes, not a chain of round trips —
  * one writer per primitive is our design, so its cost belongs in the ratio) and of Event POSTs (at the
  * manager's event pool concurrency), all three streams at once. The Events load the API server meanwhile
@@ -26,7 +26,7 @@ export interface ReplaySpec {
   events: number;
   /** PATCHes in flight at once (the Semaphore's permits: that many holders finish at a time). */
   patchConcurrency: number;
-  /** Status writes in flight at once (at most 4: one per floor primitive). */
+  /** Status writes in flight at once (at most 16: one per floor primitive). */
   putConcurrency: number;
   /** Event POSTs in flight (the manager's event pool). */
   eventConcurrency: number;
@@ -49,7 +49,8 @@ export interface ApiserverFloor {
   stop(): void;
 }
 
-const SEMAPHORES = 4;
+/** Status writers in parallel: enough to make the API server, not a chain of round trips, the limit. */
+const SEMAPHORES = 16;
 
 /** `pods`: as many as the largest drain has grants (each PATCH goes to a pod of its own, as in a drain). */
 export async function startApiserverFloor(client: KubeClient, pods: number): Promise<ApiserverFloor> {
