@@ -434,7 +434,7 @@ export async function runThroughput(opts: BenchOptions): Promise<void> {
     'each holder to Succeeded at once; end = every pod seen as holder. Status writes and requests from the API ' +
     "server's apiserver_request_total (manager = total delta - this process's own, WATCH excluded); CPU from /proc. " +
     `Floor, after each drain (${rounds} rounds of drain, floor): the API server alone absorbing the same pod status ` +
-    'PATCHes (one per pod, same concurrency), status PUTs (over 16 primitives in parallel) and Event POSTs in an unwatched namespace; floor ' +
+    'PATCHes (one per pod, as many in flight as permits, at most 50), status PUTs (over 16 primitives in parallel) and Event POSTs in an unwatched namespace; floor ' +
     'grants/s = grants / the time its PATCHes and PUTs took, the Events loading it meanwhile (bench/apiserverFloor.ts).';
   log(`method: ${method}`);
   log(`machine: ${describeEnvironment(env)}`);
