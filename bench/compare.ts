@@ -32,8 +32,8 @@ function main(): void {
   const one = load(a);
   const two = load(b);
   const lines = [
-    '| figure | run 1: value / floor / ratio | run 2: value / floor / ratio | ratio change |',
-    '|---|---|---|---|',
+    '| figure | target; as a ratio | run 1: value / floor / **ratio** | run 2: value / floor / **ratio** | ratio change |',
+    '|---|---|---|---|---|',
   ];
   for (const n of NAMES) {
     const r1 = one.get(n);
@@ -51,7 +51,8 @@ function main(): void {
         f1.ratio !== undefined && f2.ratio !== undefined
           ? `${Math.round((f2.ratio / f1.ratio - 1) * 1000) / 10} %`
           : `${Math.round((f2.value / f1.value - 1) * 1000) / 10} % (value)`;
-      lines.push(`| ${f1.name} | ${cell(f1)} | ${cell(f2)} | ${change} |`);
+      const targets = [f1.target, f1.ratioTarget].filter(Boolean).join('; ');
+      lines.push(`| ${f1.name} | ${targets} | ${cell(f1)} | ${cell(f2)} | ${change} |`);
     }
   }
   process.stdout.write(`${lines.join('\n')}\n`);
