@@ -39,9 +39,8 @@ function main(): void {
     const r1 = one.get(n);
     const r2 = two.get(n);
     if (!r1 || !r2) continue;
-    lines.push(
-      `| **${n}** (${r1.environment.startedAt} / ${r2.environment.startedAt}) | ${machine(r1)} | ${machine(r2)} | |`,
-    );
+    const at = (r: BenchResult) => r.environment.startedAt.slice(0, 16).replace('T', ' ');
+    lines.push(`| **${n}** | | ${at(r1)}, ${machine(r1)} | ${at(r2)}, ${machine(r2)} | |`);
     for (const f1 of r1.figures) {
       const f2 = r2.figures.find((f) => f.name === f1.name);
       if (!f2) continue;
