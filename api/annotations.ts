@@ -7,7 +7,9 @@
  * whitespace. Every problem is reported (not just the first), each naming the annotation and the accepted form.
  */
 import { ANNOTATION_PREFIX, ANNOTATIONS, type PrimitiveKind, RESERVED_ANNOTATIONS } from './constants.ts';
-import { isDuration, parseDuration } from './duration.ts';
+import { DURATION_TOO_LONG, DURATION_TOO_LONG_MESSAGE, parseBoundedDuration } from './duration.ts';
+import { isKonductorError } from './errors.ts';
+import { MAX_PERMITS, PRIORITY_MAX, PRIORITY_MIN } from './limits.ts';
 
 export interface KonductorRequest {
   semaphore?: { name: string; permits: number };
@@ -39,8 +41,8 @@ export interface PrimitiveRef {
   permits: number;
 }
 
-export const INT32_MIN = -2147483648;
-export const INT32_MAX = 2147483647;
+/** Re-exported for importers of the parser; defined in api/limits.ts with the CRDs' bounds. */
+export { MAX_PERMITS, PRIORITY_MAX, PRIORITY_MIN };
 
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS1123_SUBDOMAIN_MAX = 253;
@@ -115,12 +117,19 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
   const permitsRaw = read(ANNOTATIONS.permits);
   if (permitsRaw !== undefined) {
     const n = /^[0-9]+$/.test(permitsRaw) ? Number(permitsRaw) : Number.NaN;
-    if (!(n >= 1 && n <= INT32_MAX)) {
+    if (!(n >= 1)) {
       problem(
         ANNOTATIONS.permits,
         permitsRaw,
         `annotation ${ANNOTATIONS.permits}: ${JSON.stringify(permitsRaw)} is not a positive integer ` +
           `(expected e.g. ${ANNOTATIONS.permits}: "2")`,
+      );
+    } else if (n > MAX_PERMITS) {
+      problem(
+        ANNOTATIONS.permits,
+        permitsRaw,
+        `annotation ${ANNOTATIONS.permits}: ${JSON.stringify(permitsRaw)} is more than ${MAX_PERMITS}, the most ` +
+          `permits a Semaphore can have (expected an integer from 1 to ${MAX_PERMITS}, e.g. ${ANNOTATIONS.permits}: "2")`,
       );
     } else {
       permits = n;
@@ -138,12 +147,12 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
   const priorityRaw = read(ANNOTATIONS.priority);
   if (priorityRaw !== undefined) {
     const n = /^[-+]?[0-9]+$/.test(priorityRaw) ? Number(priorityRaw) : Number.NaN;
-    if (!(n >= INT32_MIN && n <= INT32_MAX)) {
+    if (!(n >= PRIORITY_MIN && n <= PRIORITY_MAX)) {
       problem(
         ANNOTATIONS.priority,
         priorityRaw,
         `annotation ${ANNOTATIONS.priority}: ${JSON.stringify(priorityRaw)} is not an integer between ` +
-          `${INT32_MIN} and ${INT32_MAX} (expected e.g. ${ANNOTATIONS.priority}: "10"; higher goes first)`,
+          `${PRIORITY_MIN} and ${PRIORITY_MAX} (expected e.g. ${ANNOTATIONS.priority}: "10"; higher goes first)`,
       );
     } else {
       request.priority = n === 0 ? 0 : n; // normalise -0
@@ -152,8 +161,21 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
 
   const timeoutRaw = read(ANNOTATIONS.waitTimeout);
   if (timeoutRaw !== undefined) {
-    const ms = isDuration(timeoutRaw) ? parseDuration(timeoutRaw) : Number.NaN;
-    if (!(ms > 0)) {
+    let ms = Number.NaN;
+    let tooLong = false;
+    try {
+      ms = parseBoundedDuration(timeoutRaw);
+    } catch (err) {
+      tooLong = isKonductorError(err) && err.code === DURATION_TOO_LONG;
+    }
+    if (tooLong) {
+      problem(
+        ANNOTATIONS.waitTimeout,
+        timeoutRaw,
+        `annotation ${ANNOTATIONS.waitTimeout}: ${JSON.stringify(timeoutRaw)} is too long: it ` +
+          `${DURATION_TOO_LONG_MESSAGE} (expected e.g. ${ANNOTATIONS.waitTimeout}: "10m", "30s" or "1h30m")`,
+      );
+    } else if (!(ms > 0)) {
       problem(
         ANNOTATIONS.waitTimeout,
         timeoutRaw,

@@ -25,6 +25,12 @@ export const ANNOTATIONS = {
   waitTimeout: 'konductor.io/wait-timeout',
 } as const;
 
+/**
+ * Namespace annotation by which a namespace lets Gates of other namespaces read its Jobs and primitives:
+ * a comma-separated list of namespace names, or "*" (docs/security.md).
+ */
+export const GATE_READERS_ANNOTATION = 'konductor.io/gate-readers';
+
 /** Label the webhook puts on every pod it injects; the controller's pod informer filters on it. */
 export const MANAGED_LABEL = 'konductor.io/managed';
 

@@ -9,11 +9,20 @@
  * (test/unit/duration.test.ts keeps them in sync).
  */
 import { KonductorError } from './errors.ts';
+import { MAX_DURATION, MAX_DURATION_MS } from './limits.ts';
 
 /** Pattern used by the CRD OpenAPI schemas (RE2- and ECMAScript-compatible). */
 export const DURATION_PATTERN = '^(0|([0-9]+(\\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+)$';
 
 export const DURATION_INVALID = 'KDR_DURATION_INVALID';
+export const DURATION_TOO_LONG = 'KDR_DURATION_TOO_LONG';
+
+/**
+ * The CEL rule every duration field of the CRDs carries (the schema pattern cannot say "at most"); its
+ * message is DURATION_TOO_LONG_MESSAGE, the same words the annotation parser uses.
+ */
+export const DURATION_BOUND_RULE = `duration(self) <= duration('${MAX_DURATION}')`;
+export const DURATION_TOO_LONG_MESSAGE = `must be at most ${MAX_DURATION} (one year)`;
 
 const UNIT_MS: Readonly<Record<string, number>> = {
   ns: 1e-6,
@@ -48,6 +57,49 @@ export function parseDuration(s: string): number {
   }
   // Scaling by fractional unit factors can leave float noise (e.g. 0.1h); snap to a microsecond.
   return Math.round(total * 1000) / 1000;
+}
+
+/**
+ * parseDuration, bounded by MAX_DURATION_MS (api/limits.ts): what every user-given duration (ttl, timeout,
+ * konductor.io/wait-timeout) goes through. Throws KDR_DURATION_TOO_LONG beyond it.
+ */
+export function parseBoundedDuration(s: string): number {
+  if (typeof s === 'string' && WHOLE.test(s) && durationNanos(s) > MAX_DURATION_NANOS) {
+    throw new KonductorError(
+      DURATION_TOO_LONG,
+      `duration ${JSON.stringify(s)} is too long: it ${DURATION_TOO_LONG_MESSAGE}`,
+      400,
+    );
+  }
+  return parseDuration(s);
+}
+
+const UNIT_NANOS: Readonly<Record<string, bigint>> = {
+  ns: 1n,
+  us: 1000n,
+  µs: 1000n,
+  μs: 1000n,
+  ms: 1_000_000n,
+  s: 1_000_000_000n,
+  m: 60_000_000_000n,
+  h: 3_600_000_000_000n,
+};
+const MAX_DURATION_NANOS = BigInt(MAX_DURATION_MS) * 1_000_000n;
+
+/**
+ * The exact length in nanoseconds of a duration matching DURATION_PATTERN, as Go's time.ParseDuration
+ * computes it (fractions truncated to the nanosecond) but without its overflow: so the bound check says
+ * exactly what the CRD's CEL rule (`duration(self) <= duration('8760h')`) says, down to the nanosecond.
+ */
+export function durationNanos(s: string): bigint {
+  let total = 0n;
+  for (const m of s.matchAll(/([0-9]+)(?:\.([0-9]+))?(ns|us|µs|μs|ms|s|m|h)/g)) {
+    const unit = UNIT_NANOS[m[3] as string] as bigint;
+    const fraction = m[2] ?? '';
+    total += BigInt(m[1] as string) * unit;
+    if (fraction !== '') total += (BigInt(fraction) * unit) / 10n ** BigInt(fraction.length);
+  }
+  return total;
 }
 
 /** True when parseDuration accepts `s`. */

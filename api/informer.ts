@@ -4,8 +4,14 @@
  * emits the difference; on any other error (watch dropped, API server restarted) backs off with
  * jitter and resumes. It never gives up while running: a controller's caches must outlive the
  * API server's restarts.
+ *
+ * The cache is keyed by namespace/name, but an object is its UID: when a re-list (or any event) brings a
+ * new UID under a name the cache holds with another UID — the object was deleted and recreated while the
+ * watch was away — the informer emits `deleted` for the old object and `added` for the new one, never an
+ * `updated` that would silently replace one object with another (a deleted holder's grant would leak).
  */
 import { isGone, type KubeClient, type Query, type WatchEvent } from './kubeClient.ts';
+import { setLongTimeout } from './longTimer.ts';
 
 export interface ObjectWithMeta {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string };
@@ -87,6 +93,11 @@ export class Informer<T extends ObjectWithMeta> {
     const key = objectKey(obj);
     const old = this.store.get(key);
     this.store.set(key, obj);
+    if (old && old.metadata?.uid !== obj.metadata?.uid) {
+      this.opts.onEvent({ type: 'deleted', object: old });
+      this.opts.onEvent({ type: 'added', object: obj });
+      return;
+    }
     this.opts.onEvent(old ? { type: 'updated', object: obj, old } : { type: 'added', object: obj });
   }
 
@@ -129,6 +140,8 @@ export class Informer<T extends ObjectWithMeta> {
     if (ev.type === 'DELETED') {
       const key = objectKey(ev.object);
       const old = this.store.get(key);
+      // A deletion of an object the cache no longer holds under this name (already replaced) changes nothing.
+      if (old && old.metadata?.uid !== ev.object.metadata?.uid) return;
       this.store.delete(key);
       this.opts.onEvent({ type: 'deleted', object: old ?? ev.object });
       return;
@@ -177,11 +190,11 @@ export class Informer<T extends ObjectWithMeta> {
 function delay(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
+    const cancel = setLongTimeout(resolve, ms);
     signal.addEventListener(
       'abort',
       () => {
-        clearTimeout(t);
+        cancel();
         resolve();
       },
       { once: true },

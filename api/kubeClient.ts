@@ -1,120 +1,57 @@
 /**
- * A small Kubernetes REST client over node:https with keep-alive.
+ * A small Kubernetes REST client over node:https with keep-alive: the transport every part shares
+ * (controller, certs, devcluster, tests, the kubectl plugin). It lives in api/ because api/ imports
+ * nothing of ours.
  *
- * Why not @kubernetes/client-node: konductor needs a handful of verbs, watches that resume by
- * resourceVersion, and low per-request overhead (the handoff budget is milliseconds). This client is
- * the one every part shares (controller, certs, devcluster, tests); it lives in api/ because api/
- * imports nothing of ours.
+ * What a kubeconfig says (contexts, exec plugins, auth providers, token files, proxy-url, tls-server-name,
+ * in-cluster) is resolved by @kubernetes/client-node's KubeConfig (api/kubeconfig.ts,
+ * api/kubeconfigSource.ts); this transport only sends requests with the result. Why not the library's own
+ * request layer: konductor needs a handful of verbs, watches that resume by resourceVersion, and low
+ * per-request overhead (the handoff budget is milliseconds, the memory budget 150 MiB; docs/decisions.md).
  */
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import { type Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { KonductorError } from './errors.ts';
+import type { KubeconfigSelection } from './kubeconfigTypes.ts';
 
 export interface KubeConnection {
   server: string;
   ca?: string;
   cert?: string;
   key?: string;
+  /** A static bearer token. */
   token?: string;
+  /** A bearer token file, read at every request (prefer `credentials`, which re-reads it every minute). */
   tokenFile?: string;
   insecureSkipTLSVerify?: boolean;
+  /** TLS server name to verify instead of the server URL's host (kubeconfig tls-server-name). */
+  tlsServerName?: string;
+  /** http://, https:// or socks5:// proxy (kubeconfig proxy-url). */
+  proxyUrl?: string;
+  /** Headers sent with every request (Authorization, Impersonate-User). */
+  headers?: Record<string, string>;
+  /** Credentials that change over time (token files, exec plugins, auth providers). */
+  credentials?: CredentialSource;
   /** Default namespace of the context (kubeconfig) or of the pod (in cluster). */
   namespace?: string;
+  /** The kubeconfig context it came from. */
+  context?: string;
 }
 
-const IN_CLUSTER_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
-
-interface KubeconfigFile {
-  'current-context'?: string;
-  contexts?: { name: string; context: { cluster: string; user: string; namespace?: string } }[];
-  clusters?: {
-    name: string;
-    cluster: {
-      server: string;
-      'certificate-authority-data'?: string;
-      'certificate-authority'?: string;
-      'insecure-skip-tls-verify'?: boolean;
-    };
-  }[];
-  users?: {
-    name: string;
-    user: {
-      'client-certificate-data'?: string;
-      'client-key-data'?: string;
-      'client-certificate'?: string;
-      'client-key'?: string;
-      token?: string;
-      tokenFile?: string;
-    };
-  }[];
+/** What a request carries to authenticate. */
+export interface RequestCredentials {
+  headers: Record<string, string>;
+  /** Client certificate and key (PEM), e.g. from an exec plugin. */
+  cert?: string;
+  key?: string;
 }
 
-const b64 = (s: string) => Buffer.from(s, 'base64').toString('utf8');
-
-/** Reads a kubeconfig file (its current context) into a connection. */
-export function connectionFromKubeconfig(path: string, contextName?: string): KubeConnection {
-  let doc: KubeconfigFile;
-  try {
-    doc = parseYaml(readFileSync(path, 'utf8')) as KubeconfigFile;
-  } catch (err) {
-    throw new KonductorError(
-      'KDR_KUBECONFIG_UNREADABLE',
-      `cannot read kubeconfig ${path}: ${(err as Error).message}`,
-      500,
-      {
-        cause: err,
-      },
-    );
-  }
-  const ctxName = contextName ?? doc['current-context'];
-  const ctx = doc.contexts?.find((c) => c.name === ctxName)?.context;
-  const cluster = doc.clusters?.find((c) => c.name === ctx?.cluster)?.cluster;
-  const user = doc.users?.find((u) => u.name === ctx?.user)?.user ?? {};
-  if (!ctx || !cluster) {
-    throw new KonductorError(
-      'KDR_KUBECONFIG_INVALID',
-      `kubeconfig ${path} has no usable context "${ctxName ?? ''}"`,
-    );
-  }
-  const conn: KubeConnection = { server: cluster.server.replace(/\/$/, '') };
-  if (cluster['certificate-authority-data']) conn.ca = b64(cluster['certificate-authority-data']);
-  else if (cluster['certificate-authority']) conn.ca = readFileSync(cluster['certificate-authority'], 'utf8');
-  if (cluster['insecure-skip-tls-verify']) conn.insecureSkipTLSVerify = true;
-  if (user['client-certificate-data']) conn.cert = b64(user['client-certificate-data']);
-  else if (user['client-certificate']) conn.cert = readFileSync(user['client-certificate'], 'utf8');
-  if (user['client-key-data']) conn.key = b64(user['client-key-data']);
-  else if (user['client-key']) conn.key = readFileSync(user['client-key'], 'utf8');
-  if (user.token) conn.token = user.token;
-  if (user.tokenFile) conn.tokenFile = user.tokenFile;
-  if (ctx.namespace) conn.namespace = ctx.namespace;
-  return conn;
-}
-
-/** In-cluster connection from the pod's service account (KUBERNETES_SERVICE_HOST/PORT). */
-export function inClusterConnection(): KubeConnection {
-  const host = process.env.KUBERNETES_SERVICE_HOST;
-  const port = process.env.KUBERNETES_SERVICE_PORT ?? '443';
-  if (!host)
-    throw new KonductorError('KDR_KUBECONFIG_MISSING', 'not running in a cluster and no kubeconfig given');
-  const h = host.includes(':') ? `[${host}]` : host;
-  return {
-    server: `https://${h}:${port}`,
-    ca: readFileSync(join(IN_CLUSTER_DIR, 'ca.crt'), 'utf8'),
-    tokenFile: join(IN_CLUSTER_DIR, 'token'),
-    namespace: readFileSync(join(IN_CLUSTER_DIR, 'namespace'), 'utf8').trim(),
-  };
-}
-
-/** --kubeconfig, then $KUBECONFIG, then in-cluster, then ~/.kube/config. */
-export function resolveConnection(kubeconfigPath?: string): KubeConnection {
-  const path = kubeconfigPath || process.env.KUBECONFIG?.split(':')[0];
-  if (path) return connectionFromKubeconfig(path);
-  if (process.env.KUBERNETES_SERVICE_HOST) return inClusterConnection();
-  return connectionFromKubeconfig(join(homedir(), '.kube', 'config'));
+export interface CredentialSource {
+  /** The credentials to use now; a promise only while they are being refreshed. */
+  current(): RequestCredentials | Promise<RequestCredentials>;
+  /** The API server answered 401 Unauthorized: refresh before the next request. */
+  invalidate(): void;
 }
 
 /** A Status returned by the API server, or a transport failure (statusCode 0). */
@@ -184,67 +121,125 @@ function withQuery(path: string, query?: Query): string {
 }
 
 export class KubeClient {
-  readonly connection: KubeConnection;
-  private readonly agent: Agent;
-  private readonly url: URL;
+  private conn: KubeConnection | undefined;
+  private readonly pending: Promise<KubeConnection> | undefined;
+  private agent: Agent | HttpAgent | undefined;
+  private agentTls: string | undefined;
+  private url!: URL;
+  private closed = false;
 
-  constructor(connection: KubeConnection) {
-    this.connection = connection;
-    this.url = new URL(connection.server);
-    this.agent = new Agent({
-      keepAlive: true,
-      maxSockets: Number.POSITIVE_INFINITY,
-      maxFreeSockets: 64,
-      ca: connection.ca,
-      cert: connection.cert,
-      key: connection.key,
-      rejectUnauthorized: !connection.insecureSkipTLSVerify,
-    });
+  /** A connection, or a promise of one (requests wait for it). */
+  constructor(connection: KubeConnection | Promise<KubeConnection>) {
+    if (connection instanceof Promise) {
+      this.pending = connection.then((c) => this.use(c));
+      this.pending.catch(() => undefined); // surfaced by the first request
+    } else {
+      this.use(connection);
+    }
   }
 
-  static fromKubeconfig(path?: string): KubeClient {
-    return new KubeClient(resolveConnection(path));
+  /**
+   * A client for a kubeconfig (kubectl's rules: --kubeconfig, $KUBECONFIG merged, ~/.kube/config, in-cluster),
+   * resolved in a short-lived process (api/kubeconfigResolver.ts); requests wait until it is resolved.
+   */
+  static fromKubeconfig(path?: string, context?: string): KubeClient {
+    const selection: KubeconfigSelection = { kubeconfig: path, context, preferInCluster: true };
+    return new KubeClient(import('./kubeconfigSource.ts').then((m) => m.connectKubeconfig(selection)));
+  }
+
+  /** The connection (undefined until a pending one is resolved). */
+  get connection(): KubeConnection | undefined {
+    return this.conn;
+  }
+
+  /** Resolves with the connection once it is known (rejects when it cannot be resolved). */
+  async connected(): Promise<KubeConnection> {
+    return this.conn ?? (await this.pending!);
+  }
+
+  private use(connection: KubeConnection): KubeConnection {
+    this.conn = connection;
+    this.url = new URL(connection.server);
+    return connection;
   }
 
   /** Closes idle keep-alive sockets (watches end on their own when aborted). */
   close(): void {
-    this.agent.destroy();
+    this.closed = true;
+    this.agent?.destroy();
   }
 
-  private headers(contentType?: string): Record<string, string> {
-    const h: Record<string, string> = { Accept: 'application/json' };
+  /** The keep-alive agent for this client certificate (rebuilt when exec credentials rotate it). */
+  private async agentFor(conn: KubeConnection, cert?: string, key?: string): Promise<Agent | HttpAgent> {
+    const tlsKey = `${cert ?? conn.cert ?? ''}|${key ?? conn.key ?? ''}`;
+    if (this.agent && this.agentTls === tlsKey) return this.agent;
+    const old = this.agent;
+    const options = {
+      keepAlive: true,
+      maxSockets: Number.POSITIVE_INFINITY,
+      maxFreeSockets: 64,
+      ca: conn.ca,
+      cert: cert ?? conn.cert,
+      key: key ?? conn.key,
+      rejectUnauthorized: !conn.insecureSkipTLSVerify,
+      ...(conn.tlsServerName ? { servername: conn.tlsServerName } : {}),
+    };
+    this.agent = conn.proxyUrl ? await proxyAgent(conn.proxyUrl, this.url, options) : new Agent(options);
+    this.agentTls = tlsKey;
+    if (this.closed) this.agent.destroy();
+    old?.destroy();
+    return this.agent;
+  }
+
+  private async headers(
+    conn: KubeConnection,
+    contentType?: string,
+  ): Promise<{ headers: Record<string, string>; agent: Agent | HttpAgent }> {
+    const h: Record<string, string> = { Accept: 'application/json', ...conn.headers };
     if (contentType) h['Content-Type'] = contentType;
-    const token = this.connection.tokenFile
-      ? readFileSync(this.connection.tokenFile, 'utf8').trim()
-      : this.connection.token;
+    const token = conn.tokenFile ? readFileSync(conn.tokenFile, 'utf8').trim() : conn.token;
     if (token) h.Authorization = `Bearer ${token}`;
-    return h;
+    let cert: string | undefined;
+    let key: string | undefined;
+    if (conn.credentials) {
+      const c = conn.credentials.current();
+      const creds = c instanceof Promise ? await c : c;
+      Object.assign(h, creds.headers);
+      cert = creds.cert;
+      key = creds.key;
+    }
+    const agent = this.agent && !conn.credentials ? this.agent : await this.agentFor(conn, cert, key);
+    return { headers: h, agent };
   }
 
   /** Opens a request and resolves with the response once its headers arrive. */
-  private open(method: string, path: string, opts: RequestOptions): Promise<IncomingMessage> {
+  private async open(method: string, path: string, opts: RequestOptions): Promise<IncomingMessage> {
+    const conn = this.conn ?? (await this.pending!);
     const payload =
       opts.body === undefined
         ? undefined
         : typeof opts.body === 'string'
           ? opts.body
           : JSON.stringify(opts.body);
-    const headers = this.headers(
+    const { headers, agent } = await this.headers(
+      conn,
       payload === undefined ? undefined : (opts.contentType ?? 'application/json'),
     );
     if (payload !== undefined) headers['Content-Length'] = String(Buffer.byteLength(payload));
-    return new Promise((resolve, reject) => {
-      const req = httpsRequest(
+    const send = this.url.protocol === 'http:' ? httpRequest : httpsRequest;
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = send(
         {
           protocol: this.url.protocol,
           hostname: this.url.hostname.replace(/^\[|\]$/g, ''),
-          port: this.url.port || 443,
-          path: withQuery(path, opts.query),
+          port: this.url.port || (this.url.protocol === 'http:' ? 80 : 443),
+          path: withQuery(`${this.url.pathname.replace(/\/$/, '')}${path}`, opts.query),
           method,
           headers,
-          agent: this.agent,
+          agent,
           signal: opts.signal,
           timeout: opts.timeoutMs,
+          ...(conn.tlsServerName ? { servername: conn.tlsServerName } : {}),
         },
         resolve,
       );
@@ -258,6 +253,9 @@ export class KubeClient {
       );
       req.end(payload);
     });
+    // Expired or revoked credentials: the next request refreshes them (exec plugin, token file), as client-go does.
+    if (res.statusCode === 401) conn.credentials?.invalidate();
+    return res;
   }
 
   async request<T = unknown>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
@@ -389,4 +387,20 @@ export class KubeClient {
       throw err;
     }
   }
+}
+
+/** A keep-alive agent through kubeconfig's proxy-url (the agents @kubernetes/client-node uses: hpagent, socks-proxy-agent). */
+async function proxyAgent(
+  proxyUrl: string,
+  server: URL,
+  options: Record<string, unknown>,
+): Promise<Agent | HttpAgent> {
+  if (proxyUrl.startsWith('socks')) {
+    const { SocksProxyAgent } = await import('socks-proxy-agent');
+    return new SocksProxyAgent(proxyUrl, options) as unknown as Agent;
+  }
+  const { HttpsProxyAgent, HttpProxyAgent } = await import('hpagent');
+  return server.protocol === 'http:'
+    ? new HttpProxyAgent({ ...options, proxy: proxyUrl })
+    : new HttpsProxyAgent({ ...options, proxy: proxyUrl });
 }

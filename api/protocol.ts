@@ -9,7 +9,9 @@
  *   - `heartbeat` every few seconds while nothing else happens (keeps proxies and the agent's idle timer happy);
  *   - the stream ends with exactly one terminal event: `done` (all primitives granted; carries every grant)
  *     or `failed` (reason + readable message). A dropped stream without a terminal event means: reconnect.
- * `POST /v1/release` (body ReleaseRequest) releases everything the pod holds; idempotent.
+ * `POST /v1/release` (body ReleaseRequest) is a hint that the pod stops: the manager re-reads the pod from the
+ * API server and gives its grants back only when the API shows it gone or its main containers stopped
+ * (ReleaseResponse says which grants go now and which stay held until then); idempotent.
  * Errors outside the stream: JSON `AgentErrorBody` with 401 (no/invalid token), 403 (token not bound to a pod),
  * 404 (pod has no konductor request), 400 (bad body).
  */
@@ -105,8 +107,13 @@ export interface ReleaseRequest {
   reason?: ReleaseReason;
 }
 export interface ReleaseResponse {
-  /** What was released by this call (empty when nothing was held: release is idempotent). */
+  /** Grants the pod's state in the API lets go: they are released by the next status write. */
   released: { kind: PrimitiveKind; name: string; namespace: string; token: number }[];
+  /**
+   * Grants still held: the API does not show the pod gone or its main containers stopped (yet). They go
+   * back as soon as it does, without another call. Absent from older managers.
+   */
+  held?: { kind: PrimitiveKind; name: string; namespace: string; token: number }[];
 }
 
 export interface AgentErrorBody {

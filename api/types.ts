@@ -88,6 +88,12 @@ export interface Holder {
   grantedAt: string;
   /** grantedAt + spec.ttl, when a ttl is set. */
   expiresAt?: string;
+  /**
+   * Adopted by this object's first decision: the pod runs on a grant of an earlier object of the same name
+   * (deleted and recreated). Its token is then 0 here; its real one, in its grant.json, is smaller than
+   * every token of this object.
+   */
+  adopted?: boolean;
 }
 
 export type SemaphorePhase = 'Ready' | 'Full';
@@ -99,6 +105,8 @@ export interface SemaphoreStatus {
   holders: Holder[];
   waiting: number;
   queue?: QueueEntry[];
+  /** When the longest-waiting pod arrived; absent when none waits (printer column Oldest-Wait). */
+  oldestWaitingSince?: string;
   /** The token the next grant takes. */
   nextToken: number;
   conditions?: Condition[];
@@ -124,6 +132,8 @@ export interface LeaseHolder {
   token: number;
   acquiredAt: string;
   expiresAt: string;
+  /** Adopted from an earlier Lease of the same name (see Holder.adopted); token 0. */
+  adopted?: boolean;
 }
 
 export type LeasePhase = 'Available' | 'Held';
@@ -137,6 +147,8 @@ export interface LeaseStatus {
   phase: LeasePhase;
   waiting: number;
   queue?: QueueEntry[];
+  /** When the longest-waiting pod arrived; absent when none waits (printer column Oldest-Wait). */
+  oldestWaitingSince?: string;
   nextToken: number;
   conditions?: Condition[];
   observedGeneration?: number;

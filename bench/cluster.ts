@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type DevCluster, startCluster } from '../devcluster/index.ts';
-import { installKonductor, type KonductorInstall } from '../devcluster/konductor.ts';
+import { type InstallOptions, installKonductor, type KonductorInstall } from '../devcluster/konductor.ts';
 import type { ImageHandler } from '../devcluster/kubelet/index.ts';
 import { type ProcessKubelet, startProcessKubelet } from '../devcluster/kubelet/index.ts';
 import { createNamespace } from './common.ts';
@@ -30,6 +30,10 @@ export interface BenchClusterOptions {
    * form (bound, labelled, with the injected container names): the webhook would only add a round trip.
    */
   webhook?: boolean;
+  /** How the manager runs (devcluster/konductor.ts InstallOptions.managerProcess). */
+  managerProcess?: InstallOptions['managerProcess'];
+  /** Restart a dying manager (default: the install's default, true). */
+  supervise?: boolean;
   log: (line: string) => void;
 }
 
@@ -55,7 +59,13 @@ export async function startBenchCluster(opts: BenchClusterOptions): Promise<Benc
       const k = kubelet;
       stops.push(() => k.stop());
     }
-    const konductor = await installKonductor(cluster, { namespace, logLevel: 'info', log: quiet });
+    const konductor = await installKonductor(cluster, {
+      namespace,
+      logLevel: 'info',
+      log: quiet,
+      ...(opts.managerProcess ? { managerProcess: opts.managerProcess } : {}),
+      ...(opts.supervise !== undefined ? { supervise: opts.supervise } : {}),
+    });
     stops.push(() => konductor.uninstall());
     if (opts.webhook === false) {
       await cluster.client.delete(

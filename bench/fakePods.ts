@@ -5,46 +5,43 @@
  * (spec.nodeName = a Node object without a kubelet), and finished by a "fake kubelet" that patches
  * their status to Succeeded the way the kubelet reports a pod whose containers exited 0.
  */
-import {
-  DEFAULT_AGENT_IMAGE,
-  HOLD_CONTAINER,
-  MANAGED_LABEL,
-  WAIT_CONTAINER,
-  WEBHOOK_ANNOTATIONS,
-} from '../api/constants.ts';
+import jsonpatch from 'fast-json-patch';
+import { DEFAULT_AGENT_IMAGE, HOLD_CONTAINER, WAIT_CONTAINER } from '../api/constants.ts';
 import type { KubeClient } from '../api/kubeClient.ts';
+import type { Pod } from '../api/types.ts';
+import { buildInjectionPatch } from '../webhook/injectionPatch.ts';
 import { BENCH_NODE, mapConcurrent, type RequestCounter } from './common.ts';
 
 export const BENCH_LABEL = 'konductor.io/bench';
 
+/**
+ * A pod exactly as the webhook leaves it (the real injection patch applied: containers, token volume,
+ * managed label, annotations), so the devcluster's require-injection admission policy admits it.
+ */
 export function injectedPod(
   name: string,
   annotations: Record<string, string>,
   tag: string,
 ): Record<string, unknown> {
-  return {
+  const pod: Pod = {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: {
-      name,
-      labels: { [MANAGED_LABEL]: 'true', [BENCH_LABEL]: tag },
-      annotations: {
-        ...annotations,
-        [WEBHOOK_ANNOTATIONS.injected]: '0.1.0',
-        [WEBHOOK_ANNOTATIONS.admittedAt]: new Date().toISOString(),
-      },
-    },
+    metadata: { name, labels: { [BENCH_LABEL]: tag }, annotations },
     spec: {
       nodeName: BENCH_NODE,
       restartPolicy: 'Never',
       terminationGracePeriodSeconds: 0,
-      initContainers: [
-        { name: WAIT_CONTAINER, image: DEFAULT_AGENT_IMAGE, args: ['wait'] },
-        { name: HOLD_CONTAINER, image: DEFAULT_AGENT_IMAGE, args: ['hold'], restartPolicy: 'Always' },
-      ],
       containers: [{ name: 'main', image: 'busybox', command: ['true'] }],
     },
   };
+  const patch = buildInjectionPatch(pod, {
+    agentImage: DEFAULT_AGENT_IMAGE,
+    agentUrl: 'https://127.0.0.1:1',
+    caBundle: '',
+    version: '0.1.0',
+    admittedAt: new Date().toISOString(),
+  });
+  return jsonpatch.applyPatch(pod, patch, false, true).newDocument as unknown as Record<string, unknown>;
 }
 
 /** Creates pods with `concurrency` requests in flight (keep-alive client). */

@@ -4,7 +4,7 @@
  *
  *   npm run bench                      all, full counts (<= 15 minutes)
  *   npm run bench -- --quick           all, small counts (<= 2 minutes), for development
- *   npm run bench -- handoff webhook   only these (handoff, throughput, webhook, scale, agent)
+ *   npm run bench -- handoff webhook   only these (handoff, throughput, webhook, scale, agent, memory-limit)
  *   npm run bench -- --tiny            the smoke test's mode: minimal counts, checks the plumbing only
  *   --results-dir DIR                  write the JSON there instead of bench/results
  *   --profile                          also take a CPU profile of the manager (throughput, scale) or the
@@ -19,6 +19,8 @@ import { runAgent } from './agent.ts';
 import { type BenchMode, type BenchOptions, type BenchResult, DEFAULT_RESULTS_DIR, round } from './common.ts';
 import { summaryTable } from './floors.ts';
 import { runHandoff } from './handoff.ts';
+import { runMemoryLimit } from './memoryLimit.ts';
+import { runRealNode } from './realnode.ts';
 import { runScale } from './scale.ts';
 import { runThroughput } from './throughput.ts';
 import { runWebhook } from './webhook.ts';
@@ -29,7 +31,11 @@ const BENCHMARKS: Record<string, (opts: BenchOptions) => Promise<void>> = {
   handoff: runHandoff,
   throughput: runThroughput,
   scale: runScale,
+  'memory-limit': runMemoryLimit,
+  // Needs root and this machine's one real node (devcluster/realnode/): only when named.
+  realnode: runRealNode,
 };
+const OPT_IN = new Set(['realnode']);
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -53,7 +59,7 @@ async function main(): Promise<void> {
     throw new Error(
       `unknown benchmark(s) ${unknown.join(', ')}; known: ${Object.keys(BENCHMARKS).join(', ')}`,
     );
-  const names = positionals.length ? positionals : Object.keys(BENCHMARKS);
+  const names = positionals.length ? positionals : Object.keys(BENCHMARKS).filter((n) => !OPT_IN.has(n));
   const mode: BenchMode = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
   const opts: BenchOptions = {
     mode,

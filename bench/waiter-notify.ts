@@ -53,9 +53,7 @@ export function costPerStatusChange(n: number): { n: number; msPerChange: number
   const viewsOf = () =>
     index
       .podsOf(key)
-      .map((p) =>
-        toPodView(p.pod, podRequestFor(p.pod, p.request, 'Semaphore'), { eligible: true, released: false }),
-      );
+      .map((p) => toPodView(p.pod, podRequestFor(p.pod, p.request, 'Semaphore'), { eligible: true }));
   const change = () => {
     // afterPrimitiveChange -> notifyPod for every pod -> each wait stream's evaluate() -> standing(uid);
     // the controller memoizes the queue order per change (one sort shared by every waiter).

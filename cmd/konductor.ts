@@ -7,26 +7,38 @@ import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { getHeapStatistics } from 'node:v8';
 import pino from 'pino';
 import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
 import { parseDuration } from '../api/duration.ts';
-import { KubeClient, resolveConnection } from '../api/kubeClient.ts';
+import { KubeClient } from '../api/kubeClient.ts';
+import { connectKubeconfig } from '../api/kubeconfigSource.ts';
+import type { Semaphore } from '../api/types.ts';
 import { servingSans, startSelfManagedCerts } from '../certs/selfManaged.ts';
 import { agentApiRoutes } from '../controller/agentApi.ts';
 import { AgentAuthenticator } from '../controller/agentAuth.ts';
 import { KonductorController } from '../controller/controller.ts';
 import { createMetrics } from '../controller/metrics.ts';
+import { primitiveKey } from '../controller/podIndex.ts';
 import { startHttpsServer } from '../webhook/httpsServer.ts';
 import { buildServer, mutateRoutes } from '../webhook/server.ts';
+import { applyMemoryBudget, UNCONSTRAINED_AGENT_CONNECTIONS, watchHeapPressure } from './memoryBudget.ts';
 
 const HELP = `konductor — Kubernetes synchronization primitives (manager: controller + webhook + agent API)
 
 Usage: konductor [flags]
 
   --kubeconfig PATH                 kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)
+  --context NAME                    kubeconfig context (default: its current-context)
   --namespace NS                    watch one namespace only (default: all)
-  --webhook-port N                  HTTPS port of /mutate and the agent API (default 9443)
-  --bind-address ADDR               address of the HTTPS server (default 0.0.0.0)
+  --webhook-port N                  HTTPS port of admission, POST /mutate (default 9443)
+  --agent-port N                    HTTPS port of the agent API, /v1/wait and /v1/release (default 9444);
+                                    its own listener, so agents cannot starve admission
+  --bind-address ADDR               address of both HTTPS servers (default 0.0.0.0)
+  --max-admission-connections N     open connections on the webhook port at most (default 1024)
+  --max-agent-connections N         open connections on the agent port at most, one per waiting pod (default:
+                                    a quarter of the memory limit at 64 KiB each, e.g. 512 for 128Mi; 4096
+                                    without a limit). Pods beyond it retry with backoff.
   --cert-dir DIR                    directory with tls.crt, tls.key and ca.crt
                                     (default /tmp/k8s-webhook-server/serving-certs)
   --cert-mode MODE                  cert-manager (default: the cert dir is filled by someone else) or
@@ -38,7 +50,7 @@ Usage: konductor [flags]
   --cert-dns-names LIST             self-managed: extra DNS SANs, comma-separated (Service names are always in)
   --cert-ip-sans LIST               self-managed: IP SANs, comma-separated (--agent-url's host is always in)
   --agent-image IMAGE               image of the injected agent (default ${DEFAULT_AGENT_IMAGE})
-  --agent-url URL                   agent API URL as pods reach it (default https://<service>.<ns>.svc:443)
+  --agent-url URL                   agent API URL as pods reach it (default https://<service>.<ns>.svc:<agent-port>)
   --service-name NAME               the manager's Service (default konductor)
   --service-namespace NS            its namespace (default $POD_NAMESPACE or konductor-system)
   --leader-elect                    elect a leader with a coordination.k8s.io Lease
@@ -47,6 +59,10 @@ Usage: konductor [flags]
   --metrics-bind-address ADDR       Prometheus /metrics (default :8080, 0 to disable)
   --health-probe-bind-address ADDR  /healthz and /readyz (default :8081, 0 to disable)
   --help, --version
+
+Memory: with a container memory limit (KONDUCTOR_MEMORY_LIMIT in bytes, or the cgroup's), the manager restarts
+node at start-up with V8's old space at 45% of it (unless --max-old-space-size is given) and caps agent
+connections at a quarter of it (docs/benchmarks.md).
 `;
 
 function parseAddress(addr: string): { host: string; port: number } | undefined {
@@ -54,6 +70,20 @@ function parseAddress(addr: string): { host: string; port: number } | undefined 
   const m = /^(.*):(\d+)$/.exec(addr);
   if (!m) throw new Error(`invalid address "${addr}": expected [host]:port, e.g. :8080`);
   return { host: m[1] || '0.0.0.0', port: Number(m[2]) };
+}
+
+function portFlag(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new Error(`invalid --${flag} "${value}": expected a port`);
+  return n;
+}
+
+function countFlag(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`invalid --${flag} "${value}": expected a count (0: no cap)`);
+  return n;
 }
 
 function listen(server: Server, addr: { host: string; port: number }): Promise<void> {
@@ -67,8 +97,12 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       kubeconfig: { type: 'string' },
+      context: { type: 'string' },
       namespace: { type: 'string' },
       'webhook-port': { type: 'string', default: '9443' },
+      'agent-port': { type: 'string', default: '9444' },
+      'max-admission-connections': { type: 'string', default: '1024' },
+      'max-agent-connections': { type: 'string' },
       'bind-address': { type: 'string', default: '0.0.0.0' },
       'cert-dir': { type: 'string', default: '/tmp/k8s-webhook-server/serving-certs' },
       'cert-mode': { type: 'string', default: 'cert-manager' },
@@ -99,8 +133,30 @@ async function main(): Promise<void> {
     process.stdout.write('konductor 0.1.0\n');
     return;
   }
+  // First: with a container memory limit and no heap limit given, this re-executes node with one.
+  const budget = applyMemoryBudget();
   const log = pino({ level: values['log-level'], base: { component: 'konductor' } });
-  const client = new KubeClient(resolveConnection(values.kubeconfig));
+  const heap = getHeapStatistics();
+  const maxAgentConnections = countFlag(
+    values['max-agent-connections'] ?? String(budget?.maxAgentConnections ?? UNCONSTRAINED_AGENT_CONNECTIONS),
+    'max-agent-connections',
+  );
+  log.info(
+    {
+      memoryLimitMiB: budget ? Math.round(budget.limitBytes / 1048576) : null,
+      heapLimitMiB: Math.round(heap.heap_size_limit / 1048576),
+      maxAgentConnections,
+    },
+    'memory budget',
+  );
+  watchHeapPressure((fields, msg) => log.warn(fields, msg), getHeapStatistics);
+  const client = new KubeClient(
+    await connectKubeconfig({
+      kubeconfig: values.kubeconfig,
+      context: values.context,
+      preferInCluster: true,
+    }),
+  );
   const metrics = createMetrics();
   const identity = `${hostname()}_${process.pid}`;
   const serviceNs = values['service-namespace'];
@@ -142,9 +198,14 @@ async function main(): Promise<void> {
   }
   const caFile = join(certDir, 'ca.crt');
   const caCache = { value: '', readAt: 0 };
+  const webhookPort = portFlag(values['webhook-port'], 'webhook-port');
+  const agentPort = portFlag(values['agent-port'], 'agent-port');
+  if (webhookPort === agentPort && webhookPort !== 0) {
+    throw new Error('--webhook-port and --agent-port must differ: admission has its own listener');
+  }
   const injection = {
     agentImage: values['agent-image'],
-    agentUrl: values['agent-url'] ?? `https://${values['service-name']}.${serviceNs}.svc:443`,
+    agentUrl: values['agent-url'] ?? `https://${values['service-name']}.${serviceNs}.svc:${agentPort}`,
     // The CA may rotate while we run: re-read it at most once a second (not on every admission).
     get caBundle(): string {
       const now = Date.now();
@@ -155,24 +216,35 @@ async function main(): Promise<void> {
       return caCache.value;
     },
   };
-  const app = buildServer({ loggerInstance: log.child({ part: 'https' }), httpsOptions: {} });
-  await app.register(mutateRoutes, {
+  // Two listeners with the same TLS identity: admission (the API server calls it; failurePolicy Fail makes
+  // it the availability of every annotated pod) and the agent API (every waiting pod holds a stream).
+  const admissionApp = buildServer({
+    loggerInstance: log.child({ part: 'admission' }),
+    httpsOptions: {},
+    limits: { maxConnections: countFlag(values['max-admission-connections'], 'max-admission-connections') },
+  });
+  await admissionApp.register(mutateRoutes, {
     injection,
     primitiveExists: (kind, ns, name) => controller.primitiveExists(kind, ns, name),
+    semaphorePermits: (ns, name) =>
+      (controller.primitive(primitiveKey('Semaphore', ns, name)) as Semaphore | undefined)?.spec?.permits,
     now: Date.now,
+    onReviewed: (review, response, seconds) => metrics.admitted(review, response, seconds),
   });
-  await app.register(agentApiRoutes, {
+  const agentApp = buildServer({
+    loggerInstance: log.child({ part: 'agent-api' }),
+    httpsOptions: {},
+    limits: { maxConnections: maxAgentConnections },
+  });
+  await agentApp.register(agentApiRoutes, {
     controller,
     authenticator: new AgentAuthenticator(client),
     metrics,
   });
-  const https = await startHttpsServer({
-    app,
-    certDir,
-    port: Number(values['webhook-port']),
-    host: values['bind-address'],
-  });
-  log.info({ url: https.url }, 'webhook and agent API listening');
+  const host = values['bind-address'];
+  const admission = await startHttpsServer({ app: admissionApp, certDir, port: webhookPort, host });
+  const agentApi = await startHttpsServer({ app: agentApp, certDir, port: agentPort, host });
+  log.info({ admission: admission.url, agentApi: agentApi.url }, 'webhook and agent API listening');
 
   const servers: Server[] = [];
   const healthAddr = parseAddress(values['health-probe-bind-address']);
@@ -190,7 +262,10 @@ async function main(): Promise<void> {
   if (metricsAddr) {
     const m = createServer((req, res) => {
       if (req.url !== '/metrics') return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics.render());
+      metrics.render().then(
+        (body) => res.writeHead(200, { 'content-type': metrics.contentType }).end(body),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
     });
     await listen(m, metricsAddr);
     servers.push(m);
@@ -202,7 +277,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal }, 'shutting down');
     await controller.stop();
-    await https.close();
+    await Promise.all([admission.close(), agentApi.close()]);
     for (const s of servers) s.close();
     client.close();
     process.exit(0);

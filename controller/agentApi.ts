@@ -4,7 +4,10 @@
  * the pod bound to the token is the only pod it can wait for or release.
  *
  *   POST /v1/wait     NDJSON stream: queued/progress -> granted (per primitive) -> done | failed
- *   POST /v1/release  releases what the calling pod holds (idempotent)
+ *   POST /v1/release  a hint that the calling pod stops: the manager reads the pod from the API server at
+ *                     once and re-arbitrates; what the pod holds goes back only when the API says the pod is
+ *                     gone or its main containers stopped (anyone who can mint a token for a pod can call it;
+ *                     it must not be able to release a running pod's grants).
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { isKonductorError } from '../api/errors.ts';
@@ -18,8 +21,9 @@ import {
   type WaitEvent,
 } from '../api/protocol.ts';
 import type { AgentAuthenticator, PodIdentity } from './agentAuth.ts';
-import type { KonductorController } from './controller.ts';
+import type { KonductorController, ReleaseCheck } from './controller.ts';
 import type { ControllerMetrics } from './metrics.ts';
+import { WaitStreamLimiter } from './waitStreams.ts';
 
 export interface AgentApiOptions {
   controller: KonductorController;
@@ -27,6 +31,8 @@ export interface AgentApiOptions {
   metrics?: ControllerMetrics;
   /** How long a wait request may wait for the pod to appear in the cache. */
   podAppearTimeoutMs?: number;
+  /** Wait streams open per pod at most; a newer one closes the oldest (default MAX_WAIT_STREAMS_PER_POD). */
+  maxWaitStreamsPerPod?: number;
 }
 
 async function authenticate(
@@ -68,6 +74,7 @@ const standingKey = (s: QueueStanding) =>
 
 export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, opts) => {
   const { controller } = opts;
+  const streams = new WaitStreamLimiter(opts.maxWaitStreamsPerPod);
 
   app.post(AGENT_API.wait.path, async (req, reply) => {
     const identity = await authenticate(opts, req, reply);
@@ -128,16 +135,24 @@ export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, o
           return;
         }
       }
+      // The grants as the primitives hold them NOW (a primitive deleted and recreated meanwhile grants anew,
+      // with a larger token): grant.json must carry the live tokens, not the first ones announced.
       if (st.stages.length === st.pod.stages.length)
-        finish({ type: 'done', grants: [...sentGrants.values()] });
+        finish({ type: 'done', grants: st.stages.flatMap((s) => (s.state === 'passed' ? [s.grant] : [])) });
     };
     const unsubscribe = controller.subscribe(identity.uid, evaluate);
     const heartbeat = setInterval(() => send({ type: 'heartbeat' }), HEARTBEAT_INTERVAL_MS);
+    // Pushed out by newer streams of the same pod: end without a verdict (an agent reconnects).
+    const leave = streams.admit(identity.uid, () => {
+      cleanup();
+      raw.end();
+    });
     const cleanup = () => {
       if (closed) return;
       closed = true;
       clearInterval(heartbeat);
       unsubscribe();
+      leave();
       queuedSent = new Set();
     };
     raw.on('close', cleanup);
@@ -148,8 +163,28 @@ export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, o
   app.post(AGENT_API.release.path, async (req, reply) => {
     const identity = await authenticate(opts, req, reply);
     if (!identity) return reply;
-    const released = controller.release(identity.uid);
-    req.log.info({ pod: `${identity.namespace}/${identity.pod}`, released: released.length }, 'release');
-    return reply.send({ released });
+    let check: ReleaseCheck;
+    try {
+      check = await controller.recheck({
+        namespace: identity.namespace,
+        name: identity.pod,
+        uid: identity.uid,
+      });
+    } catch (err) {
+      req.log.warn({ err }, 'release: cannot read the pod');
+      return reply.code(503).send({
+        code: 'KDR_AGENT_RELEASE_UNAVAILABLE',
+        message: `cannot read pod ${identity.namespace}/${identity.pod} from the API server; its grants go back when its status shows it stopped`,
+      });
+    }
+    req.log.info(
+      {
+        pod: `${identity.namespace}/${identity.pod}`,
+        released: check.released.length,
+        held: check.held.length,
+      },
+      'release hint',
+    );
+    return reply.send(check);
   });
 };

@@ -34,7 +34,9 @@ export function identityFromReview(status: TokenReviewStatus, audience = TOKEN_A
       401,
     );
   }
-  if (status.audiences && !status.audiences.includes(audience)) {
+  // The review asked for `audience`; an API server that ignores spec.audiences answers with its own (or
+  // none): only an explicit "konductor" in the answer proves the token was minted for konductor.
+  if (!status.audiences?.includes(audience)) {
     throw new KonductorError('KDR_AGENT_WRONG_AUDIENCE', `token audience is not "${audience}"`, 401);
   }
   const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(status.user?.username ?? '');
@@ -62,24 +64,36 @@ export function jwtExpiry(token: string): number | undefined {
   }
 }
 
-export class AgentAuthenticator {
-  private readonly cache = new Map<string, { identity: PodIdentity; until: number }>();
-  private readonly client: KubeClient;
-  private readonly cacheTtlMs: number;
-
-  constructor(client: KubeClient, cacheTtlMs = 60_000) {
-    this.client = client;
-    this.cacheTtlMs = cacheTtlMs;
+/** What the JWT claims before any verification: enough to refuse garbage without asking the API server. */
+export function unverifiedTokenProblem(
+  token: string,
+  nowMs: number,
+  audience = TOKEN_AUDIENCE,
+): string | null {
+  const parts = token.split('.');
+  if (parts.length !== 3 || parts.some((p) => p === '')) return 'token is not a JWT';
+  let claims: { aud?: unknown; exp?: unknown; 'kubernetes.io'?: { pod?: unknown } };
+  try {
+    claims = JSON.parse(Buffer.from(parts[1] as string, 'base64url').toString('utf8'));
+  } catch {
+    return 'token is not a JWT';
   }
+  if (typeof claims !== 'object' || claims === null) return 'token is not a JWT';
+  const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (!aud.includes(audience)) return `token audience is not "${audience}"`;
+  if (typeof claims.exp === 'number' && claims.exp * 1000 <= nowMs) return 'token has expired';
+  if (!claims['kubernetes.io']?.pod) {
+    return 'token is not a service-account token bound to a pod (use the projected token konductor injects)';
+  }
+  return null;
+}
 
-  async authenticate(authorization: string | undefined): Promise<PodIdentity> {
-    const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
-    if (!token) throw new KonductorError('KDR_AGENT_NO_TOKEN', 'missing bearer token', 401);
-    const key = createHash('sha256').update(token).digest('base64url');
-    const now = Date.now();
-    const hit = this.cache.get(key);
-    if (hit && hit.until > now) return hit.identity;
-    const review = await this.client.create<{ status: TokenReviewStatus }>(
+/** Asks the API server about a token (a TokenReview naming the konductor audience). */
+export type TokenReviewer = (token: string) => Promise<TokenReviewStatus>;
+
+export function tokenReviewer(client: KubeClient): TokenReviewer {
+  return async (token) => {
+    const review = await client.create<{ status?: TokenReviewStatus }>(
       '/apis/authentication.k8s.io/v1/tokenreviews',
       {
         apiVersion: 'authentication.k8s.io/v1',
@@ -87,10 +101,130 @@ export class AgentAuthenticator {
         spec: { token, audiences: [TOKEN_AUDIENCE] },
       },
     );
-    const identity = identityFromReview(review.status ?? {});
-    const exp = jwtExpiry(token) ?? now + this.cacheTtlMs;
-    if (this.cache.size > 20_000) this.cache.clear();
-    this.cache.set(key, { identity, until: Math.min(now + this.cacheTtlMs, exp - 5_000) });
-    return identity;
+    return review.status ?? {};
+  };
+}
+
+export interface AgentAuthenticatorOptions {
+  /** How long an accepted token is trusted without a new review (default 60 s; never past its expiry). */
+  cacheTtlMs?: number;
+  /**
+   * How long a refused token stays refused without a new review (default 5 s): a flood of one bad token
+   * is one TokenReview per window, not one per request.
+   */
+  negativeTtlMs?: number;
+  /** TokenReviews in flight at once (default 8); more wait in line. */
+  maxConcurrentReviews?: number;
+  /** Requests waiting for a review slot (default 256); beyond, 503 (the agent retries with backoff). */
+  maxQueuedReviews?: number;
+  /** Cache entries of each kind (default 20,000; the oldest go first). */
+  maxCacheEntries?: number;
+  now?: () => number;
+}
+
+/**
+ * Authenticates agent requests. A refused token costs the API server at most one TokenReview per
+ * `negativeTtlMs`; one that is not even a JWT for audience konductor bound to a pod costs none; identical
+ * reviews in flight are shared; and at most `maxConcurrentReviews` run at once.
+ */
+export class AgentAuthenticator {
+  private readonly accepted = new Map<string, { identity: PodIdentity; until: number }>();
+  private readonly refused = new Map<string, { error: KonductorError; until: number }>();
+  private readonly inFlight = new Map<string, Promise<PodIdentity>>();
+  private readonly waiting: (() => void)[] = [];
+  private running = 0;
+  private readonly review: TokenReviewer;
+  private readonly opts: Required<Omit<AgentAuthenticatorOptions, 'now'>> & { now: () => number };
+
+  constructor(client: KubeClient | TokenReviewer, opts: AgentAuthenticatorOptions = {}) {
+    this.review = typeof client === 'function' ? client : tokenReviewer(client);
+    this.opts = {
+      cacheTtlMs: opts.cacheTtlMs ?? 60_000,
+      negativeTtlMs: opts.negativeTtlMs ?? 5_000,
+      maxConcurrentReviews: opts.maxConcurrentReviews ?? 8,
+      maxQueuedReviews: opts.maxQueuedReviews ?? 256,
+      maxCacheEntries: opts.maxCacheEntries ?? 20_000,
+      now: opts.now ?? Date.now,
+    };
   }
+
+  async authenticate(authorization: string | undefined): Promise<PodIdentity> {
+    const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
+    if (!token) throw new KonductorError('KDR_AGENT_NO_TOKEN', 'missing bearer token', 401);
+    const now = this.opts.now();
+    const key = createHash('sha256').update(token).digest('base64url');
+    const hit = this.accepted.get(key);
+    if (hit && hit.until > now) return hit.identity;
+    const miss = this.refused.get(key);
+    if (miss && miss.until > now) throw miss.error;
+    const local = unverifiedTokenProblem(token, now);
+    if (local !== null)
+      throw new KonductorError('KDR_AGENT_UNAUTHENTICATED', `token rejected: ${local}`, 401);
+    let pending = this.inFlight.get(key);
+    if (!pending) {
+      pending = this.reviewOnce(token, key).finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async reviewOnce(token: string, key: string): Promise<PodIdentity> {
+    await this.acquire();
+    let status: TokenReviewStatus;
+    try {
+      status = await this.review(token);
+    } finally {
+      this.releaseSlot();
+    }
+    const now = this.opts.now();
+    try {
+      const identity = identityFromReview(status);
+      const exp = jwtExpiry(token) ?? now + this.opts.cacheTtlMs;
+      remember(
+        this.accepted,
+        key,
+        { identity, until: Math.min(now + this.opts.cacheTtlMs, exp - 5_000) },
+        this.opts.maxCacheEntries,
+      );
+      return identity;
+    } catch (err) {
+      if (err instanceof KonductorError) {
+        remember(
+          this.refused,
+          key,
+          { error: err, until: now + this.opts.negativeTtlMs },
+          this.opts.maxCacheEntries,
+        );
+      }
+      throw err;
+    }
+  }
+
+  private async acquire(): Promise<void> {
+    if (this.running < this.opts.maxConcurrentReviews) {
+      this.running++;
+      return;
+    }
+    if (this.waiting.length >= this.opts.maxQueuedReviews) {
+      throw new KonductorError('KDR_AGENT_AUTH_BUSY', 'too many token reviews in progress; retry later', 503);
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  private releaseSlot(): void {
+    const next = this.waiting.shift();
+    if (next)
+      next(); // the slot passes to the next in line
+    else this.running--;
+  }
+}
+
+/** Sets `key` in an insertion-ordered map bounded to `max` entries (the oldest is dropped). */
+function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  if (map.size >= max) {
+    const oldest = map.keys().next();
+    if (!oldest.done) map.delete(oldest.value);
+  }
+  map.set(key, value);
 }

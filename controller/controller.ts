@@ -1,19 +1,28 @@
 /**
- * The konductor controller: informers for the four primitives, managed pods and Jobs; a de-duplicating
- * work queue keyed by primitive; level-triggered reconciles that run the pure arbitration and write the
- * decision as ONE status update guarded by resourceVersion (optimistic concurrency). Only the leader
- * writes. The caches are only caches: every decision is derived from the objects in the API server.
+ * The konductor controller: informers for the four primitives, managed pods, Namespaces (the Gate
+ * opt-in) and the Jobs that Gates reference; a de-duplicating work queue keyed by primitive; level-triggered
+ * reconciles that run the pure arbitration and write the decision as ONE status update guarded by
+ * resourceVersion (optimistic concurrency). Only the leader writes. The caches are only caches: every
+ * decision is derived from the objects in the API server, and a holder is released as gone only once a GET
+ * confirms it (a pod can vanish from the label-filtered cache while it runs: label removed, annotations
+ * edited).
  */
 import type { Logger } from 'pino';
-import { API_VERSION, KINDS, MANAGED_LABEL, type PrimitiveKind } from '../api/constants.ts';
+import {
+  API_VERSION,
+  GATE_READERS_ANNOTATION,
+  KINDS,
+  MANAGED_LABEL,
+  type PrimitiveKind,
+} from '../api/constants.ts';
 import { Informer, type InformerEvent } from '../api/informer.ts';
 import { isConflict, isNotFound, type KubeClient, resourcePath } from '../api/kubeClient.ts';
-import type { Barrier, Gate, Job, Lease, Pod, Primitive, Semaphore } from '../api/types.ts';
+import type { Barrier, Gate, Job, Lease, ObjectMeta, Pod, Primitive, Semaphore } from '../api/types.ts';
 import { arbitrateBarrier } from './arbitration/barrier.ts';
 import type { PlannedEvent } from './arbitration/events.ts';
-import { evaluateGate, type GateTarget, referencesOf } from './arbitration/gate.ts';
+import { evaluateGate, type GateTarget, gateReadersAllow, referencesOf } from './arbitration/gate.ts';
 import { arbitrateLease } from './arbitration/lease.ts';
-import { type PodView, podRequestFor, toPodView } from './arbitration/podView.ts';
+import { type PodView, podRequestFor, releaseReason, toPodView } from './arbitration/podView.ts';
 import { arbitrateSemaphore } from './arbitration/semaphore.ts';
 import { EventRecorder } from './eventRecorder.ts';
 import { LeaderElector } from './leaderElection.ts';
@@ -27,7 +36,27 @@ import {
   slimPod,
 } from './podIndex.ts';
 import { eligibleFor, type QueueOrder, queueOrder, type StageState, stageState } from './stages.ts';
+import { type StatusRefusal, statusRefusal, withRefusalCondition } from './statusRefusal.ts';
 import { WorkQueue } from './workQueue.ts';
+
+/**
+ * How long a GET that found a holder's pod outside the managed-pod cache (label removed, annotations edited)
+ * stands for it; such a holder is re-checked this often until it finishes (no watch event would tell).
+ */
+export const CONFIRMED_POD_TTL_MS = 5000;
+
+/** A Namespace as the controller keeps it: its name and the Gate opt-in annotation. */
+interface NamespaceObject {
+  metadata: ObjectMeta;
+}
+
+/** What POST /v1/release answers: what the API state lets go now, and what stays held until it does. */
+export interface ReleaseCheck {
+  /** Grants the pod's state in the API (gone, finished) lets go: released by the next status write. */
+  released: { kind: PrimitiveKind; name: string; namespace: string; token: number }[];
+  /** Grants kept: the API does not show the pod's main containers stopped (yet). */
+  held: { kind: PrimitiveKind; name: string; namespace: string; token: number }[];
+}
 
 export interface ControllerOptions {
   client: KubeClient;
@@ -54,6 +83,15 @@ interface Decision {
 
 const PRIMITIVE_KINDS = Object.keys(KINDS) as PrimitiveKind[];
 
+/** True when resourceVersion `a` is older than `b` (etcd revisions; false when either is not a number). */
+function olderVersion(a: string | undefined, b: string | undefined): boolean {
+  try {
+    return BigInt(a ?? '') < BigInt(b ?? '');
+  } catch {
+    return false;
+  }
+}
+
 /** Compares resourceVersions as integers (etcd revisions), so a fresher written copy wins over an older watch event. */
 function newer(a: Primitive | undefined, b: Primitive | undefined): Primitive | undefined {
   if (!a) return b;
@@ -72,10 +110,18 @@ export class KonductorController {
   private readonly log: Logger;
   private readonly primitiveInformers = new Map<PrimitiveKind, Informer<Primitive>>();
   private readonly podInformer: Informer<Pod>;
-  private readonly jobInformer: Informer<Job>;
+  private readonly namespaceInformer: Informer<NamespaceObject>;
+  /** Job informers, one per namespace that a waiting Gate may read Jobs of (never every Job in the cluster). */
+  private readonly jobInformers = new Map<string, Informer<Job>>();
   /** Copies returned by our own status writes, fresher than the watch until it catches up. */
   private readonly written = new Map<PrimitiveKey, Primitive>();
-  private readonly released = new Set<string>();
+  /** Holders' pods found by GET outside the managed-pod cache (uid -> pod, when fetched). */
+  private readonly confirmed = new Map<string, { pod: Pod; at: number }>();
+  /**
+   * Holders whose pod is in the managed-pod cache but no longer references the primitive (annotations
+   * edited): pod uid -> those primitives, so the pod's own events re-arbitrate them too.
+   */
+  private readonly foreignHolders = new Map<string, Set<PrimitiveKey>>();
   /** Queue orders for progress lines, valid while neither the primitive nor any managed pod changed. */
   private readonly queueOrders = new Map<PrimitiveKey, { stamp: string; order: QueueOrder }>();
   /** Bumped on every managed-pod event: invalidates the memoized queue orders. */
@@ -117,29 +163,21 @@ export class KonductorController {
       onEvent: (ev) => this.onPod(ev),
       onError: (err, n) => this.watchError('pod informer', err, n),
     });
-    this.jobInformer = new Informer<Job>(this.client, {
-      path: resourcePath({ group: 'batch', version: 'v1', plural: 'jobs', namespace: ns }),
-      transform: (j) =>
-        ({
-          apiVersion: 'batch/v1',
-          kind: 'Job',
+    this.namespaceInformer = new Informer<NamespaceObject>(this.client, {
+      path: resourcePath({ version: 'v1', plural: 'namespaces' }),
+      transform: (n) => {
+        const readers = n.metadata.annotations?.[GATE_READERS_ANNOTATION];
+        return {
           metadata: {
-            name: j.metadata.name,
-            namespace: j.metadata.namespace,
-            uid: j.metadata.uid,
-            resourceVersion: j.metadata.resourceVersion,
+            name: n.metadata.name,
+            uid: n.metadata.uid,
+            resourceVersion: n.metadata.resourceVersion,
+            ...(readers !== undefined ? { annotations: { [GATE_READERS_ANNOTATION]: readers } } : {}),
           },
-          spec: {},
-          status: {
-            conditions: j.status?.conditions,
-            // read by the Gate's condition message ("not Complete yet (active 1, succeeded 0, failed 0)")
-            active: j.status?.active,
-            succeeded: j.status?.succeeded,
-            failed: j.status?.failed,
-          },
-        }) as Job,
-      onEvent: (ev) => this.onJob(ev),
-      onError: (err, n) => this.watchError('job informer', err, n),
+        };
+      },
+      onEvent: (ev) => this.onNamespace(ev),
+      onError: (err, n) => this.watchError('namespace informer', err, n),
     });
     this.queue = new WorkQueue({
       concurrency: opts.concurrency ?? 4,
@@ -171,6 +209,7 @@ export class KonductorController {
         onError: (err) => this.log.warn({ err: String(err) }, 'leader election error'),
       });
     }
+    opts.metrics?.observe(this);
   }
 
   private now(): number {
@@ -185,7 +224,7 @@ export class KonductorController {
   start(): this {
     for (const inf of this.primitiveInformers.values()) inf.start();
     this.podInformer.start();
-    this.jobInformer.start();
+    this.namespaceInformer.start();
     void this.synced().then(() => {
       this.log.info({ pods: this.podIndex.size }, 'caches synced');
       if (this.elector) this.elector.start();
@@ -199,20 +238,35 @@ export class KonductorController {
     await Promise.all([
       ...[...this.primitiveInformers.values()].map((i) => i.synced),
       this.podInformer.synced,
-      this.jobInformer.synced,
     ]);
   }
 
   get hasSynced(): boolean {
-    return (
-      [...this.primitiveInformers.values()].every((i) => i.hasSynced) &&
-      this.podInformer.hasSynced &&
-      this.jobInformer.hasSynced
-    );
+    return [...this.primitiveInformers.values()].every((i) => i.hasSynced) && this.podInformer.hasSynced;
   }
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /** Primitives waiting in the work queue (a metric). */
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
+  get podIndexSize(): number {
+    return this.podIndex.size;
+  }
+
+  /** Every cached primitive (the metrics' per-primitive gauges). */
+  *primitives(): Iterable<{ kind: PrimitiveKind; primitive: Primitive }> {
+    for (const [kind, inf] of this.primitiveInformers)
+      for (const p of inf.list()) yield { kind, primitive: p };
+  }
+
+  /** Every managed pod in the index. */
+  pods(): Iterable<IndexedPod> {
+    return this.podIndex.all();
   }
 
   async stop(): Promise<void> {
@@ -222,7 +276,9 @@ export class KonductorController {
     this.events.flushAggregates();
     for (const inf of this.primitiveInformers.values()) inf.stop();
     this.podInformer.stop();
-    this.jobInformer.stop();
+    this.namespaceInformer.stop();
+    for (const inf of this.jobInformers.values()) inf.stop();
+    this.jobInformers.clear();
   }
 
   private enqueueAll(): void {
@@ -260,8 +316,10 @@ export class KonductorController {
     if (ev.type === 'deleted') {
       this.written.delete(key);
       this.queueOrders.delete(key);
+      this.forgetForeignHolders(key);
     }
     this.queue.add(key);
+    if (kind === 'Gate') this.syncJobInformers();
     this.afterPrimitiveChange(key, kind, ev.object.metadata.namespace ?? '', ev.object.metadata.name ?? '');
   }
 
@@ -279,19 +337,28 @@ export class KonductorController {
     this.enqueueGatesReferencing(kind, namespace, name);
   }
 
-  private enqueueGatesReferencing(type: string, namespace: string, name: string): void {
+  /** Gates still waiting (not latched Open or Failed). */
+  private *waitingGates(): Generator<Gate> {
     const gates = this.primitiveInformers.get('Gate');
     if (!gates) return;
     for (const g of gates.list()) {
       const gate = g as Gate;
-      if (gate.status?.phase === 'Open' || gate.status?.phase === 'Failed') continue;
-      const gns = gate.metadata.namespace ?? '';
+      if (gate.status?.phase !== 'Open' && gate.status?.phase !== 'Failed') yield gate;
+    }
+  }
+
+  /** Enqueues the waiting gates that reference the object (any name when `name` is undefined). */
+  private enqueueGatesReferencing(type: string | undefined, namespace: string, name?: string): void {
+    for (const gate of this.waitingGates()) {
       if (
         referencesOf(gate).some(
-          (r) => r.type === type && r.name === name && (r.namespace ?? gns) === namespace,
+          (r) =>
+            (type === undefined || r.type === type) &&
+            (name === undefined || r.name === name) &&
+            r.namespace === namespace,
         )
       ) {
-        this.queue.add(primitiveKey('Gate', gns, gate.metadata.name ?? ''));
+        this.queue.add(primitiveKey('Gate', gate.metadata.namespace ?? '', gate.metadata.name ?? ''));
       }
     }
   }
@@ -299,14 +366,76 @@ export class KonductorController {
   private onPod(ev: InformerEvent<Pod>): void {
     const uid = ev.object.metadata.uid ?? '';
     this.podEpoch++;
-    const keys = ev.type === 'deleted' ? this.podIndex.remove(uid) : this.podIndex.upsert(ev.object);
-    if (ev.type === 'deleted') this.released.delete(uid);
-    for (const k of keys) this.queue.add(k);
+    for (const k of this.foreignHolders.get(uid) ?? []) this.queue.add(k);
+    this.opts.metrics?.podChanged(ev.type, ev.object);
+    if (ev.type === 'deleted') {
+      this.confirmed.delete(uid);
+      for (const k of this.podIndex.remove(uid)) this.queue.add(k);
+    } else {
+      // A GET on the release path may have put a fresher copy in the index than this event carries.
+      const indexed = this.podIndex.get(uid);
+      if (indexed && olderVersion(ev.object.metadata.resourceVersion, indexed.pod.metadata.resourceVersion))
+        return;
+      for (const k of this.podIndex.upsert(ev.object)) this.queue.add(k);
+    }
     this.notifyPod(uid);
   }
 
   private onJob(ev: InformerEvent<Job>): void {
     this.enqueueGatesReferencing('Job', ev.object.metadata.namespace ?? '', ev.object.metadata.name ?? '');
+  }
+
+  private onNamespace(ev: InformerEvent<NamespaceObject>): void {
+    const name = ev.object.metadata.name ?? '';
+    // Only a change of the opt-in matters (a namespace without it, added or deleted, changes nothing).
+    const readers = (o: NamespaceObject | undefined) => o?.metadata.annotations?.[GATE_READERS_ANNOTATION];
+    const before = ev.type === 'added' ? undefined : readers(ev.type === 'updated' ? ev.old : ev.object);
+    const after = ev.type === 'deleted' ? undefined : readers(ev.object);
+    if (before === after) return;
+    this.syncJobInformers();
+    this.enqueueGatesReferencing(undefined, name);
+  }
+
+  /**
+   * May gates of namespace `from` read namespace `target` (its konductor.io/gate-readers annotation)? Until the
+   * Namespace informer has listed (or without RBAC to list Namespaces), no: the Namespace informer does not
+   * hold back arbitration, it only widens what gates may read once it knows.
+   */
+  private mayRead(target: string, from: string): boolean {
+    return (
+      target === from || gateReadersAllow(this.namespaceInformer.get(target)?.metadata.annotations, from)
+    );
+  }
+
+  /**
+   * Runs one Job informer per namespace that a waiting Gate has a Job condition on and may read, and stops
+   * the others: the manager never lists or watches the Jobs of namespaces no Gate needs (or may read).
+   */
+  private syncJobInformers(): void {
+    const wanted = new Set<string>();
+    for (const gate of this.waitingGates()) {
+      const from = gate.metadata.namespace ?? '';
+      for (const r of referencesOf(gate))
+        if (r.type === 'Job' && this.mayRead(r.namespace, from)) wanted.add(r.namespace);
+    }
+    for (const [ns, inf] of this.jobInformers) {
+      if (wanted.has(ns)) continue;
+      inf.stop();
+      this.jobInformers.delete(ns);
+      this.log.info({ namespace: ns }, 'stopped watching Jobs: no waiting Gate reads this namespace');
+    }
+    for (const ns of wanted) {
+      if (this.jobInformers.has(ns)) continue;
+      const inf = new Informer<Job>(this.client, {
+        path: resourcePath({ group: 'batch', version: 'v1', plural: 'jobs', namespace: ns }),
+        transform: slimJob,
+        onEvent: (ev) => this.onJob(ev),
+        onError: (err, n) => this.watchError(`job informer (namespace ${ns})`, err, n),
+      });
+      this.jobInformers.set(ns, inf);
+      inf.start();
+      this.log.info({ namespace: ns }, 'watching Jobs: a waiting Gate reads this namespace');
+    }
   }
 
   // ---- agent-facing -------------------------------------------------------------------------------
@@ -348,36 +477,69 @@ export class KonductorController {
     return { pod: indexed, stages: states };
   }
 
-  /** The hold sidecar reports that the pod is terminating: give back what it holds. */
-  release(uid: string): { kind: PrimitiveKind; name: string; namespace: string; token: number }[] {
-    const indexed = this.podIndex.get(uid);
-    if (!indexed) return [];
-    this.released.add(uid);
-    const out: { kind: PrimitiveKind; name: string; namespace: string; token: number }[] = [];
-    for (const st of indexed.stages) {
+  /**
+   * The hold sidecar (or anyone holding a token bound to the pod) says the pod is stopping: a HINT, never a
+   * release by itself. The pod is read from the API server at once and the primitives it references are
+   * re-arbitrated from that; a grant goes back only if the API says the pod is gone or finished (a token
+   * minted for a running pod releases nothing). Answers what the API state lets go and what it keeps.
+   */
+  async recheck(pod: { namespace: string; name: string; uid: string }): Promise<ReleaseCheck> {
+    this.opts.metrics?.releaseRequested(pod.uid);
+    const fresh = await this.fetchPod(pod.namespace, pod.name, pod.uid);
+    const indexed = this.podIndex.get(pod.uid);
+    this.podEpoch++;
+    if (fresh === undefined) {
+      this.confirmed.delete(pod.uid);
+      if (indexed) for (const k of this.podIndex.remove(pod.uid)) this.queue.add(k);
+    } else if (indexed) {
+      this.confirmed.delete(pod.uid);
+      if (!olderVersion(fresh.metadata.resourceVersion, indexed.pod.metadata.resourceVersion))
+        for (const k of this.podIndex.upsert(slimPod(fresh))) this.queue.add(k);
+    } else {
+      this.confirmed.set(pod.uid, { pod: slimPod(fresh), at: this.now() });
+    }
+    this.notifyPod(pod.uid);
+    const view = fresh === undefined ? undefined : toPodView(slimPod(fresh), {}, { eligible: false });
+    const goes = releaseReason(view) !== undefined;
+    const out: ReleaseCheck = { released: [], held: [] };
+    for (const st of indexed?.stages ?? []) {
       const p = this.primitive(st.key);
-      if (st.kind === 'Semaphore') {
-        const h = (p as Semaphore | undefined)?.status?.holders?.find((x) => x.uid === uid);
-        if (h)
-          out.push({
-            kind: st.kind,
-            name: st.name,
-            namespace: indexed.pod.metadata.namespace ?? '',
-            token: h.token,
-          });
-      } else if (st.kind === 'Lease') {
-        const h = (p as Lease | undefined)?.status?.holder;
-        if (h?.uid === uid)
-          out.push({
-            kind: st.kind,
-            name: st.name,
-            namespace: indexed.pod.metadata.namespace ?? '',
-            token: h.token,
-          });
-      }
+      const token =
+        st.kind === 'Semaphore'
+          ? (p as Semaphore | undefined)?.status?.holders?.find((x) => x.uid === pod.uid)?.token
+          : st.kind === 'Lease' && (p as Lease | undefined)?.status?.holder?.uid === pod.uid
+            ? (p as Lease).status?.holder?.token
+            : undefined;
+      if (token === undefined) continue;
+      (goes ? out.released : out.held).push({
+        kind: st.kind,
+        name: st.name,
+        namespace: pod.namespace,
+        token,
+      });
       this.queue.add(st.key);
     }
     return out;
+  }
+
+  private forgetForeignHolders(key: PrimitiveKey): void {
+    for (const [uid, keys] of this.foreignHolders) {
+      keys.delete(key);
+      if (keys.size === 0) this.foreignHolders.delete(uid);
+    }
+  }
+
+  /** GET a pod; undefined when it is gone (404, or a pod of that name with another UID). */
+  private async fetchPod(namespace: string, name: string, uid: string): Promise<Pod | undefined> {
+    try {
+      const pod = await this.client.get<Pod>(
+        resourcePath({ version: 'v1', plural: 'pods', namespace, name }),
+      );
+      return pod.metadata.uid === uid ? pod : undefined;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   }
 
   private queueOrderOf(key: PrimitiveKey, kind: PrimitiveKind, primitive: Primitive | undefined): QueueOrder {
@@ -401,22 +563,93 @@ export class KonductorController {
       views.push(
         toPodView(p.pod, podRequestFor(p.pod, p.request, kind), {
           eligible: eligibleFor(p.stages, index, (k) => this.primitive(k), uid),
-          released: this.released.has(uid),
         }),
       );
     }
     return views;
   }
 
-  private decide(kind: PrimitiveKind, key: PrimitiveKey, obj: Primitive, now: number): Decision {
-    switch (kind) {
-      case 'Semaphore': {
-        const r = arbitrateSemaphore({ semaphore: obj as Semaphore, pods: this.viewsOf(key, kind), now });
-        return { ...r, grants: r.granted.length };
+  /**
+   * Views of the holders whose pods are not among `views` (the managed pods that reference the primitive):
+   * a holder vanishes from them when its pod is deleted — or when its managed label is removed or its
+   * konductor.io/ annotations edited while it runs. Only a GET tells these apart: a pod that still exists
+   * (same UID) gets a view (never eligible: it waits for nothing) and keeps its grant while it runs; only a
+   * 404, or a pod of that name with another UID, lets arbitration release it as gone. `recheck` says when to
+   * look again (no watch event reaches a pod outside the managed-pod cache).
+   */
+  private async absentHolderViews(
+    kind: PrimitiveKind,
+    key: PrimitiveKey,
+    obj: Primitive,
+    views: readonly PodView[],
+  ): Promise<{ views: PodView[]; recheckAfterMs?: number }> {
+    this.forgetForeignHolders(key);
+    const holders =
+      kind === 'Semaphore'
+        ? ((obj as Semaphore).status?.holders ?? [])
+        : kind === 'Lease' && (obj as Lease).status?.holder
+          ? [(obj as Lease).status!.holder!]
+          : [];
+    const present = new Set(views.map((v) => v.uid));
+    const out: PodView[] = [];
+    let recheck = false;
+    for (const h of holders) {
+      if (present.has(h.uid)) continue;
+      const request = { permits: 'permits' in h ? h.permits : 1 };
+      const indexed = this.podIndex.get(h.uid);
+      if (indexed) {
+        out.push(toPodView(indexed.pod, request, { eligible: false }));
+        const keys = this.foreignHolders.get(h.uid) ?? new Set<PrimitiveKey>();
+        keys.add(key);
+        this.foreignHolders.set(h.uid, keys);
+        continue;
       }
+      let hit = this.confirmed.get(h.uid);
+      if (!hit || this.now() - hit.at >= CONFIRMED_POD_TTL_MS) {
+        const fresh = await this.fetchPod(obj.metadata.namespace ?? '', h.pod, h.uid);
+        if (fresh === undefined) {
+          this.confirmed.delete(h.uid);
+          continue;
+        }
+        hit = { pod: slimPod(fresh), at: this.now() };
+        this.confirmed.set(h.uid, hit);
+        this.log.info(
+          { pod: `${obj.metadata.namespace}/${h.pod}`, [kind.toLowerCase()]: obj.metadata.name },
+          'holder is not in the managed-pod cache but its pod still exists: keeping its grant',
+        );
+      }
+      const view = toPodView(hit.pod, request, { eligible: false });
+      out.push(view);
+      if (!view.finished) recheck = true;
+    }
+    return recheck ? { views: out, recheckAfterMs: CONFIRMED_POD_TTL_MS } : { views: out };
+  }
+
+  private async decide(
+    kind: PrimitiveKind,
+    key: PrimitiveKey,
+    obj: Primitive,
+    now: number,
+  ): Promise<Decision> {
+    switch (kind) {
+      case 'Semaphore':
       case 'Lease': {
-        const r = arbitrateLease({ lease: obj as Lease, pods: this.viewsOf(key, kind), now });
-        return { ...r, grants: r.granted ? 1 : 0 };
+        const views = this.viewsOf(key, kind);
+        const absent = await this.absentHolderViews(kind, key, obj, views);
+        const pods = [...views, ...absent.views];
+        const d: Decision =
+          kind === 'Semaphore'
+            ? (() => {
+                const r = arbitrateSemaphore({ semaphore: obj as Semaphore, pods, now });
+                return { ...r, grants: r.granted.length };
+              })()
+            : (() => {
+                const r = arbitrateLease({ lease: obj as Lease, pods, now });
+                return { ...r, grants: r.granted ? 1 : 0 };
+              })();
+        if (absent.recheckAfterMs !== undefined)
+          d.requeueAfterMs = Math.min(d.requeueAfterMs ?? absent.recheckAfterMs, absent.recheckAfterMs);
+        return d;
       }
       case 'Barrier': {
         const r = arbitrateBarrier({ barrier: obj as Barrier, pods: this.viewsOf(key, kind), now });
@@ -427,6 +660,7 @@ export class KonductorController {
           gate: obj as Gate,
           lookup: (t, ns, n) => this.lookupForGate(t, ns, n),
           now,
+          mayRead: (target, from) => this.mayRead(target, from),
         });
         return { ...r, grants: 0 };
       }
@@ -434,7 +668,7 @@ export class KonductorController {
   }
 
   private lookupForGate(type: string, namespace: string, name: string): GateTarget | undefined {
-    if (type === 'Job') return this.jobInformer.get(`${namespace}/${name}`);
+    if (type === 'Job') return this.jobInformers.get(namespace)?.get(`${namespace}/${name}`);
     return this.primitive(primitiveKey(type as PrimitiveKind, namespace, name)) as GateTarget | undefined;
   }
 
@@ -446,7 +680,7 @@ export class KonductorController {
     const obj = this.primitive(key);
     if (!obj) return undefined;
     const started = performance.now();
-    const decision = this.decide(kind, key, obj, this.now());
+    const decision = await this.decide(kind, key, obj, this.now());
     if (decision.changed) {
       const path = resourcePath({
         group: 'sync.konductor.io',
@@ -457,27 +691,71 @@ export class KonductorController {
         subresource: 'status',
       });
       let updated: Primitive;
+      const writeStartedAt = performance.now();
       try {
         updated = await this.client.replace<Primitive>(path, { ...obj, status: decision.status });
       } catch (err) {
         if (isNotFound(err)) return undefined;
         if (isConflict(err)) {
           // Someone else wrote first (another replica, or a spec change): re-read and decide again.
-          this.opts.metrics?.conflicts.inc();
+          this.opts.metrics?.conflicts.inc({ kind });
           const fresh = await this.client.get<Primitive>(path.replace(/\/status$/, ''));
           this.written.set(key, fresh);
         }
+        const refusal = statusRefusal(err);
+        if (refusal) await this.recordRefusal(kind, key, path, obj, refusal);
         throw err;
       }
       this.written.set(key, updated);
       this.primitiveEpoch++;
-      this.opts.metrics?.statusWrites.inc({ kind });
-      if (decision.grants > 0) this.opts.metrics?.grants.inc({ kind }, decision.grants);
+      this.opts.metrics?.written({
+        kind,
+        key,
+        before: obj,
+        after: updated,
+        pods: this.podIndex.podsOf(key),
+        writeStartedAt,
+      });
       this.recordEvents(kind, updated, decision.events);
       this.afterPrimitiveChange(key, kind, namespace, name);
     }
     this.opts.metrics?.reconcileSeconds.observe({ kind }, (performance.now() - started) / 1000);
     return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
+  }
+
+  /**
+   * The API server refused the status write (too large for etcd, or invalid for the schema): nothing this
+   * decision grants or releases can be recorded. Say so where users look — the Ready condition (written onto
+   * the current status, which fits) and a Warning Event — and keep retrying with backoff.
+   */
+  private async recordRefusal(
+    kind: PrimitiveKind,
+    key: PrimitiveKey,
+    path: string,
+    obj: Primitive,
+    refusal: StatusRefusal,
+  ): Promise<void> {
+    const marked = withRefusalCondition(obj.status, refusal, this.now());
+    this.log.warn({ key, reason: refusal.reason, err: refusal.message }, 'status write refused');
+    if (!marked.changed) return;
+    try {
+      const updated = await this.client.replace<Primitive>(path, { ...obj, status: marked.status });
+      this.written.set(key, updated);
+      this.events.record({
+        target: {
+          apiVersion: API_VERSION,
+          kind,
+          name: obj.metadata.name ?? '',
+          namespace: obj.metadata.namespace ?? '',
+          uid: obj.metadata.uid,
+        },
+        type: 'Warning',
+        reason: refusal.reason,
+        message: refusal.message,
+      });
+    } catch (err) {
+      this.log.warn({ key, err }, 'could not record the refused status write in a condition');
+    }
   }
 
   private recordEvents(kind: PrimitiveKind, obj: Primitive, events: PlannedEvent[]): void {
@@ -490,4 +768,26 @@ export class KonductorController {
       this.events.record({ target, type: ev.type, reason: ev.reason, message: ev.message });
     }
   }
+}
+
+/** A Job as the Gate reads it (conditions and counts), so caching Jobs costs little. */
+function slimJob(j: Job): Job {
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name: j.metadata.name,
+      namespace: j.metadata.namespace,
+      uid: j.metadata.uid,
+      resourceVersion: j.metadata.resourceVersion,
+    },
+    spec: {} as Job['spec'],
+    status: {
+      conditions: j.status?.conditions,
+      // read by the Gate's condition message ("not Complete yet (active 1, succeeded 0, failed 0)")
+      active: j.status?.active,
+      succeeded: j.status?.succeeded,
+      failed: j.status?.failed,
+    },
+  };
 }

@@ -1,136 +1,491 @@
 /**
- * A tiny Prometheus registry (counters, gauges and histograms with labels) rendered in the text
- * exposition format. konductor exports a handful of series; a full client library is not needed.
+ * The manager's Prometheus metrics, with prom-client (the process_* and nodejs_* default metrics included).
+ *
+ * Names and units follow the Prometheus conventions (konductor_ prefix, base units: seconds, `_total` for
+ * counters). Label cardinality is bounded by construction:
+ * - `kind` is one of the four primitive kinds; `reason`, `result` and `annotation` come from fixed
+ *   vocabularies (docs/reasons.md, docs/metrics.md); no metric has a pod label;
+ * - the per-primitive gauges (`primitive_namespace`, `primitive`: not `namespace`, which Prometheus sets to
+ *   the scraped pod's) are computed at scrape time from the caches, for at most `maxPrimitiveSeries`
+ *   primitives (the first by kind, namespace and name); the rest are summed into one series per kind with
+ *   namespace and name `(other)` (oldest wait: their maximum). `konductor_primitives` counts them all.
+ *
+ * Recording is done by one-line calls at the call sites (controller, webhook route, agent API); what they
+ * record is derived here from the objects, so the controller's decisions stay pure.
  */
-type Labels = Record<string, string>;
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { parseAnnotations } from '../api/annotations.ts';
+import { ANNOTATIONS, type PrimitiveKind } from '../api/constants.ts';
+import type { Barrier, Gate, Lease, Pod, Primitive, Semaphore } from '../api/types.ts';
+import { mainContainersFinished, type PodView, podRequestFor, toPodView } from './arbitration/podView.ts';
+import type { IndexedPod, PrimitiveKey } from './podIndex.ts';
+import { type PrimitiveGauge, primitiveGauges } from './queueFigures.ts';
 
-const labelKey = (labels: Labels | undefined) =>
-  labels
-    ? Object.entries(labels)
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
-        .join(',')
-    : '';
+export const DEFAULT_MAX_PRIMITIVE_SERIES = 1000;
+export const OTHER = '(other)';
+/** The per-primitive figures are recomputed at most this often (scrapes in between see the last ones). */
+export const FIGURES_MIN_INTERVAL_MS = 1000;
+/** Release signals kept for handoff times (the oldest is dropped beyond). */
+export const MAX_RELEASE_SIGNALS = 4096;
 
-interface Metric {
-  render(): string;
+/** Why a holder's grant went back (konductor_releases_total's `reason`). */
+export type ReleaseReason = 'PodFinished' | 'PodDeleted';
+
+/** What the scrape-time gauges read from the controller. */
+export interface MetricsSource {
+  readonly isLeader: boolean;
+  readonly queueDepth: number;
+  readonly podIndexSize: number;
+  /** Every cached primitive. */
+  primitives(): Iterable<{ kind: PrimitiveKind; primitive: Primitive }>;
+  /** Every managed pod in the index. */
+  pods(): Iterable<IndexedPod>;
+  primitive(key: PrimitiveKey): Primitive | undefined;
 }
 
-export class Counter implements Metric {
-  private readonly values = new Map<string, number>();
-  private readonly name: string;
-  private readonly help: string;
-  constructor(name: string, help: string) {
-    this.name = name;
-    this.help = help;
-  }
-  inc(labels?: Labels, by = 1): void {
-    const k = labelKey(labels);
-    this.values.set(k, (this.values.get(k) ?? 0) + by);
-  }
-  get(labels?: Labels): number {
-    return this.values.get(labelKey(labels)) ?? 0;
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    if (this.values.size === 0) lines.push(`${this.name} 0`);
-    for (const [k, v] of this.values) lines.push(`${this.name}${k ? `{${k}}` : ''} ${v}`);
-    return lines.join('\n');
-  }
+/** One status write that succeeded, as the controller made it. */
+export interface WriteRecord {
+  kind: PrimitiveKind;
+  key: PrimitiveKey;
+  before: Primitive;
+  after: Primitive;
+  /** The managed pods that reference the primitive. */
+  pods: readonly IndexedPod[];
+  /** performance.now() when the write was sent. */
+  writeStartedAt: number;
 }
 
-export class Gauge implements Metric {
-  private readonly name: string;
-  private readonly help: string;
-  private readonly read: () => number;
-  constructor(name: string, help: string, read: () => number) {
-    this.name = name;
-    this.help = help;
-    this.read = read;
-  }
-  render(): string {
-    return [
-      `# HELP ${this.name} ${this.help}`,
-      `# TYPE ${this.name} gauge`,
-      `${this.name} ${this.read()}`,
-    ].join('\n');
-  }
+const KNOWN_ANNOTATIONS: readonly string[] = Object.values(ANNOTATIONS);
+
+export interface MetricsOptions {
+  maxPrimitiveSeries?: number;
+  /** Wall clock (ms); injectable for tests. */
+  now?: () => number;
+  /** Monotonic clock (ms) for durations; injectable for tests. */
+  monotonic?: () => number;
+  /** Add the process_* and nodejs_* metrics (default true). */
+  defaultMetrics?: boolean;
 }
 
-export class Histogram implements Metric {
-  private readonly series = new Map<string, { counts: number[]; sum: number; count: number }>();
-  private readonly name: string;
-  private readonly help: string;
-  private readonly buckets: number[];
-  constructor(
-    name: string,
-    help: string,
-    buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
-  ) {
-    this.name = name;
-    this.help = help;
-    this.buckets = buckets;
-  }
-  observe(labels: Labels | undefined, value: number): void {
-    const k = labelKey(labels);
-    let s = this.series.get(k);
-    if (!s) {
-      s = { counts: this.buckets.map(() => 0), sum: 0, count: 0 };
-      this.series.set(k, s);
-    }
-    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) s.counts[i]!++;
-    s.sum += value;
-    s.count++;
-  }
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    for (const [k, s] of this.series) {
-      const sep = k ? `${k},` : '';
-      this.buckets.forEach((b, i) => {
-        lines.push(`${this.name}_bucket{${sep}le="${b}"} ${s.counts[i]}`);
-      });
-      lines.push(`${this.name}_bucket{${sep}le="+Inf"} ${s.count}`);
-      lines.push(`${this.name}_sum${k ? `{${k}}` : ''} ${s.sum}`);
-      lines.push(`${this.name}_count${k ? `{${k}}` : ''} ${s.count}`);
-    }
-    return lines.join('\n');
-  }
-}
+export type ControllerMetrics = ReturnType<typeof createMetrics>;
 
-export interface ControllerMetrics {
-  grants: Counter;
-  statusWrites: Counter;
-  conflicts: Counter;
-  reconcileSeconds: Histogram;
-  admissions: Counter;
-  agentWaits: Counter;
-  render(): string;
-}
+export function createMetrics(opts: MetricsOptions = {}) {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const now = opts.now ?? Date.now;
+  const monotonic = opts.monotonic ?? (() => performance.now());
+  const maxSeries = opts.maxPrimitiveSeries ?? DEFAULT_MAX_PRIMITIVE_SERIES;
+  const registers = [registry];
+  let source: MetricsSource | undefined;
+  /** When the per-primitive figures were last computed (monotonic ms). */
+  let figuresAt: number | undefined;
 
-export function createMetrics(extra: Metric[] = []): ControllerMetrics {
-  const grants = new Counter('konductor_grants_total', 'Grants of permits and leases, by primitive kind.');
-  const statusWrites = new Counter('konductor_status_writes_total', 'Status writes of primitives, by kind.');
-  const conflicts = new Counter(
-    'konductor_status_conflicts_total',
-    'Status writes lost to a resourceVersion conflict.',
-  );
-  const reconcileSeconds = new Histogram(
-    'konductor_reconcile_duration_seconds',
-    'Time to arbitrate and write one primitive.',
-  );
-  const admissions = new Counter(
-    'konductor_admission_reviews_total',
-    'AdmissionReviews answered, by result.',
-  );
-  const agentWaits = new Counter('konductor_agent_waits_total', 'Wait streams opened by konductor-wait.');
-  const all: Metric[] = [grants, statusWrites, conflicts, reconcileSeconds, admissions, agentWaits, ...extra];
+  const kindLabel = ['kind'] as const;
+  const grants = new Counter({
+    name: 'konductor_grants_total',
+    help: 'Grants of Semaphore permits and Leases (a pod granted several permits at once counts once).',
+    labelNames: kindLabel,
+    registers,
+  });
+  const releases = new Counter({
+    name: 'konductor_releases_total',
+    help: 'Grants given back, by kind and reason (PodFinished, PodDeleted); expiries are konductor_expiries_total.',
+    labelNames: ['kind', 'reason'] as const,
+    registers,
+  });
+  const expiries = new Counter({
+    name: 'konductor_expiries_total',
+    help: 'Holders that lost their grant because they held it longer than spec.ttl.',
+    labelNames: kindLabel,
+    registers,
+  });
+  const statusWrites = new Counter({
+    name: 'konductor_status_writes_total',
+    help: 'Status writes of primitives, by kind.',
+    labelNames: kindLabel,
+    registers,
+  });
+  const conflicts = new Counter({
+    name: 'konductor_status_conflicts_total',
+    help: 'Status writes lost to a resourceVersion conflict (another writer was first), by kind.',
+    labelNames: kindLabel,
+    registers,
+  });
+  const admissions = new Counter({
+    name: 'konductor_admission_reviews_total',
+    help: 'AdmissionReviews answered, by result (allowed, denied).',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  const denials = new Counter({
+    name: 'konductor_admission_denials_total',
+    help: 'Admission denials, by the konductor.io/ annotation at fault (unknown: a key konductor does not know; empty: no annotation at fault).',
+    labelNames: ['annotation'] as const,
+    registers,
+  });
+  const agentWaits = new Counter({
+    name: 'konductor_agent_waits_total',
+    help: 'Wait streams opened by konductor-wait.',
+    registers,
+  });
+  const waitSeconds = new Histogram({
+    name: 'konductor_wait_duration_seconds',
+    help: "Time from a pod's admission to its grant (Semaphore, Lease) or to the opening it waited for (Barrier, Gate).",
+    labelNames: kindLabel,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
+    registers,
+  });
+  const handoffSeconds = new Histogram({
+    name: 'konductor_handoff_duration_seconds',
+    help: 'Time from the moment the manager saw a holder release (pod finished or deleted, hold sidecar) to the status write that granted the next waiter.',
+    labelNames: kindLabel,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
+  const admissionSeconds = new Histogram({
+    name: 'konductor_admission_duration_seconds',
+    help: 'Time to answer one AdmissionReview, by result.',
+    labelNames: ['result'] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    registers,
+  });
+  const writeSeconds = new Histogram({
+    name: 'konductor_status_write_duration_seconds',
+    help: 'Round trip of one status write (PUT .../status) to the API server, by kind.',
+    labelNames: kindLabel,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  const reconcileSeconds = new Histogram({
+    name: 'konductor_reconcile_duration_seconds',
+    help: 'Time to arbitrate and write one primitive.',
+    labelNames: kindLabel,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    registers,
+  });
+
+  // ---- scrape-time gauges -------------------------------------------------------------------------
+  // Not `namespace`: Prometheus attaches the scraped pod's namespace under that name.
+  const primitiveLabels = ['kind', 'primitive_namespace', 'primitive'] as const;
+  const primitiveCount = new Gauge({
+    name: 'konductor_primitives',
+    help: 'Primitives in the cache, by kind.',
+    labelNames: kindLabel,
+    registers,
+    collect() {
+      // Registered before the four per-primitive gauges (the registry collects in order): computed once per
+      // scrape for all five, and at most once a second (the figures walk every managed pod).
+      if (!source) return;
+      const t = monotonic();
+      if (figuresAt !== undefined && t - figuresAt < FIGURES_MIN_INTERVAL_MS) return;
+      figuresAt = t;
+      const rows = primitiveGauges(source, now());
+      for (const g of [capacity, inUse, waiting, oldestWait, primitiveCount]) g.reset();
+      for (const [kind, n] of countByKind(rows)) primitiveCount.set({ kind }, n);
+      for (const row of capSeries(rows, maxSeries)) {
+        const labels = { kind: row.kind, primitive_namespace: row.namespace, primitive: row.name };
+        capacity.set(labels, row.capacity);
+        inUse.set(labels, row.inUse);
+        waiting.set(labels, row.waiting);
+        oldestWait.set(labels, row.oldestWaitSeconds);
+      }
+    },
+  });
+  const capacity = new Gauge({
+    name: 'konductor_primitive_capacity',
+    help: 'Capacity of a primitive: Semaphore spec.permits, Lease 1, Barrier the arrivals it opens at, Gate its conditions.',
+    labelNames: primitiveLabels,
+    registers,
+  });
+  const inUse = new Gauge({
+    name: 'konductor_primitive_in_use',
+    help: 'Semaphore permits held, Lease held (1) or not (0), Barrier arrivals, Gate conditions met.',
+    labelNames: primitiveLabels,
+    registers,
+  });
+  const waiting = new Gauge({
+    name: 'konductor_primitive_waiting_pods',
+    help: 'Pods waiting at a primitive (bound, not finished, every earlier primitive of the pod passed).',
+    labelNames: primitiveLabels,
+    registers,
+  });
+  const oldestWait = new Gauge({
+    name: 'konductor_primitive_oldest_wait_seconds',
+    help: 'How long the longest-waiting pod at a primitive has waited, since its arrival (0 when none waits).',
+    labelNames: primitiveLabels,
+    registers,
+  });
+  new Gauge({
+    name: 'konductor_leader',
+    help: '1 when this manager is the leader (it grants), else 0.',
+    registers,
+    collect() {
+      this.set(source?.isLeader ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'konductor_workqueue_depth',
+    help: 'Primitives waiting in the work queue to be reconciled.',
+    registers,
+    collect() {
+      this.set(source?.queueDepth ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'konductor_pod_index_pods',
+    help: "Managed pods in the manager's pod index (equals the live pods labelled konductor.io/managed when the cache is in sync).",
+    registers,
+    collect() {
+      this.set(source?.podIndexSize ?? 0);
+    },
+  });
+
+  // Every bounded label combination starts at 0, so rate() has a series before the first event.
+  for (const kind of ['Semaphore', 'Lease', 'Barrier', 'Gate'] as const) {
+    statusWrites.inc({ kind }, 0);
+    conflicts.inc({ kind }, 0);
+  }
+  for (const kind of ['Semaphore', 'Lease'] as const) {
+    grants.inc({ kind }, 0);
+    expiries.inc({ kind }, 0);
+    for (const reason of ['PodFinished', 'PodDeleted'] as const) releases.inc({ kind, reason }, 0);
+  }
+  for (const result of ['allowed', 'denied'] as const) admissions.inc({ result }, 0);
+
+  // ---- handoff bookkeeping --------------------------------------------------------------------------
+  /** When the manager first saw each pod's release signal (monotonic ms), until a write consumes it. */
+  const releaseSeen = new Map<string, number>();
+  /** Primitives whose holders were released while pods waited, but whose next grant came later. */
+  const pendingHandoff = new Map<PrimitiveKey, number>();
+  const seen = (uid: string) => {
+    if (releaseSeen.has(uid)) return;
+    // Signals of pods that held nothing are never consumed: keep the newest MAX_RELEASE_SIGNALS only.
+    if (releaseSeen.size >= MAX_RELEASE_SIGNALS) releaseSeen.delete(releaseSeen.keys().next().value!);
+    releaseSeen.set(uid, monotonic());
+  };
+
   return {
+    registry,
+    contentType: registry.contentType,
     grants,
+    releases,
+    expiries,
     statusWrites,
     conflicts,
-    reconcileSeconds,
     admissions,
+    denials,
     agentWaits,
-    render: () => `${all.map((m) => m.render()).join('\n')}\n`,
+    waitSeconds,
+    handoffSeconds,
+    admissionSeconds,
+    writeSeconds,
+    reconcileSeconds,
+
+    /** The controller whose caches the scrape-time gauges read. */
+    observe(s: MetricsSource): void {
+      source = s;
+    },
+
+    /** Prometheus text exposition of every metric. */
+    render(): Promise<string> {
+      return registry.metrics();
+    },
+
+    /** A managed pod changed: note when it first looked released (finished or deleted), for handoffs. */
+    podChanged(type: 'added' | 'updated' | 'deleted', pod: Pod): void {
+      if (type === 'deleted' || looksReleased(pod)) seen(pod.metadata.uid ?? '');
+      else if (type === 'added') releaseSeen.delete(pod.metadata.uid ?? '');
+    },
+
+    /** The hold sidecar asked to release this pod's grants. */
+    releaseRequested(uid: string): void {
+      seen(uid);
+    },
+
+    /** A status write succeeded: grants, releases, expiries, wait and handoff times, write latency. */
+    written(w: WriteRecord): void {
+      const t = monotonic();
+      statusWrites.inc({ kind: w.kind });
+      writeSeconds.observe({ kind: w.kind }, (t - w.writeStartedAt) / 1000);
+      const change = passChange(w);
+      const wall = now();
+      for (const pod of change.passed) {
+        if (w.kind === 'Semaphore' || w.kind === 'Lease') grants.inc({ kind: w.kind });
+        const admitted = toView(pod, w.kind).admittedAt;
+        if (admitted < Number.MAX_SAFE_INTEGER)
+          waitSeconds.observe({ kind: w.kind }, Math.max(0, wall - admitted) / 1000);
+      }
+      let signalAt: number | undefined;
+      for (const uid of change.removed) {
+        const pod = w.pods.find((p) => p.pod.metadata.uid === uid);
+        const reason = releaseReasonOf(pod && toView(pod, w.kind));
+        if (reason === undefined) expiries.inc({ kind: w.kind });
+        else releases.inc({ kind: w.kind, reason });
+        const at = releaseSeen.get(uid);
+        releaseSeen.delete(uid);
+        if (at !== undefined) signalAt = signalAt === undefined ? at : Math.min(signalAt, at);
+      }
+      const pending = pendingHandoff.get(w.key);
+      if (change.grantedWaiters > 0) {
+        const from = signalAt ?? pending;
+        if (from !== undefined) handoffSeconds.observe({ kind: w.kind }, Math.max(0, t - from) / 1000);
+        pendingHandoff.delete(w.key);
+      } else if (signalAt !== undefined && waitingOf(w.after) > 0) {
+        pendingHandoff.set(w.key, Math.min(signalAt, pending ?? signalAt));
+      } else if (waitingOf(w.after) === 0) {
+        pendingHandoff.delete(w.key);
+      }
+    },
+
+    /** One AdmissionReview answered: latency, result, and the annotation at fault of a denial. */
+    admitted(request: unknown, response: { allowed?: boolean } | undefined, seconds: number): void {
+      const result = response?.allowed === false ? 'denied' : 'allowed';
+      admissions.inc({ result });
+      admissionSeconds.observe({ result }, seconds);
+      if (result === 'denied')
+        for (const annotation of deniedAnnotations(request)) denials.inc({ annotation });
+    },
   };
+}
+
+function looksReleased(pod: Pod): boolean {
+  const phase = pod.status?.phase;
+  return (
+    phase === 'Succeeded' ||
+    phase === 'Failed' ||
+    // a graceful deletion is not a release: the grant goes back when the main containers stop
+    mainContainersFinished(pod)
+  );
+}
+
+function toView(p: IndexedPod, kind: PrimitiveKind): PodView {
+  return toPodView(p.pod, podRequestFor(p.pod, p.request, kind), { eligible: true });
+}
+
+/**
+ * Why a removed holder lost its grant; undefined = it expired (ttl). Same rule as arbitration's releaseReason
+ * (the hold sidecar's release call is only a hint: a grant goes back on the pod's state alone).
+ */
+export function releaseReasonOf(
+  view: Pick<PodView, 'finished' | 'terminating'> | undefined,
+): ReleaseReason | undefined {
+  if (!view) return 'PodDeleted';
+  if (view.finished) return view.terminating ? 'PodDeleted' : 'PodFinished';
+  return undefined;
+}
+
+/** Holders of a Semaphore or Lease (UIDs). */
+function holdersOf(p: Primitive): Set<string> {
+  if (p.kind === 'Semaphore') return new Set(((p as Semaphore).status?.holders ?? []).map((h) => h.uid));
+  if (p.kind === 'Lease') {
+    const h = (p as Lease).status?.holder;
+    return new Set(h ? [h.uid] : []);
+  }
+  return new Set();
+}
+
+function waitingOf(p: Primitive): number {
+  if (p.kind === 'Semaphore') return (p as Semaphore).status?.waiting ?? 0;
+  if (p.kind === 'Lease') return (p as Lease).status?.waiting ?? 0;
+  return 0;
+}
+
+/**
+ * What one write changed: the pods that passed the primitive with it (new holders; or, when a Barrier or
+ * Gate opened, the pods waiting at it), the holders it removed, and how many waiters it granted.
+ */
+export function passChange(w: Pick<WriteRecord, 'before' | 'after' | 'pods'>): {
+  passed: IndexedPod[];
+  removed: string[];
+  grantedWaiters: number;
+} {
+  const { before, after } = w;
+  if (after.kind === 'Semaphore' || after.kind === 'Lease') {
+    const was = holdersOf(before);
+    const now = holdersOf(after);
+    const added = [...now].filter((uid) => !was.has(uid));
+    const byUid = new Map(w.pods.map((p) => [p.pod.metadata.uid ?? '', p]));
+    return {
+      passed: added.map((uid) => byUid.get(uid)).filter((p): p is IndexedPod => p !== undefined),
+      removed: [...was].filter((uid) => !now.has(uid)),
+      grantedWaiters: added.length,
+    };
+  }
+  const opened =
+    (before as Barrier | Gate).status?.phase !== 'Open' && (after as Barrier | Gate).status?.phase === 'Open';
+  if (!opened) return { passed: [], removed: [], grantedWaiters: 0 };
+  const passed = w.pods.filter((p) => {
+    const st = p.pod.status;
+    return (
+      Boolean(p.pod.spec?.nodeName) &&
+      st?.phase !== 'Succeeded' &&
+      st?.phase !== 'Failed' &&
+      p.pod.metadata.deletionTimestamp === undefined
+    );
+  });
+  return { passed, removed: [], grantedWaiters: 0 };
+}
+
+function countByKind(rows: readonly PrimitiveGauge[]): Map<PrimitiveKind, number> {
+  const out = new Map<PrimitiveKind, number>();
+  for (const r of rows) out.set(r.kind, (out.get(r.kind) ?? 0) + 1);
+  return out;
+}
+
+/** At most `max` rows of their own (by kind, namespace, name); the rest folded into one `(other)` row per kind. */
+export function capSeries(rows: readonly PrimitiveGauge[], max: number): PrimitiveGauge[] {
+  const sorted = [...rows].sort(
+    (a, b) =>
+      a.kind.localeCompare(b.kind) || a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name),
+  );
+  const kept = sorted.slice(0, Math.max(0, max));
+  const other = new Map<PrimitiveKind, PrimitiveGauge>();
+  for (const r of sorted.slice(Math.max(0, max))) {
+    const o = other.get(r.kind) ?? {
+      kind: r.kind,
+      namespace: OTHER,
+      name: OTHER,
+      capacity: 0,
+      inUse: 0,
+      waiting: 0,
+      oldestWaitSeconds: 0,
+    };
+    o.capacity += r.capacity;
+    o.inUse += r.inUse;
+    o.waiting += r.waiting;
+    o.oldestWaitSeconds = Math.max(o.oldestWaitSeconds, r.oldestWaitSeconds);
+    other.set(r.kind, o);
+  }
+  return [...kept, ...other.values()];
+}
+
+/**
+ * The konductor.io/ annotations a denied AdmissionReview got wrong (label values: a known annotation key,
+ * `unknown` for a key konductor does not know, or '' when no annotation is at fault, e.g. a malformed review).
+ * Reads the annotations where the webhook does: the object's, a Job's pod template's, a CronJob's job template's.
+ */
+export function deniedAnnotations(review: unknown): string[] {
+  const obj = (review as { request?: { object?: unknown } } | undefined)?.request?.object as
+    | Record<string, unknown>
+    | undefined;
+  const maps: unknown[] = [];
+  const annotationsAt = (o: unknown, ...path: string[]) => {
+    let cur: unknown = o;
+    for (const k of path) cur = (cur as Record<string, unknown> | undefined)?.[k];
+    if (cur && typeof cur === 'object') maps.push(cur);
+  };
+  annotationsAt(obj, 'metadata', 'annotations');
+  annotationsAt(obj, 'spec', 'template', 'metadata', 'annotations');
+  annotationsAt(obj, 'spec', 'jobTemplate', 'metadata', 'annotations');
+  annotationsAt(obj, 'spec', 'jobTemplate', 'spec', 'template', 'metadata', 'annotations');
+  const found = new Set<string>();
+  for (const m of maps) {
+    const strings: Record<string, string> = {};
+    for (const [k, v] of Object.entries(m as Record<string, unknown>)) strings[k] = String(v);
+    const parsed = parseAnnotations(strings);
+    if (parsed.ok) continue;
+    for (const p of parsed.problems)
+      found.add(KNOWN_ANNOTATIONS.includes(p.annotation) ? p.annotation : 'unknown');
+  }
+  return found.size > 0 ? [...found] : [''];
 }

@@ -135,4 +135,8 @@ export class PodIndex {
   get size(): number {
     return this.byUid.size;
   }
+
+  all(): IterableIterator<IndexedPod> {
+    return this.byUid.values();
+  }
 }

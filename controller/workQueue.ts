@@ -3,8 +3,11 @@
  * a key added many times before it is processed is processed once; a key is never processed by two
  * workers at once (added while processing -> processed again right after); delayed adds for
  * requeue-after (ttl expiry, timeouts) keep only the earliest deadline; failures are retried with
- * per-key exponential backoff.
+ * per-key exponential backoff. Delays of any length work (api/longTimer.ts): a ttl of 600h requeues in
+ * 600h, not in 1 ms.
  */
+import { setLongTimeout } from '../api/longTimer.ts';
+
 export type ProcessResult = { requeueAfterMs?: number } | undefined;
 
 export interface WorkQueueOptions {
@@ -20,7 +23,7 @@ export class WorkQueue {
   private readonly queued = new Set<string>();
   private readonly processing = new Set<string>();
   private readonly dirty = new Set<string>();
-  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly timers = new Map<string, { at: number; cancel: () => void }>();
   private readonly failures = new Map<string, number>();
   private readonly opts: WorkQueueOptions;
   private active = 0;
@@ -56,19 +59,22 @@ export class WorkQueue {
     const at = Date.now() + delayMs;
     const existing = this.timers.get(key);
     if (existing && existing.at <= at) return;
-    if (existing) clearTimeout(existing.timer);
-    const timer = setTimeout(() => {
-      this.timers.delete(key);
-      this.add(key);
-    }, delayMs);
-    timer.unref();
-    this.timers.set(key, { at, timer });
+    if (existing) existing.cancel();
+    const cancel = setLongTimeout(
+      () => {
+        this.timers.delete(key);
+        this.add(key);
+      },
+      delayMs,
+      { unref: true },
+    );
+    this.timers.set(key, { at, cancel });
   }
 
   /** Stops taking work; resolves when the workers in flight are done. */
   async shutdown(): Promise<void> {
     this.stopped = true;
-    for (const { timer } of this.timers.values()) clearTimeout(timer);
+    for (const { cancel } of this.timers.values()) cancel();
     this.timers.clear();
     this.queue.length = 0;
     this.queued.clear();

@@ -4,12 +4,17 @@
  * Ctrl-C (SIGINT) or SIGTERM, so you can try your own YAML with kubectl.
  *
  *   npm run cluster -- [--port N] [--keep] [--no-kubelet] [--no-konductor]
+ *   npm run cluster -- --node real [--port N] [--keep] [--no-konductor] [--self-managed]
+ *                                                          (a real node, konductor by helm: realnode/cli.ts)
+ *   npm run cluster -- --node real --cleanup               (remove what a crashed real node left)
  */
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ensureAgentBundle } from '../scripts/build.ts';
 import { startCluster } from './index.ts';
 import { installKonductor, type KonductorInstall } from './konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from './kubelet/index.ts';
+import { cleanupCommand, realNodeCommand } from './realnode/cli.ts';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -18,12 +23,27 @@ async function main(): Promise<void> {
       keep: { type: 'boolean', default: false },
       'no-kubelet': { type: 'boolean', default: false },
       'no-konductor': { type: 'boolean', default: false },
+      node: { type: 'string', default: 'process' },
+      cleanup: { type: 'boolean', default: false },
+      'self-managed': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: npm run cluster -- [--port N] [--keep] [--no-kubelet] [--no-konductor]\n');
+    process.stdout.write(
+      'usage: npm run cluster -- [--node process|real] [--port N] [--keep] [--no-kubelet] [--no-konductor] [--self-managed]\n' +
+        '       npm run cluster -- --node real --cleanup\n',
+    );
     return;
+  }
+  if (values.node === 'real') {
+    if (values.cleanup) return cleanupCommand();
+    return realNodeCommand({
+      port: values.port ? Number(values.port) : undefined,
+      keep: values.keep,
+      konductor: !values['no-konductor'],
+      selfManaged: values['self-managed'],
+    });
   }
   const cluster = await startCluster({
     apiserverPort: values.port ? Number(values.port) : undefined,
@@ -59,6 +79,8 @@ async function main(): Promise<void> {
 
   if (!values['no-kubelet']) {
     try {
+      // The process kubelet runs the agent image as dist/konductor-agent.js: build it if missing or stale.
+      await ensureAgentBundle((line) => process.stderr.write(`[devcluster] ${line}\n`));
       kubelet = await startProcessKubelet({ cluster }); // the process kubelet (DESIGN §7)
     } catch (err) {
       await cluster.stop();
@@ -68,7 +90,9 @@ async function main(): Promise<void> {
 
   if (!values['no-konductor']) {
     try {
-      konductor = await installKonductor(cluster); // CRDs, manager process, webhook configuration
+      // CRDs, the manager process (supervised: restarted with backoff if it dies), webhook configuration and
+      // admission policies.
+      konductor = await installKonductor(cluster);
     } catch (err) {
       await kubelet?.stop();
       await cluster.stop();
@@ -81,7 +105,10 @@ async function main(): Promise<void> {
       `# konductor devcluster is up (${cluster.apiserverUrl}${kubelet ? `, node ${kubelet.nodeName}` : ''}); Ctrl-C stops it.`,
       `# logs: ${dirname(cluster.logs.etcd ?? '')}`,
       ...(konductor
-        ? [`# konductor manager: ${konductor.url} (try: kubectl apply -f examples/semaphore.yaml)`]
+        ? [
+            `# konductor manager: admission ${konductor.admissionUrl}, agent API ${konductor.url}; restarted with backoff if it dies`,
+            `#   (as ${konductor.managerUsername}; try: kubectl apply -f examples/semaphore.yaml)`,
+          ]
         : []),
       `# kubectl of the same version: ${cluster.binaries.kubectl}`,
       `export KUBECONFIG=${cluster.kubeconfigPath}`,

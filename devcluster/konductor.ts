@@ -8,10 +8,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
 import { loadCrdManifests } from '../api/crds.ts';
 import { type KubeClient, resourcePath } from '../api/kubeClient.ts';
-import { buildWebhookConfiguration } from '../webhook/webhookConfiguration.ts';
+import { buildAdmissionPolicies } from '../webhook/admissionPolicies.ts';
+import { buildWebhookConfiguration, webhookNamespaceSelector } from '../webhook/webhookConfiguration.ts';
 import type { DevCluster } from './controlPlane.ts';
+import { ensureManagerIdentity } from './managerIdentity.ts';
 
 /** What installKonductor needs of a cluster (a DevCluster, or a test worker's view of the global one). */
 export type ClusterHandle = Pick<DevCluster, 'client' | 'kubeconfigPath' | 'dataDir' | 'processes'>;
@@ -22,6 +25,9 @@ import { logTail, type ManagedProcess } from './processes.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const WEBHOOK_CONFIGURATION_NAME = 'konductor-devcluster';
+/** The manager's ServiceAccount (in its service namespace: the scope, or `default`). */
+export const MANAGER_SERVICE_ACCOUNT = 'konductor';
+const ADMISSIONREGISTRATION = '/apis/admissionregistration.k8s.io/v1';
 /** Node.js flags of the manager process (keep in sync with Dockerfile.webhook's ENTRYPOINT). */
 export const MANAGER_NODE_ARGS = '--max-semi-space-size=2 --max-old-space-size=192';
 
@@ -48,21 +54,53 @@ export interface InstallOptions {
    * trusts (caBundle) its own; the webhook configuration is created here without caBundle before it starts.
    */
   certMode?: 'devcluster' | 'self-managed';
+  /**
+   * Restart the manager when it dies, with backoff, as the Deployment it stands for would (default true).
+   * stopManager() and uninstall() are deliberate and never restarted.
+   */
+  supervise?: boolean;
+  /**
+   * How the manager process runs (benchmarks: the bundle the image runs, the image's node flags, inside a
+   * memory cgroup). `entry`: the script (default cmd/konductor.ts); `nodeArgs`: node flags (default
+   * MANAGER_NODE_ARGS); `env`: added to its environment; `commandPrefix`: a command that execs the rest.
+   */
+  managerProcess?: {
+    entry?: string;
+    nodeArgs?: string[];
+    env?: Record<string, string>;
+    commandPrefix?: string[];
+  };
 }
 
+/** Delay before the n-th consecutive restart (0-based): 1 s doubling to 30 s, like a short CrashLoopBackOff. */
+export function restartDelayMs(restarts: number): number {
+  return Math.min(30_000, 1000 * 2 ** Math.min(Math.max(0, restarts), 10));
+}
+
+/** A manager that ran this long before dying starts its backoff afresh. */
+const STABLE_RUN_MS = 60_000;
+
 export interface KonductorInstall {
-  /** https://127.0.0.1:<port> — the webhook and the agent API. */
+  /** https://127.0.0.1:<port> — the agent API (/v1/wait, /v1/release), as the injected agent reaches it. */
   url: string;
+  /** https://127.0.0.1:<port> — admission (POST /mutate), its own listener (docs/security.md). */
+  admissionUrl: string;
   healthUrl: string;
   metricsUrl: string;
   certDir: string;
   /** The CA as of installation (self-managed: the manager's, read from the cert dir once it is ready). */
   caPem: string;
-  /** Name of this install's MutatingWebhookConfiguration. */
+  /** Name of this install's MutatingWebhookConfiguration (and prefix of its admission policies). */
   webhookConfigurationName: string;
+  /** The user name the manager authenticates as (its ServiceAccount's). */
+  managerUsername: string;
+  /** The manager's kubeconfig (its ServiceAccount token). */
+  managerKubeconfigPath: string;
   manager(): ManagedProcess | undefined;
   /** Starts the manager (again) and waits for /readyz. */
   startManager(): Promise<void>;
+  /** Restarts done by the supervisor so far (unexpected exits). */
+  restarts(): number;
   /** Stops the manager with a signal (SIGTERM: graceful; SIGKILL: crash) and waits until it is gone. */
   stopManager(signal?: NodeJS.Signals): Promise<void>;
   /** Removes the webhook configuration and stops the manager. */
@@ -162,41 +200,96 @@ export async function installKonductor(
     caPem = ca.certPem;
   }
 
-  const [port, healthPort, metricsPort] = await getFreePorts(3);
-  const url = `https://127.0.0.1:${port}`;
+  // The manager's own identity (ServiceAccount + the chart's RBAC), never the admin's certificate.
+  const serviceNamespace = scope ?? 'default';
+  const identity = await ensureManagerIdentity(cluster.client, {
+    name: `${instance}-manager`,
+    namespace: serviceNamespace,
+    serviceAccount: MANAGER_SERVICE_ACCOUNT,
+    kubeconfigPath: join(cluster.dataDir, instance, 'manager.kubeconfig'),
+    adminKubeconfigPath: cluster.kubeconfigPath,
+    ...(selfManaged
+      ? { selfManaged: { webhookConfigName: webhookName, secretName: selfManagedSecret(opts.managerArgs) } }
+      : {}),
+  });
+
+  const [admissionPort, agentPort, healthPort, metricsPort] = await getFreePorts(4);
+  const url = `https://127.0.0.1:${agentPort}`;
+  const admissionUrl = `https://127.0.0.1:${admissionPort}`;
   const healthUrl = `http://127.0.0.1:${healthPort}`;
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-  const entry = join(REPO_ROOT, 'cmd', 'konductor.ts');
+  const entry = opts.managerProcess?.entry ?? join(REPO_ROOT, 'cmd', 'konductor.ts');
   const logPath = join(cluster.dataDir, 'logs', `${instance}-manager.log`);
   await mkdir(dirname(logPath), { recursive: true });
   if (!existsSync(entry)) throw new Error(`manager entry point missing: ${entry}`);
   const args = [
     // The same V8 limits as the image (Dockerfile.webhook): a small young generation and a capped old space
     // keep RSS near the live heap instead of letting garbage pile up (docs/benchmarks.md).
-    ...(process.env.KONDUCTOR_MANAGER_NODE_ARGS ?? MANAGER_NODE_ARGS).split(' ').filter(Boolean),
+    ...(opts.managerProcess?.nodeArgs ??
+      (process.env.KONDUCTOR_MANAGER_NODE_ARGS ?? MANAGER_NODE_ARGS).split(' ').filter(Boolean)),
     entry,
-    `--kubeconfig=${cluster.kubeconfigPath}`,
-    `--webhook-port=${port}`,
+    `--kubeconfig=${identity.kubeconfigPath}`,
+    `--webhook-port=${admissionPort}`,
+    `--agent-port=${agentPort}`,
     '--bind-address=127.0.0.1',
     `--cert-dir=${certDir}`,
     `--agent-url=${url}`,
     `--health-probe-bind-address=127.0.0.1:${healthPort}`,
     `--metrics-bind-address=127.0.0.1:${metricsPort}`,
     `--log-level=${process.env.KONDUCTOR_LOG_LEVEL ?? opts.logLevel ?? 'info'}`,
-    `--service-namespace=${scope ?? 'default'}`,
+    `--service-namespace=${serviceNamespace}`,
     ...(scope ? [`--namespace=${scope}`] : []),
     ...(selfManaged ? ['--cert-mode=self-managed', `--webhook-config-name=${webhookName}`] : []),
     ...(opts.managerArgs ?? []),
   ];
   let current: ManagedProcess | undefined;
+  let uninstalled = false;
+  let restarts = 0;
+  let consecutive = 0;
+  const supervise = opts.supervise !== false;
 
-  const startManager = async () => {
-    current = await cluster.processes.spawn(`${instance}-manager`, process.execPath, args, logPath, {
+  const spawnManager = async () => {
+    const [bin, ...argv] = [...(opts.managerProcess?.commandPrefix ?? []), process.execPath, ...args];
+    const proc = await cluster.processes.spawn(`${instance}-manager`, bin as string, argv, logPath, {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       NODE_OPTIONS: '',
+      ...opts.managerProcess?.env,
     });
-    await waitReady(`${healthUrl}/readyz`, current, 60_000);
+    current = proc;
+    const startedAt = Date.now();
+    if (supervise) void proc.exited.then((info) => onManagerExit(proc, info, startedAt));
+    return proc;
+  };
+  const startManager = async () => {
+    await waitReady(`${healthUrl}/readyz`, await spawnManager(), 60_000);
+  };
+  // The supervisor: an exit nobody asked for (crash, OOM kill, SIGKILL) restarts the manager after a backoff.
+  const onManagerExit = (
+    proc: ManagedProcess,
+    info: { code: number | null; signal: string | null },
+    startedAt: number,
+  ) => {
+    if (proc.expectedExit || uninstalled || cluster.processes.isStopping || current !== proc) return;
+    if (Date.now() - startedAt >= STABLE_RUN_MS) consecutive = 0;
+    const delay = restartDelayMs(consecutive++);
+    log(
+      `konductor manager (pid ${proc.pid}) exited unexpectedly (code ${info.code}, signal ${info.signal}); ` +
+        `restarting it in ${delay / 1000} s (restart ${restarts + 1}; log ${logPath})`,
+    );
+    setTimeout(() => {
+      if (uninstalled || cluster.processes.isStopping || current !== proc) return;
+      restarts++;
+      spawnManager().then(
+        (next) =>
+          waitReady(`${healthUrl}/readyz`, next, 60_000).then(
+            () => log(`konductor manager restarted (pid ${next.pid}) and ready`),
+            (err: Error) =>
+              log(`konductor manager restart ${restarts} not ready: ${err.message.split('\n')[0]}`),
+          ),
+        (err: Error) => log(`konductor manager restart failed: ${err.message}`),
+      );
+    }, delay).unref();
   };
   const stopManager = async (signal: NodeJS.Signals = 'SIGTERM') => {
     const proc = current;
@@ -208,42 +301,79 @@ export async function installKonductor(
     clearTimeout(timer);
   };
 
+  const namespaces = {
+    excludedNamespaces: ['kube-system', 'kube-node-lease'],
+    ...(scope ? { onlyNamespaces: [scope] } : {}),
+  };
   const applyWebhookConfig = async (caBundle?: string) => {
     const webhookConfig = buildWebhookConfiguration({
       name: webhookName,
-      clientConfig: { url: `${url}/mutate`, ...(caBundle ? { caBundle } : {}) },
-      excludedNamespaces: ['kube-system', 'kube-node-lease'],
-      ...(scope ? { onlyNamespaces: [scope] } : {}),
+      clientConfig: { url: `${admissionUrl}/mutate`, ...(caBundle ? { caBundle } : {}) },
+      ...namespaces,
     });
     await cluster.client.apply(
-      `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${webhookName}`,
+      `${ADMISSIONREGISTRATION}/mutatingwebhookconfigurations/${webhookName}`,
       webhookConfig,
       'konductor-devcluster',
     );
   };
+  // The chart's ValidatingAdmissionPolicies, for the same namespaces as the webhook (docs/security.md).
+  const policies = buildAdmissionPolicies({
+    namePrefix: webhookName,
+    agentImage: agentImageOf(opts.managerArgs),
+    managerUsername: identity.username,
+    namespaceSelector: webhookNamespaceSelector(namespaces),
+    labels: { 'app.kubernetes.io/name': 'konductor' },
+  }) as { kind: string; metadata: { name: string } }[];
+  const policyPath = (p: { kind: string; metadata: { name: string } }) =>
+    `${ADMISSIONREGISTRATION}/${p.kind === 'ValidatingAdmissionPolicy' ? 'validatingadmissionpolicies' : 'validatingadmissionpolicybindings'}/${p.metadata.name}`;
+  for (const p of policies) await cluster.client.apply(policyPath(p), p, 'konductor-devcluster');
 
   // self-managed: the configuration exists (without caBundle) when the manager starts, which sets it.
   if (selfManaged) await applyWebhookConfig();
   await startManager();
-  log(`konductor manager ready at ${url} (log ${logPath})`);
+  log(`konductor manager ready: admission ${admissionUrl}, agent API ${url} (log ${logPath})`);
   if (selfManaged) caPem = readFileSync(join(certDir, 'ca.crt'), 'utf8');
   else await applyWebhookConfig(Buffer.from(caPem).toString('base64'));
 
   return {
     url,
+    admissionUrl,
     healthUrl,
     metricsUrl,
     certDir,
     caPem,
     webhookConfigurationName: webhookName,
+    managerUsername: identity.username,
+    managerKubeconfigPath: identity.kubeconfigPath,
     manager: () => current,
     startManager,
     stopManager,
+    restarts: () => restarts,
     uninstall: async () => {
+      uninstalled = true;
       await cluster.client
-        .delete(`/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${webhookName}`)
+        .delete(`${ADMISSIONREGISTRATION}/mutatingwebhookconfigurations/${webhookName}`)
         .catch(() => undefined);
+      for (const p of policies) await cluster.client.delete(policyPath(p)).catch(() => undefined);
       await stopManager('SIGTERM');
+      await identity.remove();
     },
   };
+}
+
+/** The value of a `--flag=value` in extra manager args, if given. */
+function flagValue(args: string[] | undefined, flag: string): string | undefined {
+  const prefix = `--${flag}=`;
+  return args?.findLast((a) => a.startsWith(prefix))?.slice(prefix.length);
+}
+
+/** The agent image the manager injects (its --agent-image, or the default). */
+function agentImageOf(managerArgs: string[] | undefined): string {
+  return flagValue(managerArgs, 'agent-image') ?? DEFAULT_AGENT_IMAGE;
+}
+
+/** The Secret of self-managed certificates (the manager's --cert-secret, or its default). */
+function selfManagedSecret(managerArgs: string[] | undefined): string {
+  return flagValue(managerArgs, 'cert-secret') ?? 'konductor-webhook-certs';
 }

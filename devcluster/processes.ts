@@ -218,6 +218,11 @@ export class ProcessGroup {
     }
   }
 
+  /** True once stop() or killAllSync() began: nothing should be (re)started in this group. */
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
   get processes(): readonly ManagedProcess[] {
     return this.procs;
   }

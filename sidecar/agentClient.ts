@@ -179,7 +179,10 @@ export function createAgentClient(opts: AgentClientOptions): AgentClient {
                 const value = JSON.parse(text) as ReleaseResponse;
                 resolve({
                   kind: 'ok',
-                  value: { released: Array.isArray(value?.released) ? value.released : [] },
+                  value: {
+                    released: Array.isArray(value?.released) ? value.released : [],
+                    held: Array.isArray(value?.held) ? value.held : [],
+                  },
                 });
               } catch {
                 resolve({ kind: 'ok', value: { released: [] } });

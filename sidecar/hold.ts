@@ -1,8 +1,9 @@
 /**
  * `konductor-hold` (DESIGN §4): the native sidecar that holds the pod's grants while it runs. It does
  * nothing until SIGTERM/SIGINT (the kubelet stops native sidecars once the main containers have exited),
- * then asks the manager to release, and exits 0 either way: the controller also releases on pod
- * completion, so the SIGTERM path is only a speed-up for the next waiter.
+ * then tells the manager the pod stops, and exits 0 either way. That call is a hint: the manager re-reads
+ * the pod from the API server and gives the grants back once the API shows the pod's main containers
+ * stopped — which the controller sees on its own too, so the call only makes it look sooner.
  */
 import { readFileSync } from 'node:fs';
 import { isKonductorError } from '../api/errors.ts';
@@ -28,15 +29,27 @@ export const RELEASE_POLICY: ReleasePolicy = {
   pauseMs: (retry) => 100 * 2 ** retry,
 };
 
-/** `released semaphore default/batch-slots (token 7)`; one line for everything released. */
-export function describeRelease(released: ReleaseResponse['released']): string {
-  if (released.length === 0) return 'released nothing: the pod held no grants (already released)';
-  const items = released.map((r) =>
-    r.kind === 'Barrier' || r.kind === 'Gate'
-      ? describePrimitive(r)
-      : `${describePrimitive(r)} (token ${r.token})`,
-  );
-  return `released ${items.join(', ')}`;
+const describeGrant = (r: ReleaseResponse['released'][number]) =>
+  r.kind === 'Barrier' || r.kind === 'Gate'
+    ? describePrimitive(r)
+    : `${describePrimitive(r)} (token ${r.token})`;
+
+/**
+ * `released semaphore default/batch-slots (token 7)`, or what stays held until the pod's status shows its
+ * containers stopped; one line.
+ */
+export function describeRelease(response: ReleaseResponse): string {
+  const { released } = response;
+  const held = response.held ?? [];
+  if (released.length === 0 && held.length === 0)
+    return 'released nothing: the pod held no grants (already released)';
+  const parts: string[] = [];
+  if (released.length > 0) parts.push(`released ${released.map(describeGrant).join(', ')}`);
+  if (held.length > 0)
+    parts.push(
+      `${held.map(describeGrant).join(', ')} go${held.length === 1 ? 'es' : ''} back once the pod's status shows its containers stopped`,
+    );
+  return parts.join('; ');
 }
 
 /** `semaphore default/batch-slots (token 7), barrier default/start` from grant.json, or undefined. */
@@ -102,7 +115,7 @@ export async function releaseWithRetries(io: HoldIO, policy: ReleasePolicy): Pro
     }
     last = await io.client.release(token, { reason: 'Terminating' }, Math.min(policy.attemptTimeoutMs, left));
     if (last.kind === 'ok') {
-      io.out(describeRelease(last.value.released));
+      io.out(describeRelease(last.value));
       return true;
     }
     // A client error will not change on retry.

@@ -7,10 +7,17 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { isKonductorError } from '../api/errors.ts';
+import { setLongTimeout } from '../api/longTimer.ts';
 import { createAgentClient, readToken } from './agentClient.ts';
 import { AGENT_ENV, type AgentConfig, parseAgentConfig } from './config.ts';
 import { runHold } from './hold.ts';
-import { EXIT_MISCONFIGURED, runWait, writeGrantFileAtomically } from './wait.ts';
+import {
+  EXIT_MISCONFIGURED,
+  runWait,
+  WAIT_STARTED_FILE,
+  waitBeganAt,
+  writeGrantFileAtomically,
+} from './wait.ts';
 
 /** Replaced at build time by scripts/build.ts (package.json version). */
 declare const KONDUCTOR_AGENT_VERSION: string | undefined;
@@ -77,10 +84,9 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<nu
       now,
       random: Math.random,
       sleep: (ms, signal) => delay(ms, undefined, { signal }).catch(() => {}),
-      setTimer: (ms, fire) => {
-        const timer = setTimeout(fire, ms);
-        return () => clearTimeout(timer);
-      },
+      setTimer: (ms, fire) => setLongTimeout(fire, ms),
+      wallClock: () => Date.now(),
+      waitBeganAt: () => waitBeganAt(`${config.runDir}/${WAIT_STARTED_FILE}`, Date.now()),
       // Exit the moment grant.json is written: closing the TLS stream and unwinding first only delays the
       // pod's start (docs/benchmarks.md, handoff parts).
       onVerdict: (code) => process.exit(code),

@@ -8,7 +8,7 @@
  *
  * Exit codes: 0 granted, 1 the manager reported a failure, 2 wait-timeout, 3 misconfiguration.
  */
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { ANNOTATIONS } from '../api/constants.ts';
 import { isKonductorError } from '../api/errors.ts';
 import {
@@ -199,7 +199,7 @@ export interface WaitIO {
   random: () => number;
   /** Resolves after `ms`, or early when `signal` aborts. */
   sleep: (ms: number, signal: AbortSignal) => Promise<void>;
-  /** Arms the wait-timeout; returns a disarm function. */
+  /** Arms the wait-timeout (any length: api/longTimer.ts); returns a disarm function. */
   setTimer: (ms: number, fire: () => void) => () => void;
   /**
    * Called once the manager's verdict is in and grant.json written, with the exit code, before the stream
@@ -207,12 +207,36 @@ export interface WaitIO {
    * nothing after this point matters (runWait still resolves with the same code where it returns).
    */
   onVerdict?: (exitCode: number) => void;
+  /** Wall-clock time, epoch ms. */
+  wallClock: () => number;
+  /**
+   * When konductor-wait first started in this pod, epoch ms: kept in the pod's shared emptyDir, so a
+   * restarted wait container (crash, OOM, or a restartPolicy that restarts it after a timeout) goes on
+   * counting from the first start instead of granting itself a fresh wait-timeout.
+   */
+  waitBeganAt: () => number;
+}
+
+/** `gave up waiting after 30s (konductor.io/wait-timeout): the wait began at ..., before this container restarted` */
+export function describeTimeoutOnRestart(timeoutMs: number, beganAt: number): string {
+  return (
+    `gave up waiting after ${formatElapsed(timeoutMs)} (${ANNOTATIONS.waitTimeout}): the wait began at ` +
+    `${new Date(beganAt).toISOString()}, before konductor-wait restarted`
+  );
 }
 
 export async function runWait(config: AgentConfig, io: WaitIO): Promise<number> {
   io.out(`konductor-wait: pod ${config.podNamespace}/${config.podName} waiting for its konductor grants`);
   const timeout = new AbortController();
-  const remaining = config.waitTimeoutMs === undefined ? undefined : config.waitTimeoutMs - io.now();
+  let remaining: number | undefined;
+  if (config.waitTimeoutMs !== undefined) {
+    const began = io.waitBeganAt();
+    remaining = config.waitTimeoutMs - Math.max(0, io.wallClock() - began);
+    if (remaining <= 0) {
+      io.err(`konductor-wait: ${describeTimeoutOnRestart(config.waitTimeoutMs, began)}`);
+      return EXIT_TIMEOUT;
+    }
+  }
   const disarm =
     remaining === undefined ? () => {} : io.setTimer(Math.max(0, remaining), () => timeout.abort());
   try {
@@ -315,6 +339,29 @@ function finish(config: AgentConfig, io: WaitIO, outcome: WaitOutcome): number {
 function timedOut(config: AgentConfig, io: WaitIO, state: WaitProgress, outage: string | undefined): number {
   io.err(`konductor-wait: ${describeTimeout(state.current, config.waitTimeoutMs ?? 0, outage)}`);
   return EXIT_TIMEOUT;
+}
+
+/** File in the shared emptyDir holding when konductor-wait first started in this pod (epoch ms). */
+export const WAIT_STARTED_FILE = 'wait-started-at';
+
+/**
+ * When konductor-wait first started in this pod: read from `path`, or — on the first start — `now`, written
+ * there (exclusive create: two starts never disagree). Unreadable or unwritable: `now` (the emptyDir is
+ * writable in every injected pod; this only keeps a misconfigured one from failing for it).
+ */
+export function waitBeganAt(path: string, now: number): number {
+  try {
+    const recorded = Number(readFileSync(path, 'utf8').trim());
+    if (Number.isSafeInteger(recorded) && recorded > 0) return recorded;
+  } catch {
+    // first start
+  }
+  try {
+    writeFileSync(path, `${now}\n`, { flag: 'wx', mode: 0o644 });
+  } catch {
+    // another start won the race (read it next time) or the directory is read-only
+  }
+  return now;
 }
 
 /** Atomic write: a temporary file in the same directory, then rename over grant.json. */

@@ -4,10 +4,17 @@
  * - Pod CREATE: konductor annotations are parsed; syntax errors are denied (400, naming every bad
  *   annotation and its accepted form); otherwise the injection patch is returned, with an admission
  *   warning for every referenced primitive that does not exist (yet) — the pod is allowed and waits.
- * - Job CREATE, CronJob CREATE/UPDATE: the object's konductor annotations are copied into the pod template.
- * - UPDATEs that cannot change the pod template (Pod, Job: immutable) are only validated, and only when
- *   they change the konductor annotations — an object that already carries bad annotations (e.g. created
- *   before the webhook was installed) can still be updated, e.g. to remove its finalizers.
+ *   A pod that carries a container named `konductor-wait` or `konductor-hold` the webhook did not inject
+ *   is denied (the names are reserved: the webhook would otherwise take it as injected and skip it).
+ * - Pod UPDATE: the `konductor.io/managed` label and the `konductor.io/` annotations are immutable after
+ *   admission (they decide what the pod waits for and holds); an update changing them is denied, every
+ *   other update (finalizers, ownerReferences, other labels) passes. The ValidatingAdmissionPolicy
+ *   `immutable-metadata` says the same inside the API server (webhook/admissionPolicies.ts).
+ * - Job CREATE, CronJob CREATE/UPDATE: the object's konductor annotations are copied into the pod template;
+ *   bad annotations on the object or its template are denied at the Job.
+ * - Job UPDATEs (the template is immutable) are only validated, and only when they change the konductor
+ *   annotations — a Job that already carries bad annotations (e.g. created before the webhook was
+ *   installed) can still be updated, e.g. to remove its finalizers.
  * - Anything else (unannotated objects, DELETE, CONNECT, subresources, other kinds) is allowed unchanged.
  *
  * Never throws: any error becomes an explicit denial carrying the message, and the response always echoes
@@ -22,8 +29,15 @@ import {
   parseAnnotations,
   primitivesOf,
 } from '../api/annotations.ts';
-import type { PrimitiveKind } from '../api/constants.ts';
-import type { CronJob, Job, Pod } from '../api/types.ts';
+import {
+  ANNOTATION_PREFIX,
+  HOLD_CONTAINER,
+  MANAGED_LABEL,
+  type PrimitiveKind,
+  WAIT_CONTAINER,
+} from '../api/constants.ts';
+import type { Container, CronJob, Job, Pod } from '../api/types.ts';
+import { IMMUTABLE_METADATA_MESSAGE } from './admissionPolicies.ts';
 import { buildInjectionPatch, type InjectionConfig } from './injectionPatch.ts';
 import { buildTemplateAnnotationPatch, konductorAnnotationsOf } from './templateAnnotations.ts';
 
@@ -93,6 +107,11 @@ export interface AdmissionDeps {
   injection: InjectionConfig;
   /** Whether a referenced primitive exists; absent = no existence warnings. */
   primitiveExists?: PrimitiveExists;
+  /**
+   * The `spec.permits` of an existing Semaphore (undefined when unknown): a pod asking for more gets an
+   * admission warning, since it can never be granted.
+   */
+  semaphorePermits?: (namespace: string, name: string) => number | undefined;
   /** Bound on all primitiveExists lookups of one review together, default 1000 ms. */
   lookupTimeoutMs?: number;
   /** Clock for the konductor.io/admitted-at annotation; absent = no annotation (pure tests). */
@@ -148,7 +167,7 @@ async function decide(req: AdmissionRequest, deps: AdmissionDeps): Promise<Admis
 
   if (group === '' && kind === 'Pod') {
     if (operation === 'CREATE') return admitPodCreate(req, deps);
-    if (operation === 'UPDATE') return validateUpdate(req, (o) => annotationsOf(o));
+    if (operation === 'UPDATE') return validatePodUpdate(req);
     return allow(uid);
   }
   if (group === 'batch' && kind === 'Job') {
@@ -173,13 +192,84 @@ async function admitPodCreate(req: AdmissionRequest, deps: AdmissionDeps): Promi
   const request = parsed.request;
   if (request === null) return allow(req.uid);
   if (!isObject(pod.spec)) return deny(req.uid, 400, 'BadRequest', 'request.object has no spec');
+  const impostor = reservedContainerImpostor(pod as unknown as Pod, deps.injection);
+  if (impostor !== undefined) {
+    return deny(
+      req.uid,
+      403,
+      'Forbidden',
+      `Pod ${describeObject(req, pod)}: init container ${impostor} is not the agent konductor injects ` +
+        `(image ${deps.injection.agentImage}); the names ${WAIT_CONTAINER} and ${HOLD_CONTAINER} are reserved ` +
+        'for the konductor webhook: rename the container',
+    );
+  }
 
   const injection = deps.now
     ? { ...deps.injection, admittedAt: new Date(deps.now()).toISOString() }
     : deps.injection;
   const patch = buildInjectionPatch(pod as unknown as Pod, injection, request);
-  const warnings = await missingPrimitiveWarnings(request, namespaceOf(req, pod), deps);
+  const namespace = namespaceOf(req, pod);
+  const warnings = [
+    ...(await missingPrimitiveWarnings(request, namespace, deps)),
+    ...permitsWarnings(request, namespace, deps),
+  ];
   return allow(req.uid, patch, warnings);
+}
+
+/**
+ * The name of a `konductor-wait` / `konductor-hold` init container the webhook did not inject, if any.
+ * Injected (by an earlier invocation for the same request, `reinvocationPolicy: IfNeeded`) means: the
+ * managed label, and a wait container with the agent image and `args: [wait]`.
+ */
+export function reservedContainerImpostor(pod: Pod, injection: InjectionConfig): string | undefined {
+  const inits: Container[] = Array.isArray(pod.spec?.initContainers) ? pod.spec.initContainers : [];
+  const reserved = inits.filter((c) => c?.name === WAIT_CONTAINER || c?.name === HOLD_CONTAINER);
+  if (reserved.length === 0) return undefined;
+  const wait = inits.find((c) => c?.name === WAIT_CONTAINER);
+  const genuine =
+    pod.metadata?.labels?.[MANAGED_LABEL] === 'true' &&
+    wait !== undefined &&
+    wait.image === injection.agentImage &&
+    JSON.stringify(wait.args ?? []) === JSON.stringify(['wait']);
+  return genuine ? undefined : reserved[0]?.name;
+}
+
+/** The konductor metadata keys (managed label, konductor.io/ annotations) that differ between two pods. */
+export function changedKonductorMetadata(before: unknown, after: unknown): string[] {
+  const changed: string[] = [];
+  if (labelsOf(before)?.[MANAGED_LABEL] !== labelsOf(after)?.[MANAGED_LABEL]) changed.push(MANAGED_LABEL);
+  const a = annotationsOf(after) ?? {};
+  const b = annotationsOf(before) ?? {};
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)].filter((k) => k.startsWith(ANNOTATION_PREFIX)));
+  for (const k of [...keys].sort()) if (a[k] !== b[k]) changed.push(k);
+  return changed;
+}
+
+function validatePodUpdate(req: AdmissionRequest): AdmissionResponse {
+  const changed = changedKonductorMetadata(req.oldObject, req.object);
+  if (changed.length === 0) return allow(req.uid);
+  return deny(
+    req.uid,
+    403,
+    'Forbidden',
+    `Pod ${describeObject(req, req.object)}: ${IMMUTABLE_METADATA_MESSAGE} (changed: ${changed.join(', ')})`,
+  );
+}
+
+function permitsWarnings(request: KonductorRequest, namespace: string, deps: AdmissionDeps): string[] {
+  const sem = request.semaphore;
+  if (!sem || !deps.semaphorePermits) return [];
+  let capacity: number | undefined;
+  try {
+    capacity = deps.semaphorePermits(namespace, sem.name);
+  } catch {
+    return [];
+  }
+  if (capacity === undefined || sem.permits <= capacity) return [];
+  return [
+    `konductor.io/permits: ${sem.permits} exceeds the ${capacity} permits of Semaphore ${namespace}/${sem.name}: ` +
+      'the pod will wait until the Semaphore has that many (PermitsExceedCapacity)',
+  ];
 }
 
 async function admitTemplateOwner(
@@ -301,9 +391,17 @@ function sanitizeWarning(w: string): string {
 }
 
 function annotationsOf(obj: unknown): Record<string, string> | undefined {
+  return metadataMap(obj, 'annotations');
+}
+
+function labelsOf(obj: unknown): Record<string, string> | undefined {
+  return metadataMap(obj, 'labels');
+}
+
+function metadataMap(obj: unknown, key: 'labels' | 'annotations'): Record<string, string> | undefined {
   if (!isObject(obj) || !isObject(obj.metadata)) return undefined;
-  const a = obj.metadata.annotations;
-  return isObject(a) ? (a as Record<string, string>) : undefined;
+  const m = obj.metadata[key];
+  return isObject(m) ? (m as Record<string, string>) : undefined;
 }
 
 function namespaceOf(req: AdmissionRequest, obj: Record<string, unknown>): string {

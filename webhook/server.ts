@@ -27,8 +27,20 @@ import {
   reviewAdmission,
 } from './admission.ts';
 
-/** Big enough for any pod the API server accepts (etcd's default request limit is 1.5 MiB). */
-export const MUTATE_BODY_LIMIT = 10 * 1024 * 1024;
+/**
+ * Big enough for every AdmissionReview the API server can send: it stores objects of at most 1.5 MiB (etcd's
+ * default request limit) and takes request bodies of at most 3 MiB, so a CREATE review carries at most one
+ * ~1.5 MiB pod and an UPDATE (sent only when a pod's konductor metadata changes) two. A large real pod —
+ * test/fixtures/admission/pod-big.json, 10 containers with 500 env variables — is a 47 KiB review.
+ */
+export const MUTATE_BODY_LIMIT = 3 * 1024 * 1024 + 64 * 1024;
+
+/**
+ * AdmissionReview bytes read and decided at once (declared Content-Length, or the body limit when the
+ * length is not declared). Beyond, a request gets 429 before its body is read: many large or slow bodies
+ * cannot take the manager's memory. 8 MiB is ~170 reviews of pod-big.json's size at once.
+ */
+export const MUTATE_INFLIGHT_BYTES = 8 * 1024 * 1024;
 
 export const MUTATE_PATH = '/mutate';
 export const HEALTHZ_PATH = '/healthz';
@@ -42,24 +54,65 @@ export interface BuildServerOptions {
   httpsOptions?: SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean };
   /** Log one line per request (default false: the webhook's hot path stays quiet). */
   requestLogging?: boolean;
+  /** Timeouts and the connection cap (defaults: SERVER_LIMITS). */
+  limits?: Partial<ServerLimits>;
 }
+
+/** What one client may take of an HTTPS listener (docs/security.md). */
+export interface ServerLimits {
+  /** A request's headers must arrive within this (slowloris). */
+  headersTimeoutMs: number;
+  /** The whole request (headers and body) must arrive within this; a streamed response is not limited. */
+  requestTimeoutMs: number;
+  /** The TLS handshake must complete within this. */
+  handshakeTimeoutMs: number;
+  /** Open connections at most; more are closed at once (0: no cap). */
+  maxConnections: number;
+}
+
+export const SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 0,
+});
 
 /** A bare fastify instance, not listening. Register route plugins on it, then listen or inject. */
 export function buildServer(opts: BuildServerOptions = {}): FastifyInstance {
+  const limits = { ...SERVER_LIMITS, ...opts.limits };
   const base = {
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     logController: new LogController({ disableRequestLogging: !opts.requestLogging }),
     // The API server keeps webhook connections alive; make sure an idle one outlives its reuse window.
     keepAliveTimeout: 75_000,
+    requestTimeout: limits.requestTimeoutMs,
     return503OnClosing: true,
   };
-  const app = opts.httpsOptions ? Fastify({ ...base, https: opts.httpsOptions }) : Fastify(base);
+  const app = opts.httpsOptions
+    ? Fastify({
+        ...base,
+        // node:https takes the http.Server options too: headers deadline, and how often the deadlines are
+        // checked (default every 30 s, which would let a slow client hold on 3x longer than the limit).
+        https: {
+          ...opts.httpsOptions,
+          headersTimeout: limits.headersTimeoutMs,
+          requestTimeout: limits.requestTimeoutMs,
+          connectionsCheckingInterval: Math.min(1000, limits.requestTimeoutMs),
+          handshakeTimeout: limits.handshakeTimeoutMs,
+        } as SecureContextOptions,
+      })
+    : Fastify(base);
+  if (limits.maxConnections > 0) app.server.maxConnections = limits.maxConnections;
   return app as unknown as FastifyInstance;
 }
 
 export interface MutateRoutesOptions extends AdmissionDeps {
   /** Register GET /healthz too (default true); turn off when another plugin owns it. */
   healthz?: boolean;
+  /** AdmissionReview bytes in flight at most (default MUTATE_INFLIGHT_BYTES). */
+  maxInflightBytes?: number;
+  /** Called after each AdmissionReview is answered (metrics): the review, its response, seconds taken. */
+  onReviewed?: (review: unknown, response: AdmissionReview['response'], seconds: number) => void;
 }
 
 interface BadRequestBody {
@@ -73,6 +126,7 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
   const deps: AdmissionDeps = {
     injection: opts.injection,
     ...(opts.primitiveExists ? { primitiveExists: opts.primitiveExists } : {}),
+    ...(opts.semaphorePermits ? { semaphorePermits: opts.semaphorePermits } : {}),
     ...(opts.lookupTimeoutMs !== undefined ? { lookupTimeoutMs: opts.lookupTimeoutMs } : {}),
     ...(opts.now ? { now: opts.now } : {}),
   };
@@ -114,24 +168,58 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
       .send({ error: 'InternalError', code: 'KDR_WEBHOOK_INTERNAL', message: err.message });
   });
 
-  app.post(MUTATE_PATH, { bodyLimit: MUTATE_BODY_LIMIT }, async (request, reply) => {
-    const problem = admissionReviewProblem(request.body);
-    if (problem !== null) {
-      const body: BadRequestBody = {
-        error: 'BadRequest',
-        code: 'KDR_WEBHOOK_NOT_ADMISSION_REVIEW',
-        message: problem,
-      };
-      request.log.info({ reason: problem }, 'rejected request that is not an AdmissionReview');
-      return reply.code(400).send(body);
+  // Memory: the bytes of the reviews being read and decided are budgeted; over budget, 429 before reading.
+  const budget = { max: opts.maxInflightBytes ?? MUTATE_INFLIGHT_BYTES, used: 0 };
+  const charged = new WeakMap<FastifyRequest, number>();
+  const onRequest = async (request: FastifyRequest, reply: FastifyReply) => {
+    const declared = Number(request.headers['content-length']);
+    const bytes = Number.isFinite(declared) && declared >= 0 ? declared : MUTATE_BODY_LIMIT;
+    if (budget.used > 0 && budget.used + bytes > budget.max) {
+      request.log.warn({ inFlightBytes: budget.used, bytes }, 'admission busy: request refused');
+      return reply
+        .code(429)
+        .header('retry-after', '1')
+        .send({
+          error: 'TooManyRequests',
+          code: 'KDR_WEBHOOK_BUSY',
+          message: `admission reviews of ${budget.used} bytes are in progress; retry`,
+        });
     }
-    const review = await reviewAdmission(request.body as AdmissionReview, deps);
-    const res = review.response;
-    if (res && !res.allowed) {
-      request.log.info({ uid: res.uid, reason: res.status?.message }, 'admission denied');
+    budget.used += bytes;
+    charged.set(request, bytes);
+  };
+  const onResponse = async (request: FastifyRequest) => {
+    const bytes = charged.get(request);
+    if (bytes !== undefined) {
+      budget.used -= bytes;
+      charged.delete(request);
     }
-    return reply.code(200).send(review);
-  });
+  };
+
+  app.post(
+    MUTATE_PATH,
+    { bodyLimit: MUTATE_BODY_LIMIT, onRequest, onResponse, onRequestAbort: onResponse },
+    async (request, reply) => {
+      const problem = admissionReviewProblem(request.body);
+      if (problem !== null) {
+        const body: BadRequestBody = {
+          error: 'BadRequest',
+          code: 'KDR_WEBHOOK_NOT_ADMISSION_REVIEW',
+          message: problem,
+        };
+        request.log.info({ reason: problem }, 'rejected request that is not an AdmissionReview');
+        return reply.code(400).send(body);
+      }
+      const started = performance.now();
+      const review = await reviewAdmission(request.body as AdmissionReview, deps);
+      const res = review.response;
+      opts.onReviewed?.(request.body, res, (performance.now() - started) / 1000);
+      if (res && !res.allowed) {
+        request.log.info({ uid: res.uid, reason: res.status?.message }, 'admission denied');
+      }
+      return reply.code(200).send(review);
+    },
+  );
 
   if (opts.healthz !== false) {
     app.get(HEALTHZ_PATH, async () => ({ status: 'ok' }));

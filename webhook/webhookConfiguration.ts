@@ -3,6 +3,7 @@
  * installs this object; the Helm chart renders the same rules (a chart test compares them).
  */
 import { ANNOTATION_PREFIX } from '../api/constants.ts';
+import { KONDUCTOR_METADATA_CHANGED } from './admissionPolicies.ts';
 
 export interface WebhookClientConfig {
   url?: string;
@@ -24,6 +25,36 @@ export interface WebhookConfigurationOptions {
 /** CEL: the object carries at least one konductor.io/ annotation. */
 export const MATCH_KONDUCTOR_ANNOTATIONS = `has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('${ANNOTATION_PREFIX}'))`;
 
+/**
+ * CEL of the pods webhook: a CREATE of an annotated pod (inject), or an UPDATE that changes the pod's
+ * konductor metadata (deny: it is immutable). Every other pod update — the kubelet's, the garbage
+ * collector's, finalizer removals — never reaches the webhook, so they pass even while the manager is down.
+ */
+export const MATCH_POD_REQUEST = `request.operation == 'UPDATE' ? (${KONDUCTOR_METADATA_CHANGED}) : (${MATCH_KONDUCTOR_ANNOTATIONS})`;
+
+/**
+ * CEL of the workloads webhook: the Job or CronJob, or its pod template, carries a konductor.io/ annotation
+ * (a bad annotation in the template is denied at the Job, not later as FailedCreate events).
+ */
+export const MATCH_WORKLOAD_ANNOTATIONS =
+  '[object.metadata.?annotations.orValue({}), object.?spec.?template.?metadata.?annotations.orValue({}), ' +
+  'object.?spec.?jobTemplate.?spec.?template.?metadata.?annotations.orValue({})]' +
+  `.exists(m, m.exists(k, k.startsWith('${ANNOTATION_PREFIX}')))`;
+
+/** The namespaces the webhook (and the admission policies) apply in. */
+export function webhookNamespaceSelector(
+  opts: Pick<WebhookConfigurationOptions, 'excludedNamespaces' | 'onlyNamespaces'>,
+) {
+  return {
+    matchExpressions: [
+      { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: opts.excludedNamespaces },
+      ...(opts.onlyNamespaces
+        ? [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: opts.onlyNamespaces }]
+        : []),
+    ],
+  };
+}
+
 export function buildWebhookConfiguration(opts: WebhookConfigurationOptions) {
   const common = {
     admissionReviewVersions: ['v1'],
@@ -31,15 +62,7 @@ export function buildWebhookConfiguration(opts: WebhookConfigurationOptions) {
     failurePolicy: opts.failurePolicy ?? 'Fail',
     timeoutSeconds: opts.timeoutSeconds ?? 5,
     clientConfig: opts.clientConfig,
-    namespaceSelector: {
-      matchExpressions: [
-        { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: opts.excludedNamespaces },
-        ...(opts.onlyNamespaces
-          ? [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: opts.onlyNamespaces }]
-          : []),
-      ],
-    },
-    matchConditions: [{ name: 'has-konductor-annotations', expression: MATCH_KONDUCTOR_ANNOTATIONS }],
+    namespaceSelector: webhookNamespaceSelector(opts),
   };
   return {
     apiVersion: 'admissionregistration.k8s.io/v1',
@@ -50,12 +73,13 @@ export function buildWebhookConfiguration(opts: WebhookConfigurationOptions) {
         name: 'pods.konductor.io',
         ...common,
         reinvocationPolicy: 'IfNeeded',
+        matchConditions: [{ name: 'konductor-pod-request', expression: MATCH_POD_REQUEST }],
         rules: [
           {
             apiGroups: [''],
             apiVersions: ['v1'],
             resources: ['pods'],
-            operations: ['CREATE'],
+            operations: ['CREATE', 'UPDATE'],
             scope: 'Namespaced',
           },
         ],
@@ -64,6 +88,7 @@ export function buildWebhookConfiguration(opts: WebhookConfigurationOptions) {
         name: 'workloads.konductor.io',
         ...common,
         reinvocationPolicy: 'Never',
+        matchConditions: [{ name: 'has-konductor-annotations', expression: MATCH_WORKLOAD_ANNOTATIONS }],
         rules: [
           {
             apiGroups: ['batch'],

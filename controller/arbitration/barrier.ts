@@ -12,6 +12,7 @@
  *   a Warning "arrived X of Y expected"; its pods' wait containers fail. When the quorum is present in the
  *   decision that also finds the deadline passed, the barrier opens (opening is checked first).
  */
+import { MAX_ARRIVALS } from '../../api/limits.ts';
 import type { Arrival, Barrier, BarrierStatus } from '../../api/types.ts';
 import { type ConditionUpdate, findCondition, latchedReady, withReady } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
@@ -47,9 +48,9 @@ export function barrierNeeded(barrier: Barrier): number | undefined {
   return expected;
 }
 
-/** A pod counts as arrived when it is bound, not finished and eligible. */
+/** A pod counts as arrived when it is bound, not finished, not being deleted and eligible. */
 export function hasArrived(pod: PodView): boolean {
-  return pod.bound && !pod.finished && pod.eligible;
+  return pod.bound && !pod.finished && !pod.terminating && pod.eligible;
 }
 
 export function arbitrateBarrier(input: BarrierArbitrationInput): BarrierArbitrationResult {
@@ -96,7 +97,13 @@ export function arbitrateBarrier(input: BarrierArbitrationInput): BarrierArbitra
     if (!previous.has(p.uid)) events.push(podEvent(p, 'Normal', 'Arrived', `arrived at ${ref}: ${of}`));
   }
 
-  const status: BarrierStatus = { arrived: count, arrivals, phase: 'Waiting' };
+  // At most MAX_ARRIVALS entries (the first arrivals; `arrived` counts all): more can only arrive in the
+  // decision that opens the barrier (quorum <= expected <= MAX_EXPECTED), and status stays bounded.
+  const status: BarrierStatus = {
+    arrived: count,
+    arrivals: arrivals.slice(0, MAX_ARRIVALS),
+    phase: 'Waiting',
+  };
   if (firstArrivalAt !== undefined) status.firstArrivalAt = firstArrivalAt;
 
   const problem =

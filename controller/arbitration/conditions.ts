@@ -2,7 +2,16 @@
  * metav1.Condition bookkeeping: a condition's lastTransitionTime changes only when its status changes,
  * so re-arbitrating unchanged inputs yields a byte-identical status (and no write).
  */
+import { MAX_STATUS_MESSAGE } from '../../api/limits.ts';
 import type { Condition, ConditionStatus } from '../../api/types.ts';
+
+/**
+ * A message as konductor stores it in a status: at most MAX_STATUS_MESSAGE characters (a longer one ends in
+ * "..."), so status stays compact however many objects a message names.
+ */
+export function statusMessage(message: string): string {
+  return message.length <= MAX_STATUS_MESSAGE ? message : `${message.slice(0, MAX_STATUS_MESSAGE - 3)}...`;
+}
 
 export interface ConditionUpdate {
   type: string;
@@ -29,7 +38,7 @@ export function setCondition(
     type: update.type,
     status: update.status,
     reason: update.reason,
-    message: update.message,
+    message: statusMessage(update.message),
     lastTransitionTime:
       previous !== undefined && previous.status === update.status ? previous.lastTransitionTime : nowIso,
   };

@@ -14,10 +14,12 @@ export type EventReason =
   | 'Queued'
   /** A pod was granted permits of a semaphore or the lease. */
   | 'Granted'
-  /** A holder gave its grant back (pod finished, deleted, or its hold sidecar released). */
+  /** A holder gave its grant back (its pod finished, or was deleted and its containers stopped, or is gone). */
   | 'Released'
   /** A holder exceeded the ttl and lost its grant. */
   | 'Expired'
+  /** A new object adopted a pod that still runs on a grant of an earlier object of the same name. */
+  | 'Adopted'
   /** A pod asks for more permits than the semaphore has at all; it is skipped, not queued ahead of others. */
   | 'PermitsExceedCapacity'
   /** A pod arrived at a barrier. */

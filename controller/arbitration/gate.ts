@@ -11,7 +11,13 @@
  * in the decision that also finds the deadline passed, the gate opens (opening is checked first).
  * The controller evaluates a gate when it or an object it references changes (see referencesOf), never by
  * polling; the only timer is the timeout (requeueAfterMs).
+ *
+ * A condition on another namespace is read only when that namespace opts in: its owner annotates the
+ * Namespace `konductor.io/gate-readers: "ns-a,ns-b"` (or "*"). Without it the condition is not met and says
+ * why — a Gate must not become a way to read (or wait on) another tenant's Jobs and primitives.
  */
+
+import { GATE_READERS_ANNOTATION } from '../../api/constants.ts';
 import type {
   Barrier,
   Gate,
@@ -24,7 +30,7 @@ import type {
   Semaphore,
 } from '../../api/types.ts';
 import { GATE_CONDITION_STATES } from '../../api/types.ts';
-import { type ConditionUpdate, findCondition, latchedReady, withReady } from './conditions.ts';
+import { type ConditionUpdate, findCondition, latchedReady, statusMessage, withReady } from './conditions.ts';
 import { type PlannedEvent, primitiveEvent } from './events.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
@@ -35,10 +41,28 @@ export type GateTarget = Job | Semaphore | Barrier | Lease | Gate;
 /** Returns the object a condition references (from the controller's caches), or undefined when absent. */
 export type GateLookup = (type: GateConditionType, namespace: string, name: string) => GateTarget | undefined;
 
+/** May a gate in namespace `from` read objects of namespace `target` (target's opt-in, see gateReadersAllow)? */
+export type GateReadPolicy = (target: string, from: string) => boolean;
+
 export interface GateEvaluationInput {
   gate: Gate;
   lookup: GateLookup;
   now: number;
+  /** Cross-namespace reads; default: none (a gate reads only its own namespace). */
+  mayRead?: GateReadPolicy;
+}
+
+/**
+ * Whether a namespace's annotations let gates of namespace `from` read it: the value of
+ * konductor.io/gate-readers is a comma-separated list of namespace names, or "*" for every namespace.
+ */
+export function gateReadersAllow(annotations: Record<string, string> | undefined, from: string): boolean {
+  const value = annotations?.[GATE_READERS_ANNOTATION];
+  if (value === undefined) return false;
+  return value
+    .split(',')
+    .map((v) => v.trim())
+    .some((v) => v === '*' || v === from);
 }
 
 export interface GateEvaluationResult {
@@ -76,11 +100,16 @@ export function evaluateCondition(
   gateNamespace: string,
   lookup: GateLookup,
   self?: { namespace: string; name: string },
+  mayRead: GateReadPolicy = () => false,
 ): GateConditionStatus {
   const namespace = condition.namespace ?? gateNamespace;
   const base = { type: condition.type, name: condition.name, namespace };
   const ref = `${condition.type.toLowerCase()} ${namespace}/${condition.name}`;
-  const result = (met: boolean, message: string): GateConditionStatus => ({ ...base, met, message });
+  const result = (met: boolean, message: string): GateConditionStatus => ({
+    ...base,
+    met,
+    message: statusMessage(message),
+  });
 
   const accepted: readonly string[] | undefined = GATE_CONDITION_STATES[condition.type];
   if (accepted === undefined)
@@ -93,6 +122,13 @@ export function evaluateCondition(
   }
   if (condition.type === 'Gate' && self && self.namespace === namespace && self.name === condition.name) {
     return result(false, `${ref} is this gate itself and can never open it`);
+  }
+  if (namespace !== gateNamespace && !mayRead(namespace, gateNamespace)) {
+    return result(
+      false,
+      `${ref}: namespace ${namespace} does not let gates of namespace ${gateNamespace} read it ` +
+        `(its owner can allow it: kubectl annotate namespace ${namespace} ${GATE_READERS_ANNOTATION}=${gateNamespace})`,
+    );
   }
   const target = lookup(condition.type, namespace, condition.name);
   if (target === undefined) return result(false, `${ref} not found`);
@@ -137,7 +173,7 @@ export function evaluateCondition(
 }
 
 export function evaluateGate(input: GateEvaluationInput): GateEvaluationResult {
-  const { gate, lookup, now } = input;
+  const { gate, lookup, now, mayRead } = input;
   const namespace = gate.metadata.namespace ?? 'default';
   const name = gate.metadata.name ?? '';
   const ref = `gate ${namespace}/${name}`;
@@ -158,7 +194,7 @@ export function evaluateGate(input: GateEvaluationInput): GateEvaluationResult {
   }
 
   const conditionStatuses = (gate.spec?.conditions ?? []).map((c) =>
-    evaluateCondition(c, namespace, lookup, { namespace, name }),
+    evaluateCondition(c, namespace, lookup, { namespace, name }, mayRead),
   );
   const unmet = conditionStatuses.filter((c) => !c.met);
   const status: GateStatus = { phase: 'Waiting', conditionStatuses };

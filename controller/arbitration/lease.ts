@@ -3,26 +3,40 @@
  *
  * - At most one holder, ever: status has a single holder slot, and a new holder is chosen only in the
  *   decision that finds the slot empty or empties it.
- * - The holder is released when its pod is gone, finished, or its hold sidecar released (Released), or
- *   when acquiredAt + spec.ttl <= now (Expired: a Warning on the old holder and on the Lease). The next
+ * - The holder is released when its pod is gone or finished (for a pod being deleted: once all its main
+ *   containers have terminated) (Released), or when its hold is older than spec.ttl (Expired: a Warning on
+ *   the old holder and on the Lease). The next
  *   waiter is granted in the same decision (same status write), with a strictly larger fencing token, so a
  *   stale holder can be told apart downstream.
  * - Waiters are ordered like a semaphore's (priority desc, arrival asc, UID asc); a pod without a
  *   konductor.io/priority annotation has the Lease's spec.priority (default 0).
  * - An invalid or missing ttl stops new grants (Ready=False InvalidSpec); the current holder is still
  *   released normally.
+ * - The first decision of a Lease (no status yet) adopts the pod still running on a grant of an earlier
+ *   Lease of the same name, and starts its tokens above every earlier one (adoption.ts).
  */
 import type { Lease, LeaseHolder, LeaseStatus } from '../../api/types.ts';
+import { adoptionMessage, adoptLeaseHolder, firstToken } from './adoption.ts';
 import { type ConditionUpdate, setConditions } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
 import { holdStartedAt, type PodView, releaseReason } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
-import { indexByUid, isWaiting, orderWaiters, QUEUE_STATUS_LIMIT, toQueueEntry } from './waitingQueue.ts';
+import {
+  indexByUid,
+  isWaiting,
+  oldestArrival,
+  orderWaiters,
+  QUEUE_STATUS_LIMIT,
+  toQueueEntry,
+} from './waitingQueue.ts';
 
 export interface LeaseArbitrationInput {
   lease: Lease;
-  /** The managed pods that reference this lease (any state). */
+  /**
+   * The managed pods that reference this lease (any state), plus a view of the holder's pod if it still
+   * exists: a holder without a view is released as gone, so the caller confirms absence with a GET.
+   */
   pods: readonly PodView[];
   now: number;
 }
@@ -59,8 +73,17 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
   const events: PlannedEvent[] = [];
   const result: Omit<LeaseArbitrationResult, 'status' | 'changed'> = { events };
 
+  // 0. A new Lease (no status yet) adopts the pod still running on an earlier one's grant.
+  // (A status without nextToken was never written by a decision: at most a refused write's condition.)
+  const fresh = old?.nextToken === undefined;
+  let holder = fresh ? adoptLeaseHolder(input.pods, now) : old?.holder;
+  if (fresh && holder !== undefined) {
+    const msg = adoptionMessage(ref, 'the lease');
+    events.push(podEvent(holder, 'Normal', 'Adopted', msg));
+    events.push(primitiveEvent('Normal', 'Adopted', `pod ${holder.pod} ${msg}`));
+  }
+
   // 1. Release or expire the holder.
-  let holder = old?.holder;
   if (holder !== undefined) {
     const pod = pods.get(holder.uid);
     const why = releaseReason(pod);
@@ -88,7 +111,12 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
   }
 
   // 2. Hand over to the head of the queue.
-  let nextToken = Math.max(old?.nextToken ?? 1, 1, (old?.holder?.token ?? 0) + 1, (old?.token ?? 0) + 1);
+  let nextToken = Math.max(
+    old?.nextToken ?? firstToken(lease.metadata.resourceVersion),
+    1,
+    (old?.holder?.token ?? 0) + 1,
+    (old?.token ?? 0) + 1,
+  );
   const queue = leaseQueue(lease, input.pods, holder?.uid);
   let served = 0;
   const head = queue[0];
@@ -142,6 +170,8 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
     status.expiresAt = holder.expiresAt;
   }
   status.queue = remaining.slice(0, QUEUE_STATUS_LIMIT).map(toQueueEntry);
+  const oldest = oldestArrival(remaining);
+  if (oldest !== undefined) status.oldestWaitingSince = oldest;
   status.conditions = setConditions(old?.conditions, [ready], nowIso);
   if (generation !== undefined) status.observedGeneration = generation;
 

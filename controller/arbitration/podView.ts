@@ -1,7 +1,8 @@
 /**
  * PodView: the normalized facts about one managed pod that arbitration needs, derived purely from the
- * Pod object (plus two facts the controller knows from elsewhere: eligibility and the hold sidecar's
- * release). Arbitration never looks at a raw Pod.
+ * Pod object (plus one fact the controller derives from other objects: eligibility). Arbitration never
+ * looks at a raw Pod, and nothing in a PodView comes from the controller's memory or from what an agent
+ * said: a grant is given back only on evidence in the API (docs/security.md, "Arbitration guarantees").
  */
 import type { KonductorRequest } from '../../api/annotations.ts';
 import { ANNOTATIONS, type PrimitiveKind, WAIT_CONTAINER, WEBHOOK_ANNOTATIONS } from '../../api/constants.ts';
@@ -29,18 +30,20 @@ export interface PodView {
   /** spec.nodeName is set. A pod that is not scheduled yet never takes a permit. */
   bound: boolean;
   /**
-   * The pod is done with its grants: phase Succeeded/Failed, deletionTimestamp set, or its main containers
-   * all terminated for good (see mainContainersFinished).
+   * The pod is done with its grants, by its status: phase Succeeded/Failed, its main containers all
+   * terminated for good (see mainContainersFinished), or — once it is being deleted — all its main
+   * containers terminated. A pod with a deletionTimestamp whose main containers still run is NOT finished:
+   * graceful deletion gives them up to terminationGracePeriodSeconds, and they may use it.
    */
   finished: boolean;
+  /** metadata.deletionTimestamp is set: the pod is going away (it is never granted anything new). */
+  terminating: boolean;
   /** Its konductor-wait init container exited 0, or a main container has started. */
   passedWait: boolean;
   /** When it passed its wait (the wait container's finishedAt, else the first main container start), ms. */
   passedWaitAt?: number | undefined;
   /** Earlier primitives in acquisition order (gate, barrier, lease, semaphore) are satisfied. */
   eligible: boolean;
-  /** Its konductor-hold sidecar reported release (SIGTERM). */
-  released: boolean;
 }
 
 /** What the pod asks of the one primitive being arbitrated. */
@@ -51,10 +54,9 @@ export interface PodRequest {
   priority?: number | undefined;
 }
 
-/** Facts the caller derives elsewhere. */
+/** Facts the caller derives from other objects. */
 export interface PodExtras {
   eligible: boolean;
-  released: boolean;
 }
 
 /**
@@ -91,18 +93,35 @@ export function toPodView(pod: Pod, request: PodRequest, extras: PodExtras): Pod
       UNKNOWN_TIME,
     bound: typeof pod.spec.nodeName === 'string' && pod.spec.nodeName !== '',
     finished: isFinished(pod),
+    terminating: meta.deletionTimestamp !== undefined && meta.deletionTimestamp !== null,
     passedWait: hasPassedWait(pod),
     passedWaitAt: passedWaitTime(pod),
     eligible: extras.eligible,
-    released: extras.released,
   };
 }
 
-function isFinished(pod: Pod): boolean {
+export function isFinished(pod: Pod): boolean {
   const phase = pod.status?.phase;
   if (phase === 'Succeeded' || phase === 'Failed') return true;
-  if (pod.metadata.deletionTimestamp !== undefined) return true;
+  if (pod.metadata.deletionTimestamp !== undefined && pod.metadata.deletionTimestamp !== null) {
+    return mainContainersStopped(pod);
+  }
   return mainContainersFinished(pod);
+}
+
+/**
+ * Every main container of a pod that is being deleted has terminated (its status says so). The kubelet
+ * restarts nothing in a terminating pod, so these containers are done whatever the restartPolicy. A main
+ * container that never started (the pod was deleted in its init containers) has no terminated state: such
+ * a pod is done when its object is gone or its phase is terminal — a status not yet updated by the kubelet
+ * must never pass for "stopped".
+ */
+export function mainContainersStopped(pod: Pod): boolean {
+  const containers = pod.spec.containers ?? [];
+  if (containers.length === 0) return false;
+  const statuses = new Map<string, ContainerStatus>();
+  for (const s of pod.status?.containerStatuses ?? []) statuses.set(s.name, s);
+  return containers.every((c) => statuses.get(c.name)?.state?.terminated !== undefined);
 }
 
 /**
@@ -148,7 +167,7 @@ export function holdStartedAt(
   return Math.max(grantedAt, pod.passedWaitAt ?? grantedAt);
 }
 
-function hasPassedWait(pod: Pod): boolean {
+export function hasPassedWait(pod: Pod): boolean {
   const wait = pod.status?.initContainerStatuses?.find((s) => s.name === WAIT_CONTAINER);
   if (wait?.state?.terminated?.exitCode === 0) return true;
   return (pod.status?.containerStatuses ?? []).some(
@@ -183,10 +202,15 @@ export function compareWaiters(
   return a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0;
 }
 
-/** Why a holder's grant goes back, from its pod's state; undefined while it still holds. */
-export function releaseReason(pod: Pick<PodView, 'finished' | 'released'> | undefined): string | undefined {
+/**
+ * Why a holder's grant goes back, from its pod's state; undefined while it still holds. `undefined` pod:
+ * the caller confirmed that the pod is gone (a GET answered 404 or a pod with another UID).
+ */
+export function releaseReason(
+  pod: Pick<PodView, 'finished' | 'terminating'> | undefined,
+): string | undefined {
   if (!pod) return 'the pod is gone';
+  if (pod.finished && pod.terminating) return 'the pod was deleted and its main containers stopped';
   if (pod.finished) return 'the pod finished';
-  if (pod.released) return 'its hold sidecar released it';
   return undefined;
 }

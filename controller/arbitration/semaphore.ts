@@ -3,9 +3,12 @@
  * next status, the events to record and when to look again.
  *
  * Policy (docs/arbitration.md has the long form):
- * - Releases first: a holder whose pod is gone, finished or released by its hold sidecar is removed
+ * - Releases first: a holder whose pod is gone or finished (phase terminal, or its main containers
+ *   terminated: for a pod being deleted, ALL of them — a deletionTimestamp alone releases nothing) is removed
  *   (Released); a holder older than spec.ttl is removed (Expired, a Warning on pod and semaphore).
  *   The grants those releases make possible are decided in the same call, so they land in the same write.
+ * - The first decision of a Semaphore (no status yet) adopts the pods that still run on a grant of an
+ *   earlier Semaphore of the same name and starts its tokens above every earlier one (adoption.ts).
  * - Waiters are granted in arbitration order (priority desc, arrival asc, UID asc) with STRICT
  *   HEAD-OF-LINE BLOCKING: when the head of the queue needs more permits than are free, nobody behind it is
  *   granted, even a request that would fit. Letting small requests bypass would starve a big request
@@ -15,7 +18,8 @@
  *   so it is taken out of the queue order (listed at the end of status.queue, counted in status.waiting),
  *   gets a PermitsExceedCapacity Warning and the Satisfiable=False condition, and is granted in its normal
  *   place once spec.permits grows enough.
- * - Every grant takes the fencing token status.nextToken (starting at 1) and increments it.
+ * - Every grant takes the fencing token status.nextToken and increments it (the first decision starts it at
+ *   firstToken(resourceVersion), so tokens also grow across a delete and recreate).
  * - Lowering spec.permits never revokes a live holder: nothing is granted until inUse drops below it.
  * - An invalid spec (permits < 1, unparsable ttl) stops new grants; releases still happen.
  *
@@ -23,6 +27,7 @@
  * free = spec.permits - inUse), so if the invariant held before a decision it holds after it.
  */
 import type { Holder, QueueEntry, Semaphore, SemaphoreStatus } from '../../api/types.ts';
+import { adoptionMessage, adoptSemaphoreHolders, firstToken } from './adoption.ts';
 import { type ConditionUpdate, setConditions } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
 import { holdStartedAt, type PodView, releaseReason } from './podView.ts';
@@ -31,6 +36,7 @@ import { type DurationField, fromIso, readDuration, toIso } from './timestamps.t
 import {
   indexByUid,
   isWaiting,
+  oldestArrival,
   orderWaiters,
   plural,
   QUEUE_STATUS_LIMIT,
@@ -39,7 +45,10 @@ import {
 
 export interface SemaphoreArbitrationInput {
   semaphore: Semaphore;
-  /** The managed pods that reference this semaphore (any state). */
+  /**
+   * The managed pods that reference this semaphore (any state), plus a view of every holder's pod that still
+   * exists: a holder without a view is released as gone, so the caller confirms absence with a GET.
+   */
   pods: readonly PodView[];
   /** Decision time, epoch ms. */
   now: number;
@@ -101,10 +110,20 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
   const pods = indexByUid(input.pods);
   const events: PlannedEvent[] = [];
 
+  // 0. A new Semaphore (no status yet) adopts the pods still running on an earlier one's grants.
+  // (A status without nextToken was never written by a decision: at most a refused write's condition.)
+  const fresh = old?.nextToken === undefined;
+  const adopted = fresh ? adoptSemaphoreHolders(input.pods, now) : [];
+  for (const holder of adopted) {
+    const msg = adoptionMessage(ref, plural(holder.permits, 'permit'));
+    events.push(podEvent(holder, 'Normal', 'Adopted', msg));
+    events.push(primitiveEvent('Normal', 'Adopted', `pod ${holder.pod} ${msg}`));
+  }
+
   // 1. Releases and expiries.
   const kept: Holder[] = [];
   const removed: Holder[] = [];
-  for (const holder of uniqueHolders(old?.holders ?? [])) {
+  for (const holder of fresh ? adopted : uniqueHolders(old?.holders ?? [])) {
     const pod = pods.get(holder.uid);
     const why = releaseReason(pod);
     const grantedAt = fromIso(holder.grantedAt);
@@ -135,7 +154,11 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
   }
 
   // 2. Grants, in arbitration order, head-of-line blocking.
-  let nextToken = Math.max(old?.nextToken ?? 1, 1, ...kept.map((h) => h.token + 1));
+  let nextToken = Math.max(
+    old?.nextToken ?? firstToken(semaphore.metadata.resourceVersion),
+    1,
+    ...kept.map((h) => h.token + 1),
+  );
   let inUse = kept.reduce((sum, h) => sum + h.permits, 0);
   const holderUids = new Set(kept.map((h) => h.uid));
   const queue = semaphoreQueue(capacity ?? 0, input.pods, holderUids);
@@ -230,6 +253,8 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
     conditions: setConditions(old?.conditions, conditions, nowIso),
   };
   if (generation !== undefined) status.observedGeneration = generation;
+  const oldest = oldestArrival([...remaining, ...queue.oversize]);
+  if (oldest !== undefined) status.oldestWaitingSince = oldest;
 
   const result: SemaphoreArbitrationResult = {
     status,

@@ -13,12 +13,12 @@ import { compareWaiters, type PodView } from './podView.ts';
 export const QUEUE_STATUS_LIMIT = 20;
 
 /**
- * A pod waits for a Semaphore or Lease when it is bound to a node, not finished, eligible (earlier primitives
- * in acquisition order are satisfied), has not passed its wait container and has not released. Holders are
+ * A pod waits for a Semaphore or Lease when it is bound to a node, not finished, not being deleted, eligible
+ * (earlier primitives in acquisition order are satisfied) and has not passed its wait container. Holders are
  * excluded by the caller.
  */
 export function isWaiting(view: PodView): boolean {
-  return view.bound && !view.finished && view.eligible && !view.passedWait && !view.released;
+  return view.bound && !view.finished && !view.terminating && view.eligible && !view.passedWait;
 }
 
 /** Pods in arbitration order (see compareWaiters), one per UID, with `priorityFallback` for unset priorities. */
@@ -38,6 +38,16 @@ export function indexByUid(pods: readonly PodView[]): Map<string, PodView> {
   const map = new Map<string, PodView>();
   for (const pod of pods) if (!map.has(pod.uid)) map.set(pod.uid, pod);
   return map;
+}
+
+/**
+ * When the longest-waiting of these pods arrived (RFC 3339), for status.oldestWaitingSince and its printer
+ * column; undefined when none waits or no arrival is known.
+ */
+export function oldestArrival(pods: readonly PodView[]): string | undefined {
+  let oldest = Number.MAX_SAFE_INTEGER;
+  for (const p of pods) if (p.scheduledAt < oldest) oldest = p.scheduledAt;
+  return oldest < Number.MAX_SAFE_INTEGER ? new Date(oldest).toISOString() : undefined;
 }
 
 export function toQueueEntry(view: PodView): QueueEntry {

@@ -106,6 +106,20 @@ export function computePhase(pod: KPod, rt: RuntimePod): PodPhase {
   }
   // The kubelet reports a terminal phase only once every container (sidecars included) has stopped.
   if ((phase === 'Succeeded' || phase === 'Failed') && anyRunning) return 'Running';
+  // Since Kubernetes 1.27 the kubelet gives a deleted pod whose containers have all stopped a terminal phase
+  // (Succeeded when every main container exited 0, else Failed — also when they never started), whatever its
+  // restartPolicy: nothing will run in it again.
+  if (
+    pod.metadata.deletionTimestamp &&
+    rt.sandboxGone &&
+    !anyRunning &&
+    phase !== 'Succeeded' &&
+    phase !== 'Failed'
+  ) {
+    const allSucceeded =
+      rt.main.length > 0 && rt.main.every((c) => c.state.kind === 'terminated' && c.state.exitCode === 0);
+    return allSucceeded ? 'Succeeded' : 'Failed';
+  }
   return phase;
 }
 

@@ -20,6 +20,8 @@ export function useKonductor(
   ns: TestNamespace,
   managerArgs: string[] = [],
   instanceSuffix?: string,
+  /** The install's log lines (the supervisor's restarts among them); default: dropped. */
+  log: (line: string) => void = () => undefined,
 ): KonductorHandle {
   const handle = {} as KonductorHandle;
   let processes: ProcessGroup | undefined;
@@ -38,7 +40,7 @@ export function useKonductor(
       {
         namespace: ns.name,
         managerArgs,
-        log: () => undefined,
+        log,
         ...(instanceSuffix ? { instanceSuffix } : {}),
       },
     );

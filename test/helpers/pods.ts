@@ -26,6 +26,12 @@ export async function release(marker: string): Promise<void> {
   await writeFile(join(RELEASE_DIR, marker), 'x');
 }
 
+/**
+ * Shell that ignores SIGTERM the way a workload finishing its work does: prints `term` when the kubelet
+ * sends it (graceful deletion) and keeps going with `body`.
+ */
+export const trapsTerm = (body: string) => `trap 'echo term' TERM; ${body}`;
+
 /** Shell that prints `start <ns since the epoch>`, then runs `body`. */
 export const startStamped = (body: string) => `echo start $(date +%s%N); ${body}`;
 /** Shell that prints `start <ns>`, runs `body`, then prints `end <ns>`. */
@@ -107,6 +113,8 @@ export interface NamespacePods {
   waitLog(pod: string): Promise<string>;
   /** `<prefix>-<namespace>-<random>`: a name (e.g. a release marker) unique to this run. */
   uniq(prefix: string): string;
+  /** Creates Semaphore `name` with `permits`. */
+  createSemaphore(name: string, permits: number): Promise<void>;
   /** A number printed as `<label> <ns>` in a container's log, in µs (expects the line to be there). */
   loggedUs(pod: string, container: string, label: string): Promise<number>;
   /** The `start <ns>` and `end <ns>` lines of a container's log, in µs (expects both to be there). */
@@ -138,6 +146,14 @@ export function namespacePods(ns: TestNamespace): NamespacePods {
     containerLog,
     waitLog: (pod) => containerLog(pod, WAIT_CONTAINER),
     uniq: (prefix) => `${prefix}-${namespace}-${Math.random().toString(36).slice(2, 8)}`,
+    createSemaphore: async (name, permits) => {
+      await client.create(`/apis/sync.konductor.io/v1/namespaces/${namespace}/semaphores`, {
+        apiVersion: 'sync.konductor.io/v1',
+        kind: 'Semaphore',
+        metadata: { name },
+        spec: { permits },
+      });
+    },
     loggedUs: async (pod, container, label) => {
       const log = await containerLog(pod, container);
       const v = new RegExp(`^${label} (\\d+)$`, 'm').exec(log)?.[1];

@@ -61,7 +61,13 @@ const createPod = (name: string, barrier: string, body = 'true') =>
 const getBarrier = (name: string) => client.get<Barrier>(`${BARRIERS}/${name}`);
 
 /** Main-container start time of a pod, in µs since the epoch, from its own log. */
-const startedAtUs = (name: string) => nsPods.loggedUs(name, 'main', 'start');
+/** The main container's first clock reading (waits for the line: "running" in the status can precede it). */
+const startedAtUs = async (name: string) => {
+  await waitFor(async () => /^start \d+$/m.test(await nsPods.containerLog(name, 'main')), {
+    message: `the start line of ${name}`,
+  });
+  return nsPods.loggedUs(name, 'main', 'start');
+};
 
 async function arrivedIs(barrier: string, n: number): Promise<Barrier | undefined> {
   const b = await getBarrier(barrier);

@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { BenchResult } from '../../bench/common.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const BENCHMARKS = ['agent', 'webhook', 'handoff', 'throughput', 'scale'];
+const BENCHMARKS = ['agent', 'webhook', 'handoff', 'throughput', 'scale', 'memory-limit'];
 const resultsDir = mkdtempSync(join(tmpdir(), 'konductor-bench-smoke-'));
 afterAll(() => rmSync(resultsDir, { recursive: true, force: true }));
 

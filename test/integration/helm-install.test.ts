@@ -155,10 +155,16 @@ interface Installed {
 }
 
 /** Renders (checking the webhook and policy select nothing), installs, and reads back the release's manifest. */
-async function install(ns: TestNamespace, values: Record<string, unknown>, extra: string[] = []) {
+async function install(
+  ns: TestNamespace,
+  values: Record<string, unknown>,
+  extra: string[] = [],
+  valuesFiles: string[] = [],
+) {
   const release = `kdr-${randomBytes(3).toString('hex')}`;
   const all = { 'webhook.namespaceSelector': selectNothing(ns), ...values };
-  const common = [release, CHART_DIR, '--namespace', ns.name, ...setArgs(all)];
+  const files = valuesFiles.flatMap((f) => ['-f', join(CHART_DIR, f)]);
+  const common = [release, CHART_DIR, '--namespace', ns.name, ...files, ...setArgs(all)];
 
   const template = await helm(['template', ...common]);
   expect(template.code, template.stderr).toBe(0);
@@ -340,25 +346,31 @@ describe('helm install with default values (cert-manager mode)', () => {
   });
 });
 
-describe('helm install with certManager.enabled=false, podMonitor.enabled=true, azure.enabled=true', () => {
+describe('helm install -f values-ha.yaml with certManager.enabled=false, podMonitor.enabled=true, azure.enabled=true', () => {
   let inst: Installed;
 
   it('is accepted: helm install exits 0 and every object exists as rendered', async () => {
-    inst = await install(nsSelfManaged, {
-      'crd.install': false,
-      'certManager.enabled': false,
-      'podMonitor.enabled': true,
-      'podMonitor.interval': '30s',
-      'podMonitor.additionalLabels': { release: 'prometheus' },
-      'azure.enabled': true,
-      'azure.tenantId': '00000000-0000-0000-0000-000000000001',
-      'azure.credentials.clientId': '00000000-0000-0000-0000-000000000002',
-      'serviceAccount.annotations': {
-        'azure.workload.identity/client-id': '00000000-0000-0000-0000-000000000002',
+    inst = await install(
+      nsSelfManaged,
+      {
+        'crd.install': false,
+        'certManager.enabled': false,
+        'podMonitor.enabled': true,
+        'podMonitor.interval': '30s',
+        'podMonitor.additionalLabels': { release: 'prometheus' },
+        'azure.enabled': true,
+        'azure.tenantId': '00000000-0000-0000-0000-000000000001',
+        'azure.credentials.clientId': '00000000-0000-0000-0000-000000000002',
+        'serviceAccount.annotations': {
+          'azure.workload.identity/client-id': '00000000-0000-0000-0000-000000000002',
+        },
       },
-    });
+      [],
+      ['values-ha.yaml'],
+    );
     const kinds = inst.manifest.map((m) => m.kind);
     expect(kinds).toContain('PodMonitor');
+    expect(kinds).toContain('PodDisruptionBudget'); // values-ha.yaml: 2 replicas
     expect(kinds).not.toContain('Certificate');
     expect(kinds).not.toContain('Issuer');
     expect(kinds).not.toContain('CustomResourceDefinition');
@@ -369,6 +381,8 @@ describe('helm install with certManager.enabled=false, podMonitor.enabled=true, 
     const env = deployment.spec.template.spec.containers[0].env.map((e: Json) => e.name);
     expect(env).toEqual(expect.arrayContaining(['AZURE_TENANT_ID', 'AZURE_CLIENT_ID']));
     expect(deployment.spec.template.metadata.labels['azure.workload.identity/use']).toBe('true');
+    expect(deployment.spec.replicas).toBe(2);
+    expect(deployment.spec.template.spec.containers[0].args).toContain('--leader-elect');
   });
 
   it('helm uninstall removes the release; the (not installed) CRDs are untouched', async () => {

@@ -17,6 +17,7 @@ import {
   release,
   untilReleased as releaseLoop,
   timed,
+  trapsTerm,
   waitingInInit,
 } from '../helpers/pods.ts';
 import { waitFor } from '../helpers/waitFor.ts';
@@ -189,7 +190,8 @@ describe('Lease: exclusive access', () => {
     );
     expect(queued.status?.queue?.map((q) => q.pod)).toEqual(['prio-c', 'prio-a', 'prio-d', 'prio-b']);
     const printed = await kubectl(['get', 'klease', 'prio'], { namespace: ns.name });
-    expect(printed.stdout).toMatch(/NAME\s+HOLDER\s+PHASE\s+WAITING\s+EXPIRES/);
+    expect(printed.stdout).toMatch(/NAME\s+HOLDER\s+PHASE\s+WAITING\s+OLDEST-WAIT\s+EXPIRES/);
+    expect(printed.stdout).toMatch(/prio\s+prio-blocker\s+Held\s+4\s+\d+s\s/);
     expect(printed.stdout).toMatch(/prio\s+prio-blocker\s+Held\s+4\s/);
     const log = await waitFor(
       async () => {
@@ -259,34 +261,62 @@ describe('Lease: exclusive access', () => {
     expect(violations).toEqual([]);
   });
 
-  it('deleting the holder hands over at once, while the old pod object still exists', async () => {
+  it("graceful deletion keeps the lease until the holder's main container stops, then hands over while the pod object still exists", async () => {
     await createLease('del', '10m');
-    // A finalizer keeps the deleted holder's object in the API: the hand-over must not wait for it to go.
+    const marker = uniq('del');
+    // The holder traps SIGTERM and works on after its deletion (terminationGracePeriodSeconds 30); a finalizer
+    // keeps its object in the API after its containers stopped: neither the deletion nor the object decides.
     await client.create<Pod>(
       PODS,
       podManifest('del-holder', {
         annotations: { 'konductor.io/lease': 'del' },
-        script: 'sleep 3600',
+        script: trapsTerm(untilReleased(marker)),
+        terminationGracePeriodSeconds: 30,
         finalizers: ['konductor.io/test-keep'],
       }),
     );
     try {
-      await waitFor(async () => (await holderOf('del'))?.pod === 'del-holder', { message: 'holder' });
-      await createPod('del-next', { 'konductor.io/lease': 'del' }, 'sleep 3600');
+      await waitFor(
+        async () => (await holderOf('del'))?.pod === 'del-holder' && mainRunning(await getPod('del-holder')),
+        { message: 'holder runs' },
+      );
+      const first = (await holderOf('del'))!;
+      await createPod('del-next', { 'konductor.io/lease': 'del' }, timed('true'));
       await waitFor(async () => (await getLease('del')).status?.waiting === 1, { message: 'next waits' });
-      const deleted = Date.now();
       await client.delete(`${PODS}/del-holder`);
+      // The kubelet has sent SIGTERM; the holder works on.
+      await waitFor(async () => /^term$/m.test(await nsPods.containerLog('del-holder', 'main')), {
+        message: 'SIGTERM delivered to the holder',
+      });
+      // A pod created after the deletion is queued: the controller has seen the deletion (one ordered pod
+      // watch) and arbitrated after it — and the lease stays with the deleted, still running holder.
+      await createPod('del-probe', { 'konductor.io/lease': 'del' }, 'true');
+      const seen = await waitFor(
+        async () => {
+          const l = await getLease('del');
+          return l.status?.waiting === 2 ? l : undefined;
+        },
+        { message: 'the probe is queued' },
+      );
+      expect(seen.status?.holder?.pod).toBe('del-holder');
+      expect(mainRunning(await getPod('del-holder'))).toBe(true);
+
+      await release(marker);
       const next = await waitFor(
         async () => {
           const h = await holderOf('del');
           return h?.pod === 'del-next' ? h : undefined;
         },
-        { timeoutMs: 10_000, message: 'next granted' },
+        { timeoutMs: 30_000, message: 'next granted once the holder stopped' },
       );
-      expect(Date.now() - deleted).toBeLessThan(5_000);
+      expect(next.token).toBeGreaterThan(first.token);
       const old = await getPod('del-holder');
       expect(old.metadata.deletionTimestamp, 'the old holder is still in the API').toBeDefined();
-      expect(next.token).toBeGreaterThan(grantSequence('del')[0]!.token);
+      // Ground truth: the next holder's main container started after the old one's ended.
+      await nsPods.waitForPhase('del-next', 'Succeeded', { message: 'next ran' });
+      const [, holderEnd] = await nsPods.loggedIntervalUs('del-holder', 'main');
+      const [nextStart] = await nsPods.loggedIntervalUs('del-next', 'main');
+      expect(nextStart, 'del-next started before del-holder stopped').toBeGreaterThan(holderEnd);
       await waitFor(async () => (await eventsFor('Pod', 'del-holder', 'Released')).length > 0, {
         message: 'Released event on the deleted holder',
       });
@@ -295,7 +325,7 @@ describe('Lease: exclusive access', () => {
         .patchMerge(`${PODS}/del-holder`, { metadata: { finalizers: null } })
         .catch(() => undefined);
     }
-    await client.delete(`${PODS}/del-next`);
+    await client.delete(`${PODS}/del-probe`).catch(() => undefined);
     expect(violations).toEqual([]);
   });
 });

@@ -96,8 +96,14 @@ describe('releaseWithRetries', () => {
 describe('describing grants', () => {
   it('lists held and released primitives', () => {
     const bar = { kind: 'Barrier' as const, name: 'start', namespace: 'default', token: 0 };
-    expect(describeRelease([S, bar])).toBe(
+    expect(describeRelease({ released: [S, bar] })).toBe(
       'released semaphore default/batch-slots (token 7), barrier default/start',
+    );
+    expect(describeRelease({ released: [], held: [S] })).toBe(
+      "semaphore default/batch-slots (token 7) goes back once the pod's status shows its containers stopped",
+    );
+    expect(describeRelease({ released: [], held: [] })).toBe(
+      'released nothing: the pod held no grants (already released)',
     );
     expect(
       describeHeld({

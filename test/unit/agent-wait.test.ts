@@ -165,9 +165,10 @@ type Step = (
   fireTimeout: () => void,
 ) => AgentCallResult<void> | Promise<AgentCallResult<void>>;
 
-function harness(steps: Step[], waitTimeoutMs?: number) {
+function harness(steps: Step[], waitTimeoutMs?: number, clock = { began: 50_000, now: 50_000 }) {
   const verdicts: { code: number; written: number }[] = [];
   const out: string[] = [];
+  const timers: number[] = [];
   const err: string[] = [];
   const sleeps: number[] = [];
   const written: AgentGrantFile[] = [];
@@ -205,13 +206,16 @@ function harness(steps: Step[], waitTimeoutMs?: number) {
     sleep: async (ms) => {
       sleeps.push(ms);
     },
-    setTimer: (_ms, f) => {
+    setTimer: (ms, f) => {
+      timers.push(ms);
       fire = f;
       return () => {};
     },
+    wallClock: () => clock.now,
+    waitBeganAt: () => clock.began,
     onVerdict: (code) => verdicts.push({ code, written: written.length }),
   });
-  return { run, out, err, sleeps, written, verdicts, calls: () => calls };
+  return { run, out, err, sleeps, written, timers, verdicts, calls: () => calls };
 }
 
 const emit =
@@ -255,17 +259,15 @@ describe('runWait', () => {
     expect(h.err.at(-1)).toBe('konductor-wait: the manager rejected the request (HTTP 401 KDR_X: bad token)');
   });
 
+  /** Queued, then the wait-timeout fires. */
+  const queuedThenTimeout: Step = (handlers, fireTimeout) => {
+    handlers.onEvent(standing('queued', 2));
+    fireTimeout();
+    return { kind: 'aborted' };
+  };
+
   it('exits 2 with the primitive it waited for when the timeout fires', async () => {
-    const h = harness(
-      [
-        (handlers, fireTimeout) => {
-          handlers.onEvent(standing('queued', 2));
-          fireTimeout();
-          return { kind: 'aborted' };
-        },
-      ],
-      30_000,
-    );
+    const h = harness([queuedThenTimeout], 30_000);
     expect(await h.run).toBe(2);
     expect(h.err).toEqual([
       'konductor-wait: gave up waiting for semaphore default/batch-slots after 30s (konductor.io/wait-timeout)',
@@ -293,6 +295,26 @@ describe('runWait', () => {
     expect(h.written[0]?.token).toBe(4);
     // The process may end right after the file is written (main.ts exits in onVerdict), once.
     expect(h.verdicts).toEqual([{ code: 0, written: 1 }]);
+  });
+
+  it('counts the wait-timeout from the first start of konductor-wait in the pod, not from a restart', async () => {
+    // Restarted 20 s after the wait began (kept in the shared emptyDir): 10 s of a 30 s timeout are left.
+    const h = harness([queuedThenTimeout], 30_000, { began: 50_000, now: 70_000 });
+    expect(await h.run).toBe(2);
+    expect(h.timers).toEqual([10_000]);
+  });
+
+  it('exits 2 at once when it restarts after its wait-timeout ran out', async () => {
+    const h = harness([], 30_000, {
+      began: Date.parse('2030-01-01T00:00:00Z'),
+      now: Date.parse('2030-01-01T00:00:31Z'),
+    });
+    expect(await h.run).toBe(2);
+    expect(h.calls()).toBe(0);
+    expect(h.err).toEqual([
+      'konductor-wait: gave up waiting after 30s (konductor.io/wait-timeout): the wait began at ' +
+        '2030-01-01T00:00:00.000Z, before konductor-wait restarted',
+    ]);
   });
 
   it('exits 1 and writes nothing when the manager reports a failure', async () => {

@@ -2,11 +2,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   hasKonductorAnnotations,
-  INT32_MAX,
-  INT32_MIN,
   isDns1123Subdomain,
   type KonductorRequest,
+  MAX_PERMITS,
   type ParseResult,
+  PRIORITY_MAX,
+  PRIORITY_MIN,
   parseAnnotations,
   primitivesOf,
 } from '../../api/annotations.ts';
@@ -107,7 +108,7 @@ describe('parseAnnotations', () => {
     expect(isDns1123Subdomain('a'.repeat(254))).toBe(false);
   });
 
-  it.each(['two', '0', '-1', '1.5', '', '2147483648', '1e3', '0x10'])('rejects permits %j', (value) => {
+  it.each(['two', '0', '-1', '1.5', '', '1e3', '0x10'])('rejects permits %j', (value) => {
     const ps = problems(parseAnnotations({ 'konductor.io/semaphore': 's', 'konductor.io/permits': value }));
     expect(ps).toHaveLength(1);
     expect(ps[0]?.annotation).toBe('konductor.io/permits');
@@ -116,12 +117,25 @@ describe('parseAnnotations', () => {
     );
   });
 
-  it('accepts permits up to int32', () => {
+  it('accepts permits up to MAX_PERMITS, the largest spec.permits', () => {
     expect(
-      request(parseAnnotations({ 'konductor.io/semaphore': 's', 'konductor.io/permits': String(INT32_MAX) }))
-        ?.semaphore?.permits,
-    ).toBe(INT32_MAX);
+      request(
+        parseAnnotations({ 'konductor.io/semaphore': 's', 'konductor.io/permits': String(MAX_PERMITS) }),
+      )?.semaphore?.permits,
+    ).toBe(MAX_PERMITS);
   });
+
+  it.each([String(MAX_PERMITS + 1), '2147483648', '99999999999999999999'])(
+    'rejects permits %j above MAX_PERMITS, naming the bound',
+    (value) => {
+      const ps = problems(parseAnnotations({ 'konductor.io/semaphore': 's', 'konductor.io/permits': value }));
+      expect(ps).toHaveLength(1);
+      expect(ps[0]?.message).toBe(
+        `annotation konductor.io/permits: ${JSON.stringify(value)} is more than ${MAX_PERMITS}, the most permits a ` +
+          `Semaphore can have (expected an integer from 1 to ${MAX_PERMITS}, e.g. konductor.io/permits: "2")`,
+      );
+    },
+  );
 
   it('reports permits without a semaphore', () => {
     const ps = problems(parseAnnotations({ 'konductor.io/lease': 'l', 'konductor.io/permits': '2' }));
@@ -134,24 +148,30 @@ describe('parseAnnotations', () => {
     ['-3', -3],
     ['+4', 4],
     ['-0', 0],
-    [String(INT32_MIN), INT32_MIN],
-    [String(INT32_MAX), INT32_MAX],
+    [String(PRIORITY_MIN), PRIORITY_MIN],
+    [String(PRIORITY_MAX), PRIORITY_MAX],
   ])('accepts priority %j', (value, expected) => {
     const req = request(parseAnnotations({ 'konductor.io/gate': 'g', 'konductor.io/priority': value }));
     expect(Object.is(req?.priority, expected)).toBe(true);
   });
 
-  it.each(['high', '1.5', '', '2147483648', '-2147483649', '1e2'])('rejects priority %j', (value) => {
-    const ps = problems(parseAnnotations({ 'konductor.io/gate': 'g', 'konductor.io/priority': value }));
-    expect(ps).toHaveLength(1);
-    expect(ps[0]?.annotation).toBe('konductor.io/priority');
-    expect(ps[0]?.message).toContain('konductor.io/priority: "10"');
-  });
+  it.each(['high', '1.5', '', String(PRIORITY_MAX + 1), String(PRIORITY_MIN - 1), '2147483648', '1e2'])(
+    'rejects priority %j',
+    (value) => {
+      const ps = problems(parseAnnotations({ 'konductor.io/gate': 'g', 'konductor.io/priority': value }));
+      expect(ps).toHaveLength(1);
+      expect(ps[0]?.annotation).toBe('konductor.io/priority');
+      expect(ps[0]?.message).toContain('konductor.io/priority: "10"');
+      expect(ps[0]?.message).toContain(`between ${PRIORITY_MIN} and ${PRIORITY_MAX}`);
+    },
+  );
 
   it.each([
     ['30s', 30_000],
     ['300ms', 300],
     ['1.5h', 5_400_000],
+    ['600h', 600 * 3_600_000],
+    ['8760h', 8760 * 3_600_000],
   ])('accepts wait-timeout %j', (value, ms) => {
     expect(
       request(parseAnnotations({ 'konductor.io/barrier': 'b', 'konductor.io/wait-timeout': value }))
@@ -167,6 +187,20 @@ describe('parseAnnotations', () => {
     expect(ps[0]?.annotation).toBe('konductor.io/wait-timeout');
     expect(ps[0]?.message).toContain('Go duration');
   });
+
+  it.each(['8760h1ns', '8759h60m0.000000001s', '8761h', '2500000000h', '9999999999999999h'])(
+    'rejects wait-timeout %j beyond 8760h, naming the bound',
+    (value) => {
+      const ps = problems(
+        parseAnnotations({ 'konductor.io/barrier': 'b', 'konductor.io/wait-timeout': value }),
+      );
+      expect(ps).toHaveLength(1);
+      expect(ps[0]?.message).toBe(
+        `annotation konductor.io/wait-timeout: ${JSON.stringify(value)} is too long: it must be at most 8760h ` +
+          '(one year) (expected e.g. konductor.io/wait-timeout: "10m", "30s" or "1h30m")',
+      );
+    },
+  );
 
   it('reports priority or wait-timeout without any primitive', () => {
     const ps = problems(

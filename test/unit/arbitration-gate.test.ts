@@ -5,6 +5,7 @@ import {
   evaluateGate,
   type GateLookup,
   type GateTarget,
+  gateReadersAllow,
   gateVerdict,
   referencesOf,
 } from '../../controller/arbitration/gate.ts';
@@ -62,18 +63,31 @@ describe('evaluateGate: conditions', () => {
       semaphore(3, {
         status: { inUse: 3 - available, available, phase: 'Ready', holders: [], waiting: 0, nextToken: 1 },
       });
-    const one = evaluateGate({ gate: g, lookup: lookupFrom({ 'Semaphore/other/slots': sem(1) }), now: T0 });
+    // Namespace `other` lets gates of `default` read it (konductor.io/gate-readers).
+    const mayRead = (target: string, from: string) => target === 'other' && from === 'default';
+    const one = evaluateGate({
+      gate: g,
+      lookup: lookupFrom({ 'Semaphore/other/slots': sem(1) }),
+      now: T0,
+      mayRead,
+    });
     expect(one.status.conditionStatuses[0]).toMatchObject({
       met: false,
       message: 'semaphore other/slots has 1 available, needs 2',
     });
     expect(one.status.phase).toBe('Waiting');
-    const two = evaluateGate({ gate: g, lookup: lookupFrom({ 'Semaphore/other/slots': sem(2) }), now: T0 });
+    const two = evaluateGate({
+      gate: g,
+      lookup: lookupFrom({ 'Semaphore/other/slots': sem(2) }),
+      now: T0,
+      mayRead,
+    });
     expect(two.status.phase).toBe('Open');
     const noStatus = evaluateGate({
       gate: g,
       lookup: lookupFrom({ 'Semaphore/other/slots': semaphore(3) }),
       now: T0,
+      mayRead,
     });
     expect(noStatus.status.conditionStatuses[0]?.met).toBe(false);
     // value defaults to 1
@@ -82,6 +96,43 @@ describe('evaluateGate: conditions', () => {
       evaluateGate({ gate: dflt, lookup: lookupFrom({ 'Semaphore/default/slots': sem(1) }), now: T0 }).status
         .phase,
     ).toBe('Open');
+  });
+
+  it('a condition on another namespace is not met unless that namespace opts in, and says how', () => {
+    const g = gate([{ type: 'Job', name: 'prep', namespace: 'team-b', state: 'Complete' }]);
+    const done = {
+      ...job([{ type: 'Complete', status: 'True' }]),
+      metadata: { name: 'prep', namespace: 'team-b' },
+    };
+    const lookup = lookupFrom({ 'Job/team-b/prep': done });
+    const refused = evaluateGate({ gate: g, lookup, now: T0 });
+    expect(refused.status.phase).toBe('Waiting');
+    expect(refused.status.conditionStatuses[0]).toEqual({
+      type: 'Job',
+      name: 'prep',
+      namespace: 'team-b',
+      met: false,
+      message:
+        'job team-b/prep: namespace team-b does not let gates of namespace default read it (its owner can ' +
+        'allow it: kubectl annotate namespace team-b konductor.io/gate-readers=default)',
+    });
+    const allowed = evaluateGate({
+      gate: g,
+      lookup,
+      now: T0,
+      mayRead: (target, from) =>
+        gateReadersAllow({ 'konductor.io/gate-readers': 'x, default' }, from) && target === 'team-b',
+    });
+    expect(allowed.status.phase).toBe('Open');
+  });
+
+  it('konductor.io/gate-readers lists namespaces, or * for all', () => {
+    expect(gateReadersAllow(undefined, 'a')).toBe(false);
+    expect(gateReadersAllow({ 'konductor.io/gate-readers': 'a,b' }, 'b')).toBe(true);
+    expect(gateReadersAllow({ 'konductor.io/gate-readers': ' a , b ' }, 'a')).toBe(true);
+    expect(gateReadersAllow({ 'konductor.io/gate-readers': 'ab' }, 'a')).toBe(false);
+    expect(gateReadersAllow({ 'konductor.io/gate-readers': '*' }, 'anyone')).toBe(true);
+    expect(gateReadersAllow({ 'konductor.io/gate-readers': '' }, 'a')).toBe(false);
   });
 
   it('Barrier Open, Lease Available/Held, Gate Open', () => {

@@ -130,6 +130,14 @@ describe('arbitrateLease: properties', () => {
           const input = [...pods.values()];
           const r = arbitrateLease({ lease: l, pods: input, now });
           const after = r.status.holder;
+          // A holder whose pod exists and has not finished keeps the lease until its ttl — in particular one
+          // being deleted whose main containers still run ('release': terminating, not finished).
+          if (before) {
+            const p = pods.get(before.uid);
+            const expired = p?.passedWait === true && Date.parse(before.acquiredAt) + 30_000 <= now;
+            if (p && !p.finished && !expired)
+              expect(after?.uid, `${before.uid} keeps the lease`).toBe(before.uid);
+          }
           // One holder at most, and a new one only when the old one left in this decision.
           if (r.granted) {
             expect(before === undefined || r.removed?.uid === before.uid).toBe(true);
@@ -143,14 +151,14 @@ describe('arbitrateLease: properties', () => {
           // The slot never stays empty while someone waits.
           const waiting = input.filter(
             (p) =>
-              p.bound && !p.finished && p.eligible && !p.passedWait && !p.released && p.uid !== after?.uid,
+              p.bound && !p.finished && !p.terminating && p.eligible && !p.passedWait && p.uid !== after?.uid,
           );
           if (after === undefined) expect(waiting).toEqual([]);
           expect(r.status.waiting).toBe(waiting.length);
           // The holder is live and within its ttl.
           if (after) {
             const p = pods.get(after.uid);
-            expect(p && !p.finished && !p.released).toBe(true);
+            expect(p && !p.finished).toBe(true);
             // The ttl counts only once the holder's pod has passed its wait (holdStartedAt).
             if (p?.passedWait) expect(Date.parse(after.acquiredAt) + 30_000).toBeGreaterThan(now);
           }
@@ -171,7 +179,7 @@ describe('arbitrateLease: properties', () => {
             if (!p) continue;
             if (step.op === 'delete') pods.delete(p.uid);
             else if (step.op === 'finish') pods.set(p.uid, { ...p, finished: true });
-            else if (step.op === 'release') pods.set(p.uid, { ...p, released: true });
+            else if (step.op === 'release') pods.set(p.uid, { ...p, terminating: true });
             else if (l.status?.holder?.uid === p.uid) pods.set(p.uid, { ...p, passedWait: true });
           }
         }

@@ -7,7 +7,7 @@ import { compareWaiters, podRequestFor, toPodView } from '../../controller/arbit
 import { T0, view } from './arbitrationFixtures.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
-const extras = { eligible: true, released: false };
+const extras = { eligible: true };
 
 function pod(
   overrides: Partial<Pod['spec']> = {},
@@ -66,25 +66,23 @@ describe('toPodView', () => {
       admittedAt: T0,
       bound: true,
       finished: false,
+      terminating: false,
       passedWait: false,
       eligible: true,
-      released: false,
     });
-    const unscheduled = toPodView(pod(), {}, { eligible: false, released: true });
+    const unscheduled = toPodView(pod(), {}, { eligible: false });
     expect(unscheduled).toMatchObject({
       scheduledAt: T0,
       bound: false,
       permits: 1,
       eligible: false,
-      released: true,
     });
     expect(unscheduled.priority).toBeUndefined();
   });
 
-  it('finished: phase, deletion, or main containers terminated for good', () => {
+  it('finished: phase, or main containers terminated for good', () => {
     expect(toPodView(pod({}, { phase: 'Succeeded' }), {}, extras).finished).toBe(true);
     expect(toPodView(pod({}, { phase: 'Failed' }), {}, extras).finished).toBe(true);
-    expect(toPodView(pod({}, {}, { deletionTimestamp: iso(T0) }), {}, extras).finished).toBe(true);
     const terminated = (exitCode: number) => ({
       state: { terminated: { exitCode } },
       ready: false,
@@ -107,6 +105,34 @@ describe('toPodView', () => {
     expect(toPodView(pod({ restartPolicy: 'OnFailure' }, both(0)), {}, extras).finished).toBe(true);
     expect(toPodView(pod({ restartPolicy: 'OnFailure' }, both(1)), {}, extras).finished).toBe(false);
     expect(toPodView(pod({}, both(0)), {}, extras).finished).toBe(false); // Always: containers restart
+  });
+
+  it('a deletionTimestamp is not "finished": a terminating pod is finished once ALL its main containers terminated', () => {
+    const deleting = { deletionTimestamp: iso(T0) };
+    const running = { name: 'main', ready: true, restartCount: 0, state: { running: {} } };
+    const exited = (name: string) => ({
+      name,
+      ready: false,
+      restartCount: 0,
+      state: { terminated: { exitCode: 143 } },
+    });
+    // Deleted, main containers still running their grace period: holds on.
+    const busy = toPodView(
+      pod({}, { phase: 'Running', containerStatuses: [running, exited('side')] }, deleting),
+      {},
+      extras,
+    );
+    expect(busy).toMatchObject({ finished: false, terminating: true });
+    // Deleted in its init containers (main containers never started): not finished by status alone.
+    const initOnly = toPodView(pod({}, { phase: 'Pending' }, deleting), {}, extras);
+    expect(initOnly).toMatchObject({ finished: false, terminating: true });
+    // Every main container terminated: finished, whatever the restartPolicy (nothing restarts now).
+    const done = toPodView(
+      pod({}, { phase: 'Running', containerStatuses: [exited('main'), exited('side')] }, deleting),
+      {},
+      extras,
+    );
+    expect(done).toMatchObject({ finished: true, terminating: true });
   });
 
   it('passedWait: the wait container exited 0, or a main container started', () => {

@@ -35,15 +35,19 @@ describe('arbitrateSemaphore: grants', () => {
     expect(r.status.holders[0]?.expiresAt).toBeUndefined();
   });
 
-  it('does not grant to unbound, finished, ineligible, passed or released pods', () => {
+  it('does not grant to unbound, finished, ineligible, passed or terminating pods', () => {
     const pods = [
       view('unbound', { bound: false }),
       view('finished', { finished: true }),
       view('ineligible', { eligible: false }),
       view('passed', { passedWait: true }),
-      view('released', { released: true }),
+      view('terminating', { terminating: true }),
     ];
-    const r = arbitrateSemaphore({ semaphore: semaphore(10), pods, now: T0 });
+    // (A first decision adopts pods that passed their wait; this one already has a status.)
+    const s = semaphore(10, {
+      status: arbitrateSemaphore({ semaphore: semaphore(10), pods: [], now: T0 }).status,
+    });
+    const r = arbitrateSemaphore({ semaphore: s, pods, now: T0 });
     expect(r.granted).toEqual([]);
     expect(r.status).toMatchObject({ inUse: 0, available: 10, phase: 'Ready', waiting: 0 });
   });
@@ -98,23 +102,41 @@ describe('arbitrateSemaphore: grants', () => {
     expect(raised.granted.map((h) => h.uid)).toEqual(['huge']);
   });
 
-  it('releases finished, deleted and sidecar-released holders and grants in the same decision', () => {
-    const pods = ['a', 'b', 'c'].map((u, i) => view(u, { scheduledAt: T0 + i }));
-    const first = arbitrateSemaphore({ semaphore: semaphore(2), pods, now: T0 });
-    expect(uids(first.status)).toEqual(['a', 'b']);
+  it('releases gone holders and deleted holders whose containers stopped, and grants in the same decision', () => {
+    const pods = ['a', 'b', 'c', 'd'].map((u, i) => view(u, { scheduledAt: T0 + i }));
+    const first = arbitrateSemaphore({ semaphore: semaphore(3), pods, now: T0 });
+    expect(uids(first.status)).toEqual(['a', 'b', 'c']);
     const next = arbitrateSemaphore({
-      semaphore: withStatus(semaphore(2), first.status),
-      pods: [{ ...view('b', { scheduledAt: T0 + 1 }), released: true }, view('c', { scheduledAt: T0 + 2 })],
+      semaphore: withStatus(semaphore(3), first.status),
+      pods: [
+        // b: deleted, main containers stopped; c: deleted, main containers still in their grace period
+        { ...view('b', { scheduledAt: T0 + 1 }), terminating: true, finished: true },
+        { ...view('c', { scheduledAt: T0 + 2 }), terminating: true, passedWait: true },
+        view('d', { scheduledAt: T0 + 3 }),
+      ],
       now: T0 + 100,
     });
     expect(next.removed.map((h) => h.uid)).toEqual(['a', 'b']);
-    expect(uids(next.status)).toEqual(['c']);
-    expect(next.status.holders[0]?.token).toBe(3);
+    expect(uids(next.status)).toEqual(['c', 'd']);
+    expect(next.status.holders[1]?.token).toBe(4);
     const released = next.events.filter((e) => e.reason === 'Released' && e.target !== 'primitive');
     expect(released.map((e) => e.message)).toEqual([
       'released 1 permit of semaphore default/slots (token 1): the pod is gone',
-      'released 1 permit of semaphore default/slots (token 2): its hold sidecar released it',
+      'released 1 permit of semaphore default/slots (token 2): the pod was deleted and its main containers stopped',
     ]);
+  });
+
+  it('keeps the permit of a holder being deleted while its main containers run (graceful deletion)', () => {
+    const first = arbitrateSemaphore({ semaphore: semaphore(1), pods: [view('h')], now: T0 });
+    const deleting = view('h', { passedWait: true, terminating: true });
+    const r = arbitrateSemaphore({
+      semaphore: withStatus(semaphore(1), first.status),
+      pods: [deleting, view('w', { scheduledAt: T0 + 1 })],
+      now: T0 + 5000,
+    });
+    expect(uids(r.status)).toEqual(['h']);
+    expect(r.granted).toEqual([]);
+    expect(r.status.waiting).toBe(1);
   });
 
   it('expires holders past the ttl with a Warning and requeues at the earliest expiry', () => {
@@ -221,7 +243,7 @@ describe('arbitrateSemaphore: grants', () => {
 
 type Step =
   | { op: 'arrive'; priority: number; permits: number; bound: boolean; eligible: boolean }
-  | { op: 'bind' | 'eligible' | 'finish' | 'delete' | 'release' | 'passWait'; pick: number }
+  | { op: 'bind' | 'eligible' | 'finish' | 'delete' | 'release' | 'stop' | 'passWait'; pick: number }
   | { op: 'advance'; ms: number }
   | { op: 'permits'; permits: number }
   | { op: 'arbitrate' };
@@ -246,9 +268,15 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   {
     weight: 6,
     arbitrary: fc.record({
-      op: fc.constantFrom('bind', 'eligible', 'finish', 'delete', 'release', 'passWait') as fc.Arbitrary<
-        'bind' | 'eligible' | 'finish' | 'delete' | 'release' | 'passWait'
-      >,
+      op: fc.constantFrom(
+        'bind',
+        'eligible',
+        'finish',
+        'delete',
+        'release',
+        'stop',
+        'passWait',
+      ) as fc.Arbitrary<'bind' | 'eligible' | 'finish' | 'delete' | 'release' | 'stop' | 'passWait'>,
       pick: fc.nat(),
     }),
   },
@@ -264,7 +292,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
 );
 
 const isWaiter = (p: PodView, holders: Set<string>) =>
-  p.bound && !p.finished && p.eligible && !p.passedWait && !p.released && !holders.has(p.uid);
+  p.bound && !p.finished && !p.terminating && p.eligible && !p.passedWait && !holders.has(p.uid);
 
 function runSemaphoreModel(steps: Step[], ttl: string | undefined): void {
   let sem = semaphore(3, ttl === undefined ? {} : { ttl });
@@ -288,6 +316,7 @@ function runSemaphoreModel(steps: Step[], ttl: string | undefined): void {
     const input = [...pods.values()];
     const r = arbitrateSemaphore({ semaphore: sem, pods: input, now });
     const st = r.status;
+    const holderUids = new Set(st.holders.map((h) => h.uid));
     const held = st.holders.reduce((s, h) => s + h.permits, 0);
     const capacity = sem.spec.permits;
 
@@ -310,23 +339,29 @@ function runSemaphoreModel(steps: Step[], ttl: string | undefined): void {
     }
     for (const t of tokens) expect(t).toBeLessThan(st.nextToken);
 
-    // Holders are live: released, finished, deleted and expired holders are gone in the same decision.
+    // Holders are live: finished, deleted and expired holders are gone in the same decision.
     // The ttl counts only once the holder's pod has passed its wait (holdStartedAt).
     const ttlMs = ttl === undefined ? Number.POSITIVE_INFINITY : 30_000;
     for (const h of st.holders) {
       const p = pods.get(h.uid);
       expect(p).toBeDefined();
-      expect(p?.finished || p?.released).toBe(false);
+      expect(p?.finished).toBe(false);
       if (p?.passedWait) expect(Date.parse(h.grantedAt) + ttlMs).toBeGreaterThan(now);
+    }
+    // ...and only those: a holder whose pod exists and has not finished keeps its grant until its ttl —
+    // in particular a terminating pod whose main containers still run (graceful deletion).
+    for (const h of before?.holders ?? []) {
+      const p = pods.get(h.uid);
+      const expired = p?.passedWait === true && Date.parse(h.grantedAt) + ttlMs <= now;
+      if (p && !p.finished && !expired) expect(holderUids.has(h.uid), `${h.uid} kept`).toBe(true);
     }
 
     // Grants only to waiters, in arbitration order, ahead of everyone left waiting.
     const oldHolders = new Set((before?.holders ?? []).map((h) => h.uid));
-    const holderUids = new Set(st.holders.map((h) => h.uid));
     const left = input.filter((p) => isWaiter(p, holderUids) && p.permits <= capacity).sort(compareWaiters);
     for (const g of r.granted) {
       const p = pods.get(g.uid)!;
-      expect(p.bound && !p.finished && p.eligible && !p.passedWait && !p.released).toBe(true);
+      expect(p.bound && !p.finished && !p.terminating && p.eligible && !p.passedWait).toBe(true);
       expect(oldHolders.has(g.uid) && st.holders.filter((h) => h.uid === g.uid).length > 1).toBe(false);
       for (const w of left) expect(compareWaiters(p, w)).toBeLessThan(0);
     }
@@ -376,8 +411,14 @@ function runSemaphoreModel(steps: Step[], ttl: string | undefined): void {
         update(step.pick, { finished: true });
         break;
       case 'release':
-        update(step.pick, { released: true });
+        // Graceful deletion: a deletionTimestamp while its main containers still run; later they stop.
+        update(step.pick, { terminating: true });
         break;
+      case 'stop': {
+        const p = pick(step.pick);
+        if (p?.terminating) pods.set(p.uid, { ...p, finished: true });
+        break;
+      }
       case 'passWait': {
         // Only a holder's wait container exits 0.
         const p = pick(step.pick);

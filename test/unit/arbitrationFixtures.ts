@@ -16,9 +16,9 @@ export function view(uid: string, overrides: Partial<PodView> = {}): PodView {
     admittedAt: T0,
     bound: true,
     finished: false,
+    terminating: false,
     passedWait: false,
     eligible: true,
-    released: false,
     ...overrides,
   };
 }

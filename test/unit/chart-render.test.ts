@@ -1,14 +1,18 @@
 /**
  * The Helm chart renders, lints, and every rendered object is valid against the Kubernetes 1.37 schemas
- * and the cert-manager / Prometheus Operator / konductor CRD schemas (kubeconform -strict, offline).
+ * and the cert-manager / Prometheus Operator / konductor CRD schemas (kubeconform -strict, offline), with
+ * the optional objects: PodMonitor, ServiceMonitor, the Grafana dashboard ConfigMap.
  * Needs the chart tools (helm, kubeconform, models-schema): see docs/helm.md. Missing tools fail the
  * suite with the command that builds them; nothing is skipped.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { managerRbacRules } from '../../devcluster/managerIdentity.ts';
+import { buildAdmissionPolicies } from '../../webhook/admissionPolicies.ts';
 import { buildWebhookConfiguration } from '../../webhook/webhookConfiguration.ts';
+import { DASHBOARD_FILE } from '../helpers/dashboard.ts';
 import {
   CHART_DIR,
   type ChartTools,
@@ -22,6 +26,7 @@ import {
   parseManifests,
   RELEASE,
   renderChart,
+  templateArgs,
   writeSchemaDir,
 } from './chart-tools.ts';
 
@@ -122,6 +127,10 @@ describe('default values (cert-manager)', () => {
         'Service',
         'ServiceAccount',
         'ValidatingAdmissionPolicy',
+        'ValidatingAdmissionPolicy',
+        'ValidatingAdmissionPolicy',
+        'ValidatingAdmissionPolicyBinding',
+        'ValidatingAdmissionPolicyBinding',
         'ValidatingAdmissionPolicyBinding',
       ].sort(),
     );
@@ -138,13 +147,20 @@ describe('default values (cert-manager)', () => {
       '--metrics-bind-address=:8080',
       '--health-probe-bind-address=:8081',
       '--webhook-port=9443',
+      '--agent-port=9444',
       '--cert-dir=/tmp/k8s-webhook-server/serving-certs',
       '--cert-mode=cert-manager',
       `--service-name=${FULLNAME}`,
       '--service-namespace=$(POD_NAMESPACE)',
       '--agent-image=logiciq/konductor-agent:0.1.0',
-      `--agent-url=https://${SVC_DNS}:443`,
+      `--agent-url=https://${SVC_DNS}:9444`,
     ]);
+    // The memory budget's input (the cgroup says the same): heap and agent connections follow the limit.
+    expect(c.env).toContainEqual({
+      name: 'KONDUCTOR_MEMORY_LIMIT',
+      valueFrom: { resourceFieldRef: { containerName: 'manager', resource: 'limits.memory' } },
+    });
+    expect(c.resources.limits.memory).toBe('128Mi');
     expect(c.env[0]).toEqual({
       name: 'POD_NAMESPACE',
       valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } },
@@ -194,15 +210,21 @@ describe('default values (cert-manager)', () => {
     expect(mwc.webhooks).toEqual(expected.webhooks);
   });
 
-  it('Service maps 443 to the webhook port and exposes metrics', () => {
+  it('Service maps 443 to the webhook port, the agent API to its own port, and exposes metrics', () => {
     const svc = one(ms, 'Service');
     expect(svc.spec.ports).toEqual([
       { name: 'https', port: 443, targetPort: 'https', protocol: 'TCP', appProtocol: 'https' },
+      { name: 'agent', port: 9444, targetPort: 'agent', protocol: 'TCP', appProtocol: 'https' },
       { name: 'metrics', port: 8080, targetPort: 'metrics', protocol: 'TCP', appProtocol: 'http' },
     ]);
     expect(managerContainer(ms).ports).toContainEqual({
       name: 'https',
       containerPort: 9443,
+      protocol: 'TCP',
+    });
+    expect(managerContainer(ms).ports).toContainEqual({
+      name: 'agent',
+      containerPort: 9444,
       protocol: 'TCP',
     });
     expect(svc.spec.selector).toEqual(one(ms, 'Deployment').spec.selector.matchLabels);
@@ -220,6 +242,7 @@ describe('default values (cert-manager)', () => {
     expect(verbsFor('sync.konductor.io', 'semaphores').sort()).toEqual(['get', 'list', 'watch']);
     expect(verbsFor('sync.konductor.io', 'semaphores/status').sort()).toEqual(['patch', 'update']);
     expect(verbsFor('batch', 'jobs').sort()).toEqual(['get', 'list', 'watch']);
+    expect(verbsFor('', 'namespaces').sort()).toEqual(['get', 'list', 'watch']);
     expect(verbsFor('authentication.k8s.io', 'tokenreviews')).toEqual(['create']);
     for (const r of rules) {
       expect(r.verbs).not.toContain('*');
@@ -232,27 +255,84 @@ describe('default values (cert-manager)', () => {
     expect(role.rules).toEqual([
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
     ]);
+    // The devcluster's manager gets exactly these rules (devcluster/managerIdentity.ts).
+    expect(cr.rules).toEqual(managerRbacRules().cluster);
+    expect(role.rules).toEqual(managerRbacRules().namespaced);
     const subjects = [one(ms, 'ClusterRoleBinding').subjects, one(ms, 'RoleBinding').subjects];
     for (const s of subjects)
       expect(s).toEqual([{ kind: 'ServiceAccount', name: FULLNAME, namespace: NAMESPACE }]);
   });
 
-  it('the ValidatingAdmissionPolicy rejects annotated pods without konductor-wait, in the webhook namespaces', () => {
-    const vap = one(ms, 'ValidatingAdmissionPolicy');
-    expect(vap.spec.validations).toHaveLength(1);
+  it('renders the admission policies of webhook/admissionPolicies.ts, in the webhook namespaces', () => {
+    const rendered = [
+      ...find(ms, 'ValidatingAdmissionPolicy'),
+      ...find(ms, 'ValidatingAdmissionPolicyBinding'),
+    ];
+    const expected = buildAdmissionPolicies({
+      namePrefix: FULLNAME,
+      agentImage: 'logiciq/konductor-agent:0.1.0',
+      managerUsername: `system:serviceaccount:${NAMESPACE}:${FULLNAME}`,
+      namespaceSelector: one(ms, 'MutatingWebhookConfiguration').webhooks[0].namespaceSelector,
+    }) as Json[];
+    const byId = (list: Json[]) =>
+      Object.fromEntries(list.map((o) => [`${o.kind}/${o.metadata.name}`, { spec: o.spec, kind: o.kind }]));
+    expect(byId(rendered)).toEqual(byId(expected));
+    const vap = one(ms, 'ValidatingAdmissionPolicy', `${FULLNAME}-require-injection`);
     expect(vap.spec.validations[0].message).toBe(
       'pod has konductor.io annotations but was not injected by the konductor webhook; is the webhook running?',
     );
-    expect(vap.spec.validations[0].expression).toContain("c.name == 'konductor-wait'");
     for (const a of ['semaphore', 'lease', 'barrier', 'gate']) {
       expect(vap.spec.matchConditions[0].expression).toContain(`'konductor.io/${a}'`);
     }
-    const binding = one(ms, 'ValidatingAdmissionPolicyBinding');
-    expect(binding.spec.policyName).toBe(vap.metadata.name);
-    expect(binding.spec.validationActions).toEqual(['Deny']);
-    expect(binding.spec.matchResources.namespaceSelector).toEqual(
-      one(ms, 'MutatingWebhookConfiguration').webhooks[0].namespaceSelector,
+  });
+
+  it('renders no PodDisruptionBudget with one replica', () => {
+    expect(find(ms, 'PodDisruptionBudget')).toEqual([]);
+  });
+});
+
+describe('values-ha.yaml (high availability)', () => {
+  let ms: Json[];
+  beforeAll(() => {
+    const r = helm(tools, home, [...templateArgs({}), '-f', join(CHART_DIR, 'values-ha.yaml')]);
+    if (r.status !== 0) throw new Error(`helm template -f values-ha.yaml failed:\n${r.stderr}`);
+    ms = validate(r.stdout, 'ha');
+  });
+
+  it('runs 2 replicas with leader election, spread over nodes', () => {
+    const d = one(ms, 'Deployment');
+    expect(d.spec.replicas).toBe(2);
+    expect(managerContainer(ms).args).toContain('--leader-elect');
+    const term =
+      d.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0];
+    expect(term.podAffinityTerm.topologyKey).toBe('kubernetes.io/hostname');
+    expect(d.spec.template.metadata.labels).toMatchObject(term.podAffinityTerm.labelSelector.matchLabels);
+  });
+
+  it('renders a PodDisruptionBudget that keeps a replica serving', () => {
+    const pdb = one(ms, 'PodDisruptionBudget');
+    expect(pdb.spec).toEqual({
+      maxUnavailable: 1,
+      selector: { matchLabels: one(ms, 'Deployment').spec.selector.matchLabels },
+    });
+  });
+
+  it('every replica serves the webhook and the agent API (the Service selects them all)', () => {
+    expect(one(ms, 'Service').spec.selector).toEqual(one(ms, 'Deployment').spec.template.metadata.labels);
+  });
+});
+
+describe('agent API values', () => {
+  it('agentApi.maxConnections and agentApi.port reach the manager; webhook and agent ports must differ', () => {
+    const ms = validate(
+      renderChart(tools, home, { 'agentApi.maxConnections': 2000, 'agentApi.port': 8444 }),
+      'agent',
     );
+    expect(managerContainer(ms).args).toContain('--max-agent-connections=2000');
+    expect(managerContainer(ms).args).toContain(`--agent-url=https://${SVC_DNS}:8444`);
+    const r = helm(tools, home, templateArgs({ 'agentApi.port': 9443 }));
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain('webhook.port and agentApi.port must differ');
   });
 });
 
@@ -326,6 +406,99 @@ describe('podMonitor.enabled=true', () => {
   it('defaults the PodMonitor to the release namespace', () => {
     const ms = validate(renderChart(tools, home, { 'podMonitor.enabled': true }), 'podmonitor-default');
     expect(one(ms, 'PodMonitor').metadata.namespace).toBe(NAMESPACE);
+  });
+});
+
+describe('observability defaults', () => {
+  it('render neither a ServiceMonitor nor a dashboard ConfigMap', () => {
+    const ms = parseManifests(renderChart(tools, home));
+    expect(ms.map((m) => m.kind)).not.toContain('ServiceMonitor');
+    expect(ms.filter((m) => m.kind === 'ConfigMap')).toEqual([]);
+  });
+});
+
+describe('serviceMonitor.enabled=true', () => {
+  it('renders a valid ServiceMonitor on the Service’s metrics port', () => {
+    const ms = validate(
+      renderChart(tools, home, {
+        'serviceMonitor.enabled': true,
+        'serviceMonitor.namespace': 'monitoring',
+        'serviceMonitor.additionalLabels': { release: 'prometheus' },
+        'serviceMonitor.interval': '15s',
+        'serviceMonitor.scrapeTimeout': '5s',
+        'serviceMonitor.metricRelabelings': [
+          { action: 'drop', sourceLabels: ['__name__'], regex: 'nodejs_.*' },
+        ],
+      }),
+      'servicemonitor',
+    );
+    const sm = ms.find((m) => m.kind === 'ServiceMonitor');
+    const svc = ms.find((m) => m.kind === 'Service');
+    expect(sm.metadata).toMatchObject({
+      namespace: 'monitoring',
+      labels: expect.objectContaining({ release: 'prometheus' }),
+    });
+    // it selects the Service (by its labels) in the release namespace, on the port named metrics
+    for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(svc.metadata.labels[k]).toBe(v);
+    expect(sm.spec.namespaceSelector).toEqual({ matchNames: [NAMESPACE] });
+    expect(svc.spec.ports.map((p: Json) => p.name)).toContain('metrics');
+    expect(sm.spec.endpoints).toEqual([
+      {
+        port: 'metrics',
+        path: '/metrics',
+        scheme: 'http',
+        interval: '15s',
+        scrapeTimeout: '5s',
+        metricRelabelings: [{ action: 'drop', sourceLabels: ['__name__'], regex: 'nodejs_.*' }],
+      },
+    ]);
+  });
+
+  it('refuses to render without a metrics port', () => {
+    const r = helm(tools, home, [
+      ...templateArgs({ 'serviceMonitor.enabled': true, 'controller.args.metricsBindAddress': '0' }),
+    ]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain('serviceMonitor.enabled=true needs controller.args.metricsBindAddress');
+  });
+});
+
+describe('grafanaDashboard.enabled=true', () => {
+  it('renders a ConfigMap with the grafana_dashboard label and the dashboard JSON', () => {
+    const ms = validate(
+      renderChart(tools, home, {
+        'grafanaDashboard.enabled': true,
+        'grafanaDashboard.namespace': 'monitoring',
+        'grafanaDashboard.annotations': { grafana_folder: 'konductor' },
+      }),
+      'dashboard',
+    );
+    const cm = ms.find((m) => m.kind === 'ConfigMap');
+    expect(cm.metadata).toMatchObject({
+      namespace: 'monitoring',
+      labels: expect.objectContaining({ grafana_dashboard: '1' }),
+      annotations: { grafana_folder: 'konductor' },
+    });
+    expect(JSON.parse(cm.data['konductor.json'])).toEqual(JSON.parse(readFileSync(DASHBOARD_FILE, 'utf8')));
+  });
+
+  it('takes another label for the sidecar, and the schema rejects an invalid one', () => {
+    const ms = parseManifests(
+      renderChart(tools, home, {
+        'grafanaDashboard.enabled': true,
+        'grafanaDashboard.label': 'dashboards.example.com/grafana',
+        'grafanaDashboard.labelValue': 'konductor',
+      }),
+    );
+    expect(ms.find((m) => m.kind === 'ConfigMap').metadata.labels['dashboards.example.com/grafana']).toBe(
+      'konductor',
+    );
+    const r = helm(
+      tools,
+      home,
+      templateArgs({ 'grafanaDashboard.enabled': true, 'grafanaDashboard.label': 'not a label' }),
+    );
+    expect(r.status).not.toBe(0);
   });
 });
 
@@ -496,12 +669,14 @@ describe('other values', () => {
         { key: 'env', operator: 'In', values: ['prod'] },
       ],
     });
-    expect(one(ms, 'ValidatingAdmissionPolicyBinding').spec.matchResources.namespaceSelector).toEqual(sel);
+    const bindings = find(ms, 'ValidatingAdmissionPolicyBinding');
+    expect(bindings).toHaveLength(3);
+    for (const b of bindings) expect(b.spec.matchResources.namespaceSelector).toEqual(sel);
   });
 
   it('metricsBindAddress "0" disables the metrics port; a PodMonitor then refuses to render', () => {
     const ms = validate(renderChart(tools, home, { 'controller.args.metricsBindAddress': '0' }), 'nometrics');
-    expect(one(ms, 'Service').spec.ports.map((p: Json) => p.name)).toEqual(['https']);
+    expect(one(ms, 'Service').spec.ports.map((p: Json) => p.name)).toEqual(['https', 'agent']);
     expect(() =>
       renderChart(tools, home, { 'controller.args.metricsBindAddress': '0', 'podMonitor.enabled': true }),
     ).toThrow(/podMonitor.enabled=true needs controller.args.metricsBindAddress/);

@@ -5,7 +5,7 @@
  *   - Kubernetes kinds: from the OpenAPI definitions compiled into Kubernetes v1.37 (`models-schema`
  *     prints them; the same definitions the API server serves), made strict (no unknown fields);
  *   - konductor's CRDs: converted from charts/konductor/files/crds/*.yaml;
- *   - cert-manager Certificate/Issuer and Prometheus Operator PodMonitor: hand-written fixtures in
+ *   - cert-manager Certificate/Issuer and Prometheus Operator PodMonitor and ServiceMonitor: hand-written fixtures in
  *     test/fixtures/schemas/.
  * Nothing is downloaded: kubeconform gets only a local schema location, and a kind without a schema fails.
  */

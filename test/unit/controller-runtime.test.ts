@@ -230,13 +230,13 @@ describe('agentAuth', () => {
 });
 
 describe('metrics', () => {
-  it('renders counters and histograms in the Prometheus text format', () => {
+  it('renders counters and histograms in the Prometheus text format', async () => {
     const m = createMetrics();
     m.grants.inc({ kind: 'Semaphore' }, 3);
     m.reconcileSeconds.observe({ kind: 'Semaphore' }, 0.002);
-    const text = m.render();
+    const text = await m.render();
     expect(text).toContain('konductor_grants_total{kind="Semaphore"} 3');
-    expect(text).toContain('konductor_reconcile_duration_seconds_bucket{kind="Semaphore",le="0.0025"} 1');
-    expect(text).toContain('konductor_reconcile_duration_seconds_bucket{kind="Semaphore",le="0.001"} 0');
+    expect(text).toContain('konductor_reconcile_duration_seconds_bucket{le="0.0025",kind="Semaphore"} 1');
+    expect(text).toContain('konductor_reconcile_duration_seconds_bucket{le="0.001",kind="Semaphore"} 0');
   });
 });

@@ -3,8 +3,26 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { API_VERSION, CATEGORY, GROUP, KINDS, type PrimitiveKind, VERSION } from '../../api/constants.ts';
 import { crdName, loadCrdManifests } from '../../api/crds.ts';
-import { DURATION_PATTERN, isDuration } from '../../api/duration.ts';
+import {
+  DURATION_BOUND_RULE,
+  DURATION_PATTERN,
+  DURATION_TOO_LONG_MESSAGE,
+  durationNanos,
+  isDuration,
+} from '../../api/duration.ts';
+import {
+  MAX_ARRIVALS,
+  MAX_EXPECTED,
+  MAX_GATE_CONDITIONS,
+  MAX_HOLDERS,
+  MAX_PERMITS,
+  MAX_STATUS_MESSAGE,
+  MAX_TOKEN,
+  PRIORITY_MAX,
+  PRIORITY_MIN,
+} from '../../api/limits.ts';
 import { GATE_CONDITION_STATES } from '../../api/types.ts';
+import { QUEUE_STATUS_LIMIT } from '../../controller/arbitration/waitingQueue.ts';
 
 // ------------------------------------------------------------------------------------------------
 // A small structural-schema validator (the subset of OpenAPI v3 the CRDs use) and a translator for the
@@ -13,6 +31,7 @@ import { GATE_CONDITION_STATES } from '../../api/types.ts';
 // ------------------------------------------------------------------------------------------------
 
 interface Schema {
+  description?: string;
   type?: string;
   format?: string;
   required?: string[];
@@ -33,8 +52,14 @@ function celToJs(rule: string): (self: unknown) => boolean {
   const js = rule
     .replace(/(!=|==)/g, '$1=')
     .replace(/has\(([\w.]+)\)/g, '($1 !== undefined)')
-    .replace(/([\w.]+) in (\[[^\]]*\])/g, '$2.includes($1)');
-  return new Function('self', `return (${js});`) as (self: unknown) => boolean;
+    .replace(/([\w.]+) in (\[[^\]]*\])/g, '$2.includes($1)')
+    .replace(/duration\(/g, 'nanos(');
+  // CEL's duration() is Go's time.ParseDuration: durationNanos says the same, exactly.
+  const fn = new Function('nanos', 'self', `return (${js});`) as (
+    n: typeof durationNanos,
+    s: unknown,
+  ) => boolean;
+  return (self) => fn(durationNanos, self);
 }
 
 function validate(schema: Schema, value: unknown, path = ''): string[] {
@@ -165,8 +190,8 @@ describe('CRD manifests', () => {
       (crdOf(kind).spec.versions[0]!.additionalPrinterColumns ?? [])
         .filter((c) => !c.priority)
         .map((c) => c.name.toUpperCase());
-    expect(cols('Semaphore')).toEqual(['PERMITS', 'IN-USE', 'WAITING', 'PHASE', 'AGE']);
-    expect(cols('Lease')).toEqual(['HOLDER', 'PHASE', 'WAITING', 'EXPIRES', 'AGE']);
+    expect(cols('Semaphore')).toEqual(['PERMITS', 'IN-USE', 'WAITING', 'OLDEST-WAIT', 'PHASE', 'AGE']);
+    expect(cols('Lease')).toEqual(['HOLDER', 'PHASE', 'WAITING', 'OLDEST-WAIT', 'EXPIRES', 'AGE']);
     expect(cols('Barrier')).toEqual(['EXPECTED', 'ARRIVED', 'PHASE', 'AGE']);
     expect(cols('Gate')).toEqual(['PHASE', 'OPENED', 'AGE']);
   });
@@ -233,6 +258,78 @@ describe('CRD manifests', () => {
       });
     }
     expect(schemaOf('Gate').properties?.spec?.properties?.conditions?.maxItems).toBeDefined();
+  });
+
+  it('every duration field is bounded by MAX_DURATION with the words the annotation parser uses', () => {
+    for (const kind of kinds) {
+      const spec = schemaOf(kind).properties?.spec?.properties ?? {};
+      for (const [name, s] of Object.entries(spec)) {
+        if (name !== 'ttl' && name !== 'timeout') continue;
+        expect(s['x-kubernetes-validations'], `${kind}.${name}`).toEqual([
+          { rule: DURATION_BOUND_RULE, message: DURATION_TOO_LONG_MESSAGE },
+        ]);
+      }
+    }
+  });
+
+  it('every schema property has a description (kubectl explain shows text)', () => {
+    const missing: string[] = [];
+    for (const kind of kinds) {
+      const visit = (s: Schema, path: string) => {
+        // The API server forbids anything but the type on metadata (kubectl explain shows ObjectMeta's own).
+        if (path === '.metadata') return;
+        if (!s.description?.trim()) missing.push(`${kind}${path}`);
+        for (const [k, sub] of Object.entries(s.properties ?? {})) visit(sub, `${path}.${k}`);
+        if (s.items) visit(s.items, `${path}[]`);
+      };
+      visit(schemaOf(kind), '');
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it('every integer has a minimum and a maximum, every list a maxItems (status fits in etcd)', () => {
+    const unbounded: string[] = [];
+    for (const kind of kinds) {
+      const visit = (s: Schema, path: string) => {
+        if (s.type === 'integer' && (s.minimum === undefined || s.maximum === undefined))
+          unbounded.push(`${kind}${path}`);
+        if (s.type === 'array' && s.maxItems === undefined) unbounded.push(`${kind}${path}`);
+        for (const [k, sub] of Object.entries(s.properties ?? {})) visit(sub, `${path}.${k}`);
+        if (s.items) visit(s.items, `${path}[]`);
+      };
+      visit(schemaOf(kind), '');
+    }
+    expect(unbounded).toEqual([]);
+  });
+
+  it('the bounds are those of api/limits.ts, the same the annotation parser and the arbitration use', () => {
+    const at = (kind: PrimitiveKind, path: string): Schema => {
+      let s: Schema | undefined = schemaOf(kind);
+      for (const part of path.split('.')) s = part === '[]' ? s?.items : s?.properties?.[part];
+      if (!s) throw new Error(`${kind} ${path}`);
+      return s;
+    };
+    expect(at('Semaphore', 'spec.permits')).toMatchObject({ minimum: 1, maximum: MAX_PERMITS });
+    expect(at('Semaphore', 'status.holders')).toMatchObject({ maxItems: MAX_HOLDERS });
+    expect(at('Semaphore', 'status.holders.[].permits')).toMatchObject({ maximum: MAX_PERMITS });
+    expect(at('Barrier', 'spec.expected')).toMatchObject({ minimum: 1, maximum: MAX_EXPECTED });
+    expect(at('Barrier', 'spec.quorum')).toMatchObject({ minimum: 1, maximum: MAX_EXPECTED });
+    expect(at('Barrier', 'status.arrivals')).toMatchObject({ maxItems: MAX_ARRIVALS });
+    expect(at('Lease', 'spec.priority')).toMatchObject({ minimum: PRIORITY_MIN, maximum: PRIORITY_MAX });
+    expect(at('Gate', 'spec.conditions')).toMatchObject({ maxItems: MAX_GATE_CONDITIONS });
+    expect(at('Gate', 'spec.conditions.[].value')).toMatchObject({ minimum: 0, maximum: MAX_PERMITS });
+    expect(at('Gate', 'status.conditionStatuses')).toMatchObject({ maxItems: MAX_GATE_CONDITIONS });
+    expect(at('Gate', 'status.conditionStatuses.[].message')).toMatchObject({
+      maxLength: MAX_STATUS_MESSAGE,
+    });
+    for (const kind of ['Semaphore', 'Lease'] as const) {
+      expect(at(kind, 'status.queue')).toMatchObject({ maxItems: 2 * QUEUE_STATUS_LIMIT });
+      expect(at(kind, 'status.queue.[].priority')).toMatchObject({
+        minimum: PRIORITY_MIN,
+        maximum: PRIORITY_MAX,
+      });
+      expect(at(kind, 'status.nextToken')).toMatchObject({ minimum: 0, maximum: MAX_TOKEN });
+    }
   });
 
   it("the Gate's CEL state rules list exactly GATE_CONDITION_STATES", () => {
@@ -317,6 +414,10 @@ spec:
     ['missing permits', sem({}), 'permits is required'],
     ['bad ttl', sem({ permits: 1, ttl: '5 minutes' }), 'pattern'],
     ['negative ttl', sem({ permits: 1, ttl: '-5m' }), 'pattern'],
+    ['ttl above 8760h', sem({ permits: 1, ttl: '8760h1ns' }), 'must be at most 8760h (one year)'],
+    ['permits above MAX_PERMITS', sem({ permits: MAX_PERMITS + 1 }), `above ${MAX_PERMITS}`],
+    ['expected above MAX_EXPECTED', bar({ expected: MAX_EXPECTED + 1 }), `above ${MAX_EXPECTED}`],
+    ['barrier timeout 9000h', bar({ expected: 1, timeout: '9000h' }), 'must be at most 8760h'],
     ['expected 0', bar({ expected: 0 }), 'below 1'],
     ['quorum 0', bar({ expected: 2, quorum: 0 }), 'below 1'],
     ['quorum > expected', bar({ expected: 2, quorum: 3 }), 'must not exceed spec.expected'],
@@ -335,6 +436,7 @@ spec:
 
   it.each([
     ['quorum == expected', bar({ expected: 3, quorum: 3 })],
+    ['ttl of exactly 8760h', sem({ permits: MAX_PERMITS, ttl: '8759h60m' })],
     ['Lease Held', gate([{ type: 'Lease', name: 'l', namespace: 'other', state: 'Held' }])],
     ['Job Failed', gate([{ type: 'Job', name: 'j', state: 'Failed' }])],
     ['Gate Open', gate([{ type: 'Gate', name: 'g', state: 'Open' }])],

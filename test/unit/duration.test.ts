@@ -3,11 +3,15 @@ import { describe, expect, it } from 'vitest';
 import {
   DURATION_INVALID,
   DURATION_PATTERN,
+  DURATION_TOO_LONG,
+  durationNanos,
   formatDuration,
   isDuration,
+  parseBoundedDuration,
   parseDuration,
 } from '../../api/duration.ts';
 import { isKonductorError } from '../../api/errors.ts';
+import { MAX_DURATION_MS } from '../../api/limits.ts';
 
 const UNITS = ['ns', 'us', 'µs', 'μs', 'ms', 's', 'm', 'h'] as const;
 const pattern = new RegExp(DURATION_PATTERN);
@@ -143,6 +147,47 @@ describe('DURATION_PATTERN and parseDuration agree', () => {
         expect(isDuration(s)).toBe(pattern.test(s));
       }),
       { numRuns: 5000 },
+    );
+  });
+});
+
+describe('the duration bound (MAX_DURATION, 8760h)', () => {
+  it('parseBoundedDuration accepts up to 8760h exactly and refuses one nanosecond more, readably', () => {
+    expect(parseBoundedDuration('8760h')).toBe(MAX_DURATION_MS);
+    expect(parseBoundedDuration('525600m')).toBe(MAX_DURATION_MS);
+    expect(parseBoundedDuration('600h')).toBe(600 * 3_600_000);
+    for (const s of ['8760h1ns', '8761h', '2500000000h', `${'9'.repeat(400)}h`]) {
+      let caught: unknown;
+      try {
+        parseBoundedDuration(s);
+      } catch (err) {
+        caught = err;
+      }
+      expect(isKonductorError(caught) && caught.code === DURATION_TOO_LONG, s).toBe(true);
+      expect((caught as Error).message).toBe(
+        `duration ${JSON.stringify(s)} is too long: it must be at most 8760h (one year)`,
+      );
+    }
+  });
+
+  it('durationNanos is exact where Go (and CEL) are exact, and agrees with parseDuration', () => {
+    expect(durationNanos('1h30m')).toBe(5_400_000_000_000n);
+    expect(durationNanos('1.5h')).toBe(5_400_000_000_000n);
+    expect(durationNanos('0.000000001s')).toBe(1n);
+    expect(durationNanos('0.0000000019s')).toBe(1n); // Go truncates below a nanosecond
+    expect(durationNanos('1500µs')).toBe(1_500_000n);
+    const term = fc
+      .tuple(
+        fc.nat({ max: 100_000 }),
+        fc.option(fc.nat({ max: 999 }), { nil: undefined }),
+        fc.constantFrom(...UNITS),
+      )
+      .map(([n, f, u]) => `${n}${f === undefined ? '' : `.${f}`}${u}`);
+    fc.assert(
+      fc.property(fc.array(term, { minLength: 1, maxLength: 4 }), (terms) => {
+        const s = terms.join('');
+        expect(Number(durationNanos(s)) / 1e6).toBeCloseTo(parseDuration(s), 2);
+      }),
     );
   });
 });

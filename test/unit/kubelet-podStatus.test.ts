@@ -214,6 +214,21 @@ describe('process kubelet pod status (kubectl STATUS column)', () => {
     expect(computePodStatus(p, r, T1).containerStatuses?.[0]?.lastState?.terminated?.exitCode).toBe(1);
   });
 
+  it('gives a deleted pod whose containers all stopped a terminal phase, as the kubelet does since 1.27', () => {
+    const p = pod({ init: ['konductor-wait'], sidecars: ['konductor-hold'], restartPolicy: 'Always' });
+    const deleted = { ...p, metadata: { ...p.metadata, deletionTimestamp: T1 } };
+    // Deleted in its wait: the main container never started. While anything runs, not terminal.
+    const stopping = rt([running, running], [waiting('PodInitializing')], p);
+    expect(computePhase(deleted, stopping)).toBe('Pending');
+    const stopped = { ...rt([exited(143), exited(143)], [waiting('PodInitializing')], p), sandboxGone: true };
+    expect(computePhase(deleted, stopped)).toBe('Failed');
+    // Main containers exited 0 on SIGTERM: Succeeded (restartPolicy Always restarts nothing once deleted).
+    const clean = { ...rt([exited(0), exited(143)], [exited(0)], p), sandboxGone: true };
+    expect(computePhase(deleted, clean)).toBe('Succeeded');
+    // Not deleted: the phase is what the containers say.
+    expect(computePhase(p, stopped)).toBe('Pending');
+  });
+
   it('never leaves a terminal phase and keeps condition transition times', () => {
     const p = pod({});
     const first = computePodStatus(p, rt([], [exited(0)], p), T0);

@@ -3,14 +3,16 @@ import fc from 'fast-check';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { describe, expect, it, vi } from 'vitest';
 import type { PrimitiveKind } from '../../api/constants.ts';
-import type { CronJob, Job, Pod } from '../../api/types.ts';
+import type { Container, CronJob, Job, Pod } from '../../api/types.ts';
 import {
   type AdmissionDeps,
   type AdmissionRequest,
   type AdmissionReview,
   admissionReviewProblem,
+  changedKonductorMetadata,
   reviewAdmission,
 } from '../../webhook/admission.ts';
+import { IMMUTABLE_METADATA_MESSAGE } from '../../webhook/admissionPolicies.ts';
 import type { InjectionConfig } from '../../webhook/injectionPatch.ts';
 
 const CONFIG: InjectionConfig = {
@@ -145,28 +147,138 @@ describe('reviewAdmission: pods', () => {
     expect(exists).not.toHaveBeenCalled();
   });
 
-  it('UPDATE: no patch; denied only when it changes konductor annotations to bad ones', async () => {
+  it('UPDATE: konductor metadata is immutable; every other update passes', async () => {
     const bad = fixture('pod-bad-annotations');
     const good = fixture('pod-job');
-    // Unchanged bad annotations (e.g. a finalizer removal): allowed.
+    const admitted = good.request.object as Pod;
+    const update = (before: Pod, after: Pod) =>
+      reviewAdmission(withRequest(good, { operation: 'UPDATE', oldObject: before, object: after }), {
+        injection: CONFIG,
+      });
+    const edit = (f: (p: Pod) => void): Pod => {
+      const p = structuredClone({
+        ...admitted,
+        metadata: { ...admitted.metadata, labels: { 'konductor.io/managed': 'true' } },
+      });
+      f(p);
+      return p;
+    };
+    const managed = edit(() => undefined);
+    // Unchanged konductor metadata (a finalizer removal, another label, another annotation): allowed.
+    for (const after of [
+      edit((p) => {
+        p.metadata.finalizers = [];
+      }),
+      edit((p) => {
+        p.metadata.labels = { ...p.metadata.labels, team: 'a' };
+      }),
+      edit((p) => {
+        p.metadata.annotations = { ...p.metadata.annotations, 'example.com/note': 'x' };
+      }),
+    ]) {
+      expect((await update(managed, after)).response).toEqual({ uid: good.request.uid, allowed: true });
+    }
+    // Even unchanged bad annotations (a pod admitted before the webhook existed) do not block updates.
     const unchanged = await reviewAdmission(
       withRequest(bad, { operation: 'UPDATE', oldObject: bad.request.object }),
       { injection: CONFIG },
     );
     expect(unchanged.response).toEqual({ uid: bad.request.uid, allowed: true });
-    // Changed to bad: denied.
-    const changed = await reviewAdmission(
-      withRequest(bad, { operation: 'UPDATE', oldObject: good.request.object }),
-      { injection: CONFIG },
-    );
-    expect(changed.response?.allowed).toBe(false);
-    expect(changed.response?.status?.message).toContain('konductor.io/permits');
-    // Good update: allowed, never patched (pod spec is immutable).
-    const fine = await reviewAdmission(
-      withRequest(good, { operation: 'UPDATE', oldObject: bad.request.object }),
-      { injection: CONFIG },
-    );
-    expect(fine.response).toEqual({ uid: good.request.uid, allowed: true });
+    // Removing the managed label, changing, adding or removing a konductor.io/ annotation: denied, named.
+    const cases: [Pod, string][] = [
+      [
+        edit((p) => {
+          p.metadata.labels = {};
+        }),
+        'konductor.io/managed',
+      ],
+      [
+        edit((p) => {
+          p.metadata.annotations = { ...p.metadata.annotations, 'konductor.io/semaphore': 'other' };
+        }),
+        'konductor.io/semaphore',
+      ],
+      [
+        edit((p) => {
+          p.metadata.annotations = { ...p.metadata.annotations, 'konductor.io/priority': '9' };
+        }),
+        'konductor.io/priority',
+      ],
+      [
+        edit((p) => {
+          p.metadata.annotations = { ...p.metadata.annotations, 'konductor.io/injected': 'x' };
+        }),
+        'konductor.io/injected',
+      ],
+    ];
+    for (const [after, key] of cases) {
+      const out = await update(managed, after);
+      expect(out.response?.allowed, key).toBe(false);
+      expect(out.response?.status?.code).toBe(403);
+      expect(out.response?.status?.message).toContain(IMMUTABLE_METADATA_MESSAGE);
+      expect(out.response?.status?.message).toContain(`(changed: ${key})`);
+    }
+    // Removing every konductor annotation is a change too.
+    expect(changedKonductorMetadata(managed, { ...managed, metadata: { name: 'x' } })).toEqual([
+      'konductor.io/managed',
+      ...Object.keys(admitted.metadata.annotations ?? {})
+        .filter((k) => k.startsWith('konductor.io/'))
+        .sort(),
+    ]);
+  });
+
+  it('denies a pod whose konductor-wait (or konductor-hold) the webhook did not inject', async () => {
+    const review = fixture('pod-job');
+    const pod = review.request.object as Pod;
+    const fake = (c: Partial<Container>, labels?: Record<string, string>): Pod => ({
+      ...pod,
+      metadata: { ...pod.metadata, ...(labels ? { labels } : {}) },
+      spec: {
+        ...pod.spec,
+        initContainers: [{ name: 'konductor-wait', image: 'busybox', command: ['true'], ...c }],
+      },
+    });
+    for (const p of [
+      fake({}),
+      fake({ image: CONFIG.agentImage, args: ['wait'] }), // no managed label
+      fake({ image: 'busybox', args: ['wait'] }, { 'konductor.io/managed': 'true' }),
+      fake({ name: 'konductor-hold', image: CONFIG.agentImage }),
+    ]) {
+      const out = await reviewAdmission(withRequest(review, { object: p }), { injection: CONFIG });
+      expect(out.response?.allowed).toBe(false);
+      expect(out.response?.status?.code).toBe(403);
+      expect(out.response?.status?.message).toMatch(/is not the agent konductor injects.*reserved/);
+    }
+    // What the webhook injected itself (reinvocation): no patch, allowed.
+    const first = await reviewAdmission(review, { injection: CONFIG });
+    const injected = jsonpatch.applyPatch(structuredClone(pod), decodePatch(first), true, false).newDocument;
+    const again = await reviewAdmission(withRequest(review, { object: injected }), { injection: CONFIG });
+    expect(again.response).toEqual({ uid: review.request.uid, allowed: true });
+  });
+
+  it('warns when konductor.io/permits exceeds the Semaphore’s permits', async () => {
+    const review = fixture('pod-job');
+    const pod = review.request.object as Pod;
+    const asking = (permits: string): Pod => ({
+      ...pod,
+      metadata: {
+        ...pod.metadata,
+        annotations: { 'konductor.io/semaphore': 'slots', 'konductor.io/permits': permits },
+      },
+    });
+    const deps = { injection: CONFIG, semaphorePermits: () => 2 };
+    const over = await reviewAdmission(withRequest(review, { object: asking('3') }), deps);
+    expect(over.response?.allowed).toBe(true);
+    expect(over.response?.warnings).toEqual([
+      `konductor.io/permits: 3 exceeds the 2 permits of Semaphore ${review.request.namespace}/slots: the pod will wait until the Semaphore has that many (PermitsExceedCapacity)`,
+    ]);
+    const fits = await reviewAdmission(withRequest(review, { object: asking('2') }), deps);
+    expect(fits.response?.warnings).toBeUndefined();
+    const unknown = await reviewAdmission(withRequest(review, { object: asking('3') }), {
+      injection: CONFIG,
+      semaphorePermits: () => undefined,
+    });
+    expect(unknown.response?.warnings).toBeUndefined();
   });
 
   it('allows DELETE, CONNECT, subresources and other kinds unchanged', async () => {

@@ -112,12 +112,16 @@ describe('POST /mutate', () => {
     }
   });
 
-  it('accepts bodies far larger than the 1 MiB default, up to the limit; beyond it 413', async () => {
+  it('accepts every review the API server can send (an UPDATE of two 1.5 MiB pods); beyond the limit 413', async () => {
     const a = await app();
     const review = JSON.parse(fixtureText('pod-big')) as AdmissionReview & { request: { object: unknown } };
+    expect(Buffer.byteLength(JSON.stringify(review))).toBeLessThan(50 * 1024); // a large real pod: 47 KiB
     const pod = review.request.object as { metadata: { annotations: Record<string, string> } };
-    pod.metadata.annotations['example.com/blob'] = 'x'.repeat(3 * 1024 * 1024);
-    const res = await post(a, review);
+    // etcd stores objects up to 1.5 MiB: the largest pod, as object and oldObject of an UPDATE review.
+    pod.metadata.annotations['example.com/blob'] = 'x'.repeat(1.5 * 1024 * 1024 - 64 * 1024);
+    const update = { ...review, request: { ...review.request, operation: 'UPDATE', oldObject: pod } };
+    expect(Buffer.byteLength(JSON.stringify(update))).toBeGreaterThan(3 * 1024 * 1024 - 64 * 1024);
+    const res = await post(a, update);
     expect(res.statusCode).toBe(200);
     expect((res.json() as AdmissionReview).response?.allowed).toBe(true);
 
@@ -125,6 +129,35 @@ describe('POST /mutate', () => {
     const tooBig = await post(a, review);
     expect(tooBig.statusCode).toBe(413);
     expect((tooBig.json() as { code: string }).code).toBe('FST_ERR_CTP_BODY_TOO_LARGE');
+  });
+
+  it('answers 429 before reading a body when the reviews in flight would exceed the byte budget', async () => {
+    let finishLookup!: () => void;
+    const lookup = new Promise<boolean>((resolve) => {
+      finishLookup = () => resolve(true);
+    });
+    let entered!: () => void;
+    const inLookup = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const body = fixtureText('pod-job');
+    const a = await app({
+      primitiveExists: () => {
+        entered();
+        return lookup;
+      },
+      lookupTimeoutMs: 60_000,
+      maxInflightBytes: Buffer.byteLength(body) + 10,
+    });
+    const first = post(a, body);
+    await inLookup; // the first review is in flight, held in its primitive lookup
+    const busy = await post(a, body);
+    expect(busy.statusCode).toBe(429);
+    expect(busy.headers['retry-after']).toBe('1');
+    expect((busy.json() as { code: string }).code).toBe('KDR_WEBHOOK_BUSY');
+    finishLookup();
+    expect((await first).statusCode).toBe(200);
+    expect((await post(a, body)).statusCode).toBe(200); // the budget is returned
   });
 
   it('a handler error is an explicit denial, never a hang', async () => {

@@ -117,9 +117,33 @@ must be able to start even when its webhook is down).
 {{- toYaml $selector }}
 {{- end }}
 
-{{/* CEL: the object carries at least one konductor.io/ annotation (same as webhook/webhookConfiguration.ts). */}}
+{{/*
+CEL of the webhooks' matchConditions (the same strings as webhook/webhookConfiguration.ts and
+webhook/admissionPolicies.ts; a chart test compares them).
+*/}}
+{{/* The object carries at least one konductor.io/ annotation. */}}
 {{- define "konductor.matchAnnotationsExpression" -}}
 has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('konductor.io/'))
+{{- end }}
+
+{{/* The managed label or a konductor.io/ annotation differs between object and oldObject. */}}
+{{- define "konductor.metadataChangedExpression" -}}
+object.metadata.?labels[?'konductor.io/managed'] != oldObject.metadata.?labels[?'konductor.io/managed'] || object.metadata.?annotations.orValue({}).exists(k, k.startsWith('konductor.io/') && object.metadata.?annotations[?k] != oldObject.metadata.?annotations[?k]) || oldObject.metadata.?annotations.orValue({}).exists(k, k.startsWith('konductor.io/') && !object.metadata.?annotations[?k].hasValue())
+{{- end }}
+
+{{/* Pods: a CREATE of an annotated pod (inject), or an UPDATE changing its konductor metadata (deny). */}}
+{{- define "konductor.podRequestExpression" -}}
+request.operation == 'UPDATE' ? ({{ include "konductor.metadataChangedExpression" . }}) : ({{ include "konductor.matchAnnotationsExpression" . }})
+{{- end }}
+
+{{/* Jobs and CronJobs: the object or its pod template carries a konductor.io/ annotation. */}}
+{{- define "konductor.workloadAnnotationsExpression" -}}
+[object.metadata.?annotations.orValue({}), object.?spec.?template.?metadata.?annotations.orValue({}), object.?spec.?jobTemplate.?spec.?template.?metadata.?annotations.orValue({})].exists(m, m.exists(k, k.startsWith('konductor.io/')))
+{{- end }}
+
+{{/* The user name the manager authenticates as: its ServiceAccount's. */}}
+{{- define "konductor.managerUsername" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "konductor.serviceAccountName" .) }}
 {{- end }}
 
 {{/* Checks that fail rendering with a readable message instead of producing a broken release. */}}
@@ -134,6 +158,9 @@ has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.star
 {{- end }}
 {{- if eq (include "konductor.healthPort" .) "" }}
 {{- fail "controller.args.healthProbeBindAddress must be [host]:port (the probes need it), e.g. \":8081\"" }}
+{{- end }}
+{{- if eq (int .Values.webhook.port) (int .Values.agentApi.port) }}
+{{- fail "webhook.port and agentApi.port must differ: admission has a listener of its own" }}
 {{- end }}
 {{- if and .Values.podMonitor.enabled (eq (include "konductor.metricsPort" .) "") }}
 {{- fail "podMonitor.enabled=true needs controller.args.metricsBindAddress with a port, e.g. \":8080\"" }}

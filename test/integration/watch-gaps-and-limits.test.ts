@@ -1,0 +1,226 @@
+/**
+ * Two edges of the storage under the API server, on a control plane of this file's own (the shared one must
+ * not be cut off, compacted or shrunk under other files):
+ *
+ * - A watch that was away while an object was deleted and recreated under the same name resumes into a
+ *   410 Gone (etcd compacted past its resourceVersion; the watch cache is off so that etcd answers) and
+ *   re-lists: the informer must report the old object deleted and the new one added, and the controller must
+ *   give back the deleted holder's permit (issue 15, item 3: a StatefulSet pod recreated during an outage).
+ * - A status write larger than etcd accepts (here --max-request-bytes=48 KiB, 1.5 MiB by default) is refused:
+ *   the controller must say so on the object, in its Ready condition and a Warning Event (item 8).
+ *
+ * The manager reaches the API server through a TCP proxy the test can cut (test/helpers/tcpProxy.ts); the
+ * process kubelet and the test's own client go direct.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { Informer, type InformerEvent } from '../../api/informer.ts';
+import { isGone, KubeClient } from '../../api/kubeClient.ts';
+import type { Gate, Pod, Semaphore } from '../../api/types.ts';
+import { type DevCluster, startCluster } from '../../devcluster/index.ts';
+import { installKonductor, type KonductorInstall } from '../../devcluster/konductor.ts';
+import { type ProcessKubelet, startProcessKubelet } from '../../devcluster/kubelet/index.ts';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcpProxy.ts';
+import { waitFor } from '../helpers/waitFor.ts';
+
+const NS = 'default';
+const SEMS = `/apis/sync.konductor.io/v1/namespaces/${NS}/semaphores`;
+const GATES = `/apis/sync.konductor.io/v1/namespaces/${NS}/gates`;
+const PODS = `/api/v1/namespaces/${NS}/pods`;
+const CONFIGMAPS = `/api/v1/namespaces/${NS}/configmaps`;
+const ETCD_MAX_REQUEST_BYTES = 48 * 1024;
+
+let cluster: DevCluster;
+let kubelet: ProcessKubelet;
+let proxy: TcpProxy;
+let konductor: KonductorInstall;
+
+beforeAll(async () => {
+  cluster = await startCluster({
+    log: () => undefined,
+    extraApiserverArgs: ['--watch-cache=false'],
+    extraEtcdArgs: [`--max-request-bytes=${ETCD_MAX_REQUEST_BYTES}`],
+  });
+  kubelet = await startProcessKubelet({ cluster });
+  proxy = await startTcpProxy({ host: '127.0.0.1', port: cluster.apiserverPort });
+  const kubeconfig = parse(
+    await import('node:fs/promises').then((fs) => fs.readFile(cluster.kubeconfigPath, 'utf8')),
+  ) as { clusters: { cluster: { server: string } }[] };
+  for (const c of kubeconfig.clusters) c.cluster.server = `https://127.0.0.1:${proxy.port}`;
+  const proxied = join(cluster.dataDir, 'kubeconfig-through-proxy');
+  await writeFile(proxied, stringify(kubeconfig));
+  konductor = await installKonductor(
+    {
+      client: cluster.client,
+      kubeconfigPath: proxied,
+      dataDir: cluster.dataDir,
+      processes: cluster.processes,
+    },
+    { log: () => undefined },
+  );
+});
+
+afterAll(async () => {
+  await konductor?.uninstall();
+  await kubelet?.stop();
+  await proxy?.close();
+  await cluster?.stop();
+});
+
+/** Compacts etcd at its current revision: every older resourceVersion is gone (watches from it get 410). */
+async function compactEtcd(): Promise<void> {
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`${cluster.etcdUrl}${path}`, { method: 'POST', body: JSON.stringify(body) });
+    if (!res.ok) throw new Error(`etcd ${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as { header: { revision: string } };
+  };
+  const { header } = await post('/v3/kv/range', { key: Buffer.from('/').toString('base64') });
+  await post('/v3/kv/compaction', { revision: header.revision, physical: true });
+}
+
+const annotatedPod = (name: string, script: string): Pod => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, annotations: { 'konductor.io/semaphore': 'sts' } },
+  spec: {
+    restartPolicy: 'Never',
+    terminationGracePeriodSeconds: 1,
+    containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', script] }],
+  },
+});
+
+describe('a re-list after 410 Gone', () => {
+  it('reports a new UID under an old name as the old object deleted and the new one added', async () => {
+    const client = new KubeClient({ ...cluster.kubeConfig, server: `https://127.0.0.1:${proxy.port}` });
+    const events: InformerEvent<{ metadata: { name?: string; uid?: string } }>[] = [];
+    let gone = 0;
+    const informer = new Informer<{ metadata: { name?: string; uid?: string; resourceVersion?: string } }>(
+      client,
+      {
+        path: CONFIGMAPS,
+        fieldSelector: 'metadata.name=reborn',
+        onEvent: (ev) => events.push(ev),
+        onError: (err) => {
+          if (isGone(err)) gone++;
+        },
+      },
+    );
+    try {
+      const first = await cluster.client.create<{ metadata: { uid: string } }>(CONFIGMAPS, {
+        metadata: { name: 'reborn' },
+      });
+      informer.start();
+      await informer.synced;
+      await waitFor(
+        () => events.some((e) => e.type === 'added' && e.object.metadata.uid === first.metadata.uid),
+        {
+          message: 'the first object is cached',
+        },
+      );
+      proxy.cut();
+      await cluster.client.delete(`${CONFIGMAPS}/reborn`);
+      const second = await cluster.client.create<{ metadata: { uid: string } }>(CONFIGMAPS, {
+        metadata: { name: 'reborn' },
+      });
+      await compactEtcd();
+      events.length = 0;
+      proxy.restore();
+      await waitFor(() => informer.get(`${NS}/reborn`)?.metadata.uid === second.metadata.uid, {
+        message: 'the cache holds the new object',
+      });
+      expect(gone, 'the watch resumed into 410 Gone and re-listed').toBeGreaterThan(0);
+      expect(events.map((e) => [e.type, e.object.metadata.uid])).toEqual([
+        ['deleted', first.metadata.uid],
+        ['added', second.metadata.uid],
+      ]);
+    } finally {
+      proxy.restore();
+      informer.stop();
+      client.close();
+    }
+  });
+
+  it("gives back the permit of a holder recreated under the same name while the manager's watch was away", async () => {
+    await cluster.client.create(SEMS, {
+      apiVersion: 'sync.konductor.io/v1',
+      kind: 'Semaphore',
+      metadata: { name: 'sts' },
+      spec: { permits: 1 },
+    });
+    const getSem = () => cluster.client.get<Semaphore>(`${SEMS}/sts`);
+    const old = await cluster.client.create<Pod>(PODS, annotatedPod('web-0', 'sleep 3600'));
+    await waitFor(async () => (await getSem()).status?.holders?.[0]?.uid === old.metadata.uid, {
+      message: 'web-0 holds the permit',
+    });
+    await cluster.client.create(PODS, annotatedPod('batch', 'true'));
+    await waitFor(async () => (await getSem()).status?.waiting === 1, { message: 'batch waits' });
+
+    // The manager loses the API server; meanwhile web-0 is deleted and recreated (a StatefulSet would).
+    proxy.cut();
+    try {
+      await cluster.client.delete(`${PODS}/web-0`, { gracePeriodSeconds: 0 });
+      await waitFor(
+        async () =>
+          (await cluster.client.list<Pod>(PODS, { fieldSelector: 'metadata.name=web-0' })).items.length === 0,
+        { message: 'the old web-0 is gone' },
+      );
+      await cluster.client.create(PODS, annotatedPod('web-0', 'true'));
+      await compactEtcd();
+    } finally {
+      proxy.restore();
+    }
+    // The manager re-lists (410): the old web-0's permit comes back; both other pods get their turn.
+    await waitFor(
+      async () => {
+        const phases = await Promise.all(
+          ['batch', 'web-0'].map(async (n) => (await cluster.client.get<Pod>(`${PODS}/${n}`)).status?.phase),
+        );
+        return phases.every((p) => p === 'Succeeded');
+      },
+      { timeoutMs: 60_000, message: 'batch and the new web-0 were granted and ran' },
+    );
+    const sem = await getSem();
+    expect(sem.status?.holders.some((h) => h.uid === old.metadata.uid)).toBe(false);
+  });
+});
+
+describe('a status write too large for etcd', () => {
+  it('is reported in the Ready condition and a Warning Event instead of failing silently', async () => {
+    // 64 conditions on Jobs with 253-character names: the spec fits in 48 KiB, the status that describes
+    // each condition does not.
+    const conditions = Array.from({ length: 64 }, (_, i) => ({
+      type: 'Job' as const,
+      name: `job-${String(i).padStart(2, '0')}-${'x'.repeat(246)}`,
+      state: 'Complete',
+    }));
+    await cluster.client.create(GATES, {
+      apiVersion: 'sync.konductor.io/v1',
+      kind: 'Gate',
+      metadata: { name: 'oversized' },
+      spec: { conditions },
+    });
+    const gate = await waitFor(
+      async () => {
+        const g = await cluster.client.get<Gate>(`${GATES}/oversized`);
+        const ready = g.status?.conditions?.find((c) => c.type === 'Ready');
+        return ready?.reason === 'StatusTooLarge' ? g : undefined;
+      },
+      { message: 'Ready=False StatusTooLarge on the Gate' },
+    );
+    const ready = gate.status?.conditions?.find((c) => c.type === 'Ready');
+    expect(ready?.status).toBe('False');
+    expect(ready?.message).toMatch(/refused for its size .*request is too large/);
+    const event = await waitFor(
+      async () =>
+        (
+          await cluster.client.list<{ reason: string; type: string; involvedObject: { name: string } }>(
+            `/api/v1/namespaces/${NS}/events`,
+          )
+        ).items.find((e) => e.reason === 'StatusTooLarge' && e.involvedObject.name === 'oversized'),
+      { message: 'a StatusTooLarge Event on the Gate' },
+    );
+    expect(event.type).toBe('Warning');
+  });
+});
