@@ -67,13 +67,15 @@ const AGENT_TRACE_FILE = 'agent-trace.json';
 export const HANDOFF_RATIO_TARGETS = { oursToFloor: 2, handoffToFloor: 3 };
 
 /** The agent, with the wait mode traced (trace-agent.mjs) and its exit stamped into the shared emptyDir. */
-function timedAgentImage(): ImageHandler {
+function timedAgentImage(variantB: readonly string[]): ImageHandler {
   const inner = agentImageHandler({
     nodePath: process.execPath,
     agentScript: AGENT_BUNDLE,
     exists: () => true,
   });
-  const trace = `${pathToFileURL(join(ROOT, 'bench', 'trace-agent.mjs')).href}?out=${SHARED_MOUNT_PATH}/${AGENT_TRACE_FILE}`;
+  const trace = (variant: string) =>
+    `${pathToFileURL(join(ROOT, 'bench', 'trace-agent.mjs')).href}?out=${SHARED_MOUNT_PATH}/${AGENT_TRACE_FILE}&variant=${variant}`;
+  const waits = { count: 0 };
   return {
     description: 'konductor-agent, wait mode traced and timed (bench/handoff.ts)',
     matches: (ref) => inner.matches(ref),
@@ -82,9 +84,21 @@ function timedAgentImage(): ImageHandler {
       if (!r.ok || !r.argv.includes('wait')) return r;
       const [node, ...rest] = r.argv;
       const script = `"$@"; rc=$?; echo "$EPOCHREALTIME" > ${SHARED_MOUNT_PATH}/${WAIT_EXIT_FILE}; exit $rc`;
+      // A/B of the agent's node flags (KONDUCTOR_BENCH_AGENT_B_ARGS): every other waiter runs variant B.
+      const b = variantB.length > 0 && waits.count++ % 2 === 1;
+      const flags = b ? [...variantB] : [];
       return {
         ...r,
-        argv: ['bash', '-c', script, 'konductor-wait', node as string, `--import=${trace}`, ...rest],
+        argv: [
+          'bash',
+          '-c',
+          script,
+          'konductor-wait',
+          node as string,
+          ...flags,
+          `--import=${trace(b ? 'B' : 'A')}`,
+          ...rest,
+        ],
       };
     },
   };
@@ -96,6 +110,8 @@ interface AgentTrace {
   writeStart?: number;
   written?: number;
   exitCalled?: number;
+  /** A or B: which node flags this agent ran with (KONDUCTOR_BENCH_AGENT_B_ARGS). */
+  variant?: string;
 }
 
 interface PodRecord {
@@ -333,6 +349,8 @@ interface Series {
   /** Median over the pairs (handoff i, floor probe i) of handoff / floor, and of ours / floor. */
   pairedRatio: number;
   pairedOursRatio: number;
+  /** With KONDUCTOR_BENCH_AGENT_B_ARGS: the agent's exit and our added latency per variant (alternated). */
+  variants?: Record<string, { processExitMs: Summary; oursMs: Summary; decisionToWaitExitMs: Summary }>;
   /**
    * Mean time the API server took per request during the series (apiserver_request_duration_seconds
    * sum / count).
@@ -485,6 +503,7 @@ async function runSeries(
   const toWaitExit: number[] = [];
   const toHoldReleased: number[] = [];
   const parts: HandoffParts[] = [];
+  const nexts: PodRecord[] = [];
   let excluded = 0;
   for (let i = 1; i < records.length; i++) {
     const holder = records[i - 1] as PodRecord;
@@ -501,6 +520,7 @@ async function runSeries(
     toWaitExit.push(next.waitExitMs - next.grantedAtMs);
     if (holder.holdReleasedAtMs !== undefined) toHoldReleased.push(holder.holdReleasedAtMs - exitMs);
     parts.push(handoffParts(holder, next, name, manager, kubelet.patches));
+    nexts.push(next);
   }
   const partKeys = Object.keys(PART_OWNER) as (keyof HandoffParts)[];
   const partSummaries = Object.fromEntries(
@@ -512,6 +532,25 @@ async function runSeries(
   const ours = parts.map((p) =>
     partKeys.filter((k) => PART_OWNER[k] === 'konductor').reduce((sum, k) => sum + p[k], 0),
   );
+  const variantNames = [...new Set(nexts.map((r) => r.agent.variant ?? 'A'))];
+  const variants =
+    variantNames.length > 1
+      ? Object.fromEntries(
+          variantNames.map((v) => {
+            const idx = nexts.flatMap((r, i) => ((r.agent.variant ?? 'A') === v ? [i] : []));
+            const pick = (xs: readonly number[]) =>
+              summarize(idx.map((i) => xs[i] as number).filter(Number.isFinite));
+            return [
+              v,
+              {
+                processExitMs: pick(parts.map((p) => p.processExit)),
+                oursMs: pick(ours),
+                decisionToWaitExitMs: pick(toWaitExit),
+              },
+            ];
+          }),
+        )
+      : undefined;
   const floorMs = probes.map((p) => p.floorMs);
   const probeSummary = (f: (p: ControlPlaneProbe) => number) => summarize(probes.map(f));
   return {
@@ -533,6 +572,7 @@ async function runSeries(
     },
     pairedRatio: round(pairedRatio(latencies, floorMs.slice(warmup)), 3),
     pairedOursRatio: round(pairedRatio(ours, floorMs.slice(warmup)), 3),
+    ...(variants ? { variants } : {}),
     apiserverMeanMs,
     counted: latencies.length,
     warmup,
@@ -550,6 +590,9 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
   log(`handoff: ${handoffs} handoffs each on a Semaphore (1 permit) and a Lease, after ${warmup} warm-up`);
   await buildAgent();
   const traceDir = mkdtempSync(join(tmpdir(), 'konductor-bench-handoff-'));
+  // An experiment, off by default: every other waiter's agent runs with these node flags (variant B).
+  const agentVariantB = (process.env.KONDUCTOR_BENCH_AGENT_B_ARGS ?? '').split(' ').filter(Boolean);
+  if (agentVariantB.length) log(`  agent A/B: every other waiter runs node ${agentVariantB.join(' ')}`);
   const managerTrace = join(traceDir, 'manager-trace.ndjson');
   // The manager is started with the trace preload (its node flags otherwise as always).
   const savedArgs = process.env.KONDUCTOR_MANAGER_NODE_ARGS;
@@ -558,7 +601,11 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
     `--import=${pathToFileURL(join(ROOT, 'bench', 'trace-manager.ts')).href}?out=${managerTrace}`;
   let bc: BenchCluster;
   try {
-    bc = await startBenchCluster({ name: 'handoff', kubelet: { images: [timedAgentImage()] }, log });
+    bc = await startBenchCluster({
+      name: 'handoff',
+      kubelet: { images: [timedAgentImage(agentVariantB)] },
+      log,
+    });
   } finally {
     if (savedArgs === undefined) delete process.env.KONDUCTOR_MANAGER_NODE_ARGS;
     else process.env.KONDUCTOR_MANAGER_NODE_ARGS = savedArgs;
@@ -576,6 +623,10 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
       );
       log(`    ours (konductor's parts summed): ${fmtSummary(s.oursMs)}`);
       log(`    paired ratio handoff / floor ${s.pairedRatio}; ours / floor ${s.pairedOursRatio}`);
+      for (const [v, x] of Object.entries(s.variants ?? {}))
+        log(
+          `    agent variant ${v} (${v === 'B' ? agentVariantB.join(' ') : 'as shipped'}): process exit ${fmtSummary(x.processExitMs)}; ours ${fmtSummary(x.oursMs)}`,
+        );
       for (const [k, v] of Object.entries(s.parts))
         log(`      ${k.padEnd(20)} [${v.owner}] p50 ${v.p50} ms  p95 ${v.p95} ms (n=${v.n})`);
       log(`    exit -> hold's release answered: ${fmtSummary(s.exitToHoldReleasedMs)}`);
@@ -637,7 +688,7 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
     mode: opts.mode,
     environment: env,
     method,
-    parameters: { handoffs, warmup, window: WINDOW, holdSeconds: HOLD_SECONDS },
+    parameters: { handoffs, warmup, window: WINDOW, holdSeconds: HOLD_SECONDS, agentVariantB },
     figures,
     details: { series },
     durationSeconds: round((Date.now() - started) / 1000, 1),

@@ -11,9 +11,10 @@ import { createRequire, syncBuiltinESMExports } from 'node:module';
 const require = createRequire(import.meta.url);
 const fs = require('node:fs');
 const https = require('node:https');
-const out = new URL(import.meta.url).searchParams.get('out');
+const params = new URL(import.meta.url).searchParams;
+const out = params.get('out');
 const now = () => performance.timeOrigin + performance.now();
-const marks = {};
+const marks = { variant: params.get('variant') ?? 'A' };
 
 const request = https.request;
 https.request = function tracedRequest(...args) {

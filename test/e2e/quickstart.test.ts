@@ -57,7 +57,12 @@ describe('README quick start on a real node', () => {
           ? row
           : undefined;
       },
-      { timeoutMs: 30_000, initialIntervalMs: 100, maxIntervalMs: 200, message: 'PERMITS 2, IN-USE 2, WAITING > 0, OLDEST-WAIT in seconds, PHASE Full' },
+      {
+        timeoutMs: 30_000,
+        initialIntervalMs: 100,
+        maxIntervalMs: 200,
+        message: 'PERMITS 2, IN-USE 2, WAITING > 0, OLDEST-WAIT in seconds, PHASE Full',
+      },
     );
 
     // kubectl logs <waiting pod> -c konductor-wait: its place in the queue.
@@ -78,7 +83,10 @@ describe('README quick start on a real node', () => {
     await waitFor(
       async () => {
         const [row] = tableRows((await k(['get', 'semaphore', 'batch-slots'])).stdout);
-        return row?.PERMITS === '2' && row['IN-USE'] === '0' && row.WAITING === '0' && row['OLDEST-WAIT'] === ''
+        return row?.PERMITS === '2' &&
+          row['IN-USE'] === '0' &&
+          row.WAITING === '0' &&
+          row['OLDEST-WAIT'] === ''
           ? row
           : undefined;
       },

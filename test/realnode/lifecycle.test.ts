@@ -9,18 +9,18 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../../devcluster/processes.ts';
-import { acquireMachineLock } from '../../devcluster/realnode/machineLock.ts';
 import {
   DEFAULT_LOCK_DIR,
   findLeftovers,
-  sweepRealNode,
   HOST_DIRS,
   type RealCluster,
   STATE_DIR,
   SYSCTLS,
   startRealCluster,
   stateLayout,
+  sweepRealNode,
 } from '../../devcluster/realnode/index.ts';
+import { acquireMachineLock } from '../../devcluster/realnode/machineLock.ts';
 import { runProcess } from '../helpers/process.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 
