@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchResult } from './common.ts';
 
-const NAMES = ['agent', 'webhook', 'handoff', 'throughput', 'scale'];
+const NAMES = ['agent', 'webhook', 'handoff', 'throughput', 'scale', 'memory-limit', 'realnode'];
 
 function load(dir: string): Map<string, BenchResult> {
   const out = new Map<string, BenchResult>();

@@ -67,7 +67,13 @@ const AGENT_TRACE_FILE = 'agent-trace.json';
 export const HANDOFF_RATIO_TARGETS = { oursToFloor: 2, handoffToFloor: 3 };
 
 /** The agent, with the wait mode traced (trace-agent.mjs) and its exit stamped into the shared emptyDir. */
-function timedAgentImage(variantB: readonly string[]): ImageHandler {
+/** Variant B of the agent (an A/B in one run): other node flags, or another agent bundle (a before/after). */
+interface AgentVariantB {
+  nodeArgs: readonly string[];
+  script?: string;
+}
+
+function timedAgentImage(variantB: AgentVariantB): ImageHandler {
   const inner = agentImageHandler({
     nodePath: process.execPath,
     agentScript: AGENT_BUNDLE,
@@ -84,9 +90,11 @@ function timedAgentImage(variantB: readonly string[]): ImageHandler {
       if (!r.ok || !r.argv.includes('wait')) return r;
       const [node, ...rest] = r.argv;
       const script = `"$@"; rc=$?; echo "$EPOCHREALTIME" > ${SHARED_MOUNT_PATH}/${WAIT_EXIT_FILE}; exit $rc`;
-      // A/B of the agent's node flags (KONDUCTOR_BENCH_AGENT_B_ARGS): every other waiter runs variant B.
-      const b = variantB.length > 0 && waits.count++ % 2 === 1;
-      const flags = b ? [...variantB] : [];
+      // A/B (KONDUCTOR_BENCH_AGENT_B_ARGS, KONDUCTOR_BENCH_AGENT_B_SCRIPT): every other waiter runs B.
+      const ab = variantB.nodeArgs.length > 0 || variantB.script !== undefined;
+      const b = ab && waits.count++ % 2 === 1;
+      const flags = b ? [...variantB.nodeArgs] : [];
+      const [agentScript, ...args] = rest;
       return {
         ...r,
         argv: [
@@ -97,7 +105,8 @@ function timedAgentImage(variantB: readonly string[]): ImageHandler {
           node as string,
           ...flags,
           `--import=${trace(b ? 'B' : 'A')}`,
-          ...rest,
+          (b ? variantB.script : undefined) ?? (agentScript as string),
+          ...args,
         ],
       };
     },
@@ -323,6 +332,16 @@ function handoffParts(
   };
 }
 
+/** The agent's parts of a handoff (the ones an A/B of the agent can move). */
+const AGENT_PARTS = [
+  'streamToAgent',
+  'agentWaitsDone',
+  'agentReads',
+  'fileWrite',
+  'fileToExitCall',
+  'processExit',
+] as const;
+
 interface Series {
   primitive: 'Semaphore' | 'Lease';
   handoffMs: Summary;
@@ -350,7 +369,15 @@ interface Series {
   pairedRatio: number;
   pairedOursRatio: number;
   /** With KONDUCTOR_BENCH_AGENT_B_ARGS: the agent's exit and our added latency per variant (alternated). */
-  variants?: Record<string, { processExitMs: Summary; oursMs: Summary; decisionToWaitExitMs: Summary }>;
+  variants?: Record<
+    string,
+    {
+      processExitMs: Summary;
+      oursMs: Summary;
+      agentPartsP50: Record<(typeof AGENT_PARTS)[number], number>;
+      decisionToWaitExitMs: Summary;
+    }
+  >;
   /**
    * Mean time the API server took per request during the series (apiserver_request_duration_seconds
    * sum / count).
@@ -545,6 +572,9 @@ async function runSeries(
               {
                 processExitMs: pick(parts.map((p) => p.processExit)),
                 oursMs: pick(ours),
+                agentPartsP50: Object.fromEntries(
+                  AGENT_PARTS.map((k) => [k, pick(parts.map((p) => p[k])).p50]),
+                ) as Record<(typeof AGENT_PARTS)[number], number>,
                 decisionToWaitExitMs: pick(toWaitExit),
               },
             ];
@@ -591,8 +621,14 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
   await buildAgent();
   const traceDir = mkdtempSync(join(tmpdir(), 'konductor-bench-handoff-'));
   // An experiment, off by default: every other waiter's agent runs with these node flags (variant B).
-  const agentVariantB = (process.env.KONDUCTOR_BENCH_AGENT_B_ARGS ?? '').split(' ').filter(Boolean);
-  if (agentVariantB.length) log(`  agent A/B: every other waiter runs node ${agentVariantB.join(' ')}`);
+  const agentVariantB: AgentVariantB = {
+    nodeArgs: (process.env.KONDUCTOR_BENCH_AGENT_B_ARGS ?? '').split(' ').filter(Boolean),
+    ...(process.env.KONDUCTOR_BENCH_AGENT_B_SCRIPT
+      ? { script: process.env.KONDUCTOR_BENCH_AGENT_B_SCRIPT }
+      : {}),
+  };
+  const describeB = [...agentVariantB.nodeArgs, agentVariantB.script ?? ''].join(' ').trim();
+  if (describeB) log(`  agent A/B: every other waiter runs node ${describeB}`);
   const managerTrace = join(traceDir, 'manager-trace.ndjson');
   // The manager is started with the trace preload (its node flags otherwise as always).
   const savedArgs = process.env.KONDUCTOR_MANAGER_NODE_ARGS;
@@ -625,7 +661,7 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
       log(`    paired ratio handoff / floor ${s.pairedRatio}; ours / floor ${s.pairedOursRatio}`);
       for (const [v, x] of Object.entries(s.variants ?? {}))
         log(
-          `    agent variant ${v} (${v === 'B' ? agentVariantB.join(' ') : 'as shipped'}): process exit ${fmtSummary(x.processExitMs)}; ours ${fmtSummary(x.oursMs)}`,
+          `    agent variant ${v} (${v === 'B' ? describeB : 'this checkout'}): decision -> wait exit ${fmtSummary(x.decisionToWaitExitMs)}; ours ${fmtSummary(x.oursMs)}; agent parts p50 ${JSON.stringify(x.agentPartsP50)}`,
         );
       for (const [k, v] of Object.entries(s.parts))
         log(`      ${k.padEnd(20)} [${v.owner}] p50 ${v.p50} ms  p95 ${v.p95} ms (n=${v.n})`);
