@@ -75,9 +75,15 @@ export interface ControlPlaneFloor {
   stop(): void;
 }
 
+/**
+ * `statusWriter`: the client that reads and PUTs the primitive's status, where only the manager may write it
+ * (the chart's `status-writer` admission policy, on the real node): a client with the manager's
+ * ServiceAccount token. Default: `client`.
+ */
 export async function startControlPlaneFloor(
   client: KubeClient,
   kind: ProbeKind,
+  statusWriter: KubeClient = client,
 ): Promise<ControlPlaneFloor> {
   const ns = `bench-floor-${randomBytes(3).toString('hex')}`;
   await createNamespace(client, ns);
@@ -110,9 +116,9 @@ export async function startControlPlaneFloor(
       });
       const t1 = performance.now();
       const patchSeen = await pods.when(patched.metadata.resourceVersion);
-      const current = await client.get<Meta>(`${primitivePath}/floor-probe`);
+      const current = await statusWriter.get<Meta>(`${primitivePath}/floor-probe`);
       const t2 = performance.now();
-      const put = await client.replace<Meta>(`${primitivePath}/floor-probe/status`, {
+      const put = await statusWriter.replace<Meta>(`${primitivePath}/floor-probe/status`, {
         ...current,
         status: { ...(status ?? {}), observedGeneration: i + 1 },
       });

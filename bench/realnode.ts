@@ -31,6 +31,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
+import { KubeClient } from '../api/kubeClient.ts';
 import type { RealCluster } from '../devcluster/realnode/index.ts';
 import { CGROUP_ROOT, startRealCluster } from '../devcluster/realnode/index.ts';
 import {
@@ -409,6 +410,24 @@ async function measureAgents(kubectl: Kubectl, apply: Apply, node: string, count
   };
 }
 
+/**
+ * A client with the manager's ServiceAccount token: on the real node only the manager may write a
+ * primitive's status (the chart's `status-writer` admission policy), so the floor's status PUT goes as it.
+ */
+async function managerServiceAccountClient(cluster: RealCluster): Promise<KubeClient> {
+  const deployments = await cluster.client.get<{
+    items: { spec?: { template?: { spec?: { serviceAccountName?: string } } } }[];
+  }>(`/apis/apps/v1/namespaces/${KONDUCTOR_NAMESPACE}/deployments`);
+  const sa = deployments.items.map((d) => d.spec?.template?.spec?.serviceAccountName).find(Boolean);
+  if (!sa) throw new Error(`no Deployment with a ServiceAccount in ${KONDUCTOR_NAMESPACE}`);
+  const request = await cluster.client.create<{ status: { token: string } }>(
+    `/api/v1/namespaces/${KONDUCTOR_NAMESPACE}/serviceaccounts/${sa}/token`,
+    { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
+  );
+  const { server, ca } = cluster.kubeConfig;
+  return new KubeClient({ server, ...(ca ? { ca } : {}), token: request.status.token });
+}
+
 export async function runRealNode(opts: BenchOptions): Promise<void> {
   const started = Date.now();
   const env = environment();
@@ -441,11 +460,13 @@ export async function runRealNode(opts: BenchOptions): Promise<void> {
     // The control plane's floor on this API server, right after the handoffs (the Job's handoffs run on
     // their own: probes cannot be slotted between them as the process-kubelet benchmark does).
     const probes: ControlPlaneProbe[] = [];
-    const floor = await startControlPlaneFloor(cluster.client, 'Semaphore');
+    const managerClient = await managerServiceAccountClient(cluster);
+    const floor = await startControlPlaneFloor(cluster.client, 'Semaphore', managerClient);
     try {
       for (let i = 0; i < handoffCount; i++) probes.push(await floor.probe(i, undefined));
     } finally {
       floor.stop();
+      managerClient.close();
     }
     const floorMs = summarize(probes.map((p) => p.floorMs));
     const patchWatchMs = summarize(probes.map((p) => p.patchWatchMs));
