@@ -11,6 +11,13 @@ import { join } from 'node:path';
 import { isAlreadyExists, type KubeClient } from '../api/kubeClient.ts';
 import { K8S_VERSION } from '../devcluster/binaries.ts';
 import { ROOT } from '../scripts/build.ts';
+import {
+  type CpuTimes,
+  describeMachineLoad,
+  type MachineLoad,
+  machineSince,
+  readCpuTimes,
+} from './machine.ts';
 
 export type BenchMode = 'full' | 'quick' | 'tiny';
 
@@ -40,6 +47,8 @@ export interface Environment {
   /** 1/5/15-minute load averages when the benchmark started (other work on the machine skews figures). */
   loadAverageAtStart: number[];
   startedAt: string;
+  /** /proc/stat at the start: the result's `machine` (steal, busy share) is measured from here. */
+  cpuTimesAtStart: CpuTimes;
 }
 
 export function environment(): Environment {
@@ -52,6 +61,7 @@ export function environment(): Environment {
     kubernetes: K8S_VERSION,
     loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
     startedAt: new Date().toISOString(),
+    cpuTimesAtStart: readCpuTimes(),
   };
 }
 
@@ -109,6 +119,17 @@ export interface Figure {
   target?: string;
   /** undefined when there is no target. */
   meetsTarget?: boolean;
+  /** The same quantity for the floor under it, measured in the same run, A/B alternated (floors.ts). */
+  floor?: number;
+  /** What the floor is. */
+  floorName?: string;
+  /** value / floor. */
+  ratio?: number;
+  /** The target as a ratio to the floor (what can hold on a shared machine; DESIGN §8 keeps the absolute one). */
+  ratioTarget?: string;
+  meetsRatioTarget?: boolean;
+  /** Why a figure has no floor (a count of requests or writes: it does not depend on the machine's speed). */
+  noFloor?: string;
 }
 
 export interface BenchResult {
@@ -124,24 +145,39 @@ export interface BenchResult {
   details: Record<string, unknown>;
   loadAverageAtEnd: number[];
   durationSeconds: number;
+  /** The machine during the run: load average at both ends, steal and busy share from /proc/stat. */
+  machine: MachineLoad;
 }
 
 export async function writeResult(
   opts: BenchOptions,
-  result: Omit<BenchResult, 'loadAverageAtEnd'>,
+  result: Omit<BenchResult, 'loadAverageAtEnd' | 'machine'>,
 ): Promise<string> {
   await mkdir(opts.resultsDir, { recursive: true });
-  const full: BenchResult = { ...result, loadAverageAtEnd: loadavg().map((l) => round(l)) };
+  const machine = machineSince({
+    cpu: result.environment.cpuTimesAtStart,
+    loadAverage: result.environment.loadAverageAtStart,
+    at: Date.parse(result.environment.startedAt),
+  });
+  opts.log(`machine during the run: ${describeMachineLoad(machine)}`);
+  const full: BenchResult = { ...result, loadAverageAtEnd: loadavg().map((l) => round(l)), machine };
   const path = join(opts.resultsDir, `${result.benchmark}.json`);
   writeFileSync(path, `${JSON.stringify(full, null, 2)}\n`);
   return path;
 }
 
-/** Prints the figures against their targets. */
+/** Prints each figure: value, its floor from the same run, the ratio; and the targets. */
 export function printFigures(log: (l: string) => void, figures: Figure[]): void {
   for (const f of figures) {
     const verdict = f.meetsTarget === undefined ? '' : f.meetsTarget ? '  ok' : '  MISSES TARGET';
     log(`  ${f.name}: ${f.value} ${f.unit}${f.target ? `  (target ${f.target})${verdict}` : ''}`);
+    if (f.floor !== undefined) {
+      const rv = f.meetsRatioTarget === undefined ? '' : f.meetsRatioTarget ? '  ok' : '  MISSES';
+      log(
+        `      floor ${f.floor} ${f.unit} (${f.floorName}); ratio ${f.ratio}` +
+          `${f.ratioTarget ? `  (ratio target ${f.ratioTarget})${rv}` : ''}`,
+      );
+    } else if (f.noFloor) log(`      no floor: ${f.noFloor}`);
   }
 }
 

@@ -1,27 +1,42 @@
 /**
  * Handoff latency (DESIGN §8: p50 <= 20 ms, p99 <= 100 ms): the time from a holder's main container
  * exit to the next waiter's `konductor-wait` exit, on the devcluster with the process kubelet, the
- * webhook and the manager, for a Semaphore of 1 permit and for a Lease.
+ * webhook and the manager, for a Semaphore of 1 permit and for a Lease; beside the control plane's own
+ * floor measured in the same run, and split into its parts.
  *
  * Method. Pods are created through the API (the webhook injects them) in a sliding window of 3 alive at
  * once: one holds, two wait; when a pod completes, its measurements are read and it is deleted, and the
  * next pod is created. The main container runs `sh -c 'sleep 0.3; date +%s%N'`: the nanosecond wall-clock
- * time it prints (read from its container log file) is its exit. The agent image is wrapped for the wait
- * mode only (`sh -c 'node konductor-agent.js wait; date +%s%N > /var/run/konductor/wait-exit-ns'`): the
- * first instant after the agent process has exited, in the same clock (the `date` fork adds ~1 ms to each
- * handoff, so the figure is pessimistic by that). grant.json's mtime is recorded as a cross-check only:
- * ext4 stamps new files with the coarse kernel clock (one timer tick, 4 ms here), too coarse for this.
- * A handoff is counted only if the next waiter had already printed its `waiting for ...` line (it was
- * queued, connected to the manager) before the holder exited; the first handoffs are a warm-up.
+ * time it prints (read from its container log file) is its exit. The agent's wait mode is wrapped as
+ * `bash -c '"$@"; echo $EPOCHREALTIME > /var/run/konductor/wait-exit'`: the first instant after the agent
+ * process has exited, same clock, no fork (bash's builtin clock, µs). A handoff is counted only if the
+ * next waiter had already printed its `waiting for ...` line (it was queued, connected to the manager)
+ * before the holder exited; the first handoffs are a warm-up.
+ *
+ * Floor (controlPlaneFloor.ts), alternated with the handoffs: after each pod completes, once the next
+ * holder runs, one pod status PATCH and one primitive status PUT are each timed until a watch delivers
+ * them (the kubelet's report and the manager's grant, without anything of ours).
+ *
+ * Parts. Without changing the product's code, marks are taken by preloads: the manager
+ * (bench/trace-manager.ts: its watch seeing the holder's main container terminated, the status PUT,
+ * the `granted` line written to the waiter's stream), the agent (bench/trace-agent.mjs: `granted`
+ * received, grant.json renamed into place, process.exit called) and this process (the process kubelet's
+ * status PATCH, diagnostics_channel), all on the wall clock. The holder's release call (SIGTERM path) is
+ * the manager's other trigger; its time is the hold sidecar's log stamp.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import type { ClientRequest } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { SHARED_MOUNT_PATH, SHARED_VOLUME } from '../api/constants.ts';
 import { Informer } from '../api/informer.ts';
 import type { Pod } from '../api/types.ts';
+import { MANAGER_NODE_ARGS } from '../devcluster/konductor.ts';
 import { agentImageHandler, type ImageHandler } from '../devcluster/kubelet/index.ts';
-import { AGENT_BUNDLE, buildAgent } from '../scripts/build.ts';
+import { AGENT_BUNDLE, buildAgent, ROOT } from '../scripts/build.ts';
 import { type BenchCluster, startBenchCluster } from './cluster.ts';
 import {
   apiserverStats,
@@ -39,48 +54,94 @@ import {
   waitUntil,
   writeResult,
 } from './common.ts';
+import { type ControlPlaneProbe, startControlPlaneFloor } from './controlPlaneFloor.ts';
+import { flooredFigure, pairedRatio } from './floors.ts';
 
 const TARGET_P50_MS = 20;
 const TARGET_P99_MS = 100;
 const WINDOW = 3;
 const HOLD_SECONDS = 0.3;
-const WAIT_EXIT_FILE = 'wait-exit-ns';
+const WAIT_EXIT_FILE = 'wait-exit';
+const AGENT_TRACE_FILE = 'agent-trace.json';
+/** Our added latency (handoff - the floor's share of it) should stay within this multiple of the floor. */
+export const HANDOFF_RATIO_TARGETS = { oursToFloor: 2, handoffToFloor: 3 };
 
-/** The agent, with the wait mode wrapped to stamp its exit time into the shared emptyDir. */
-function timedAgentImage(): ImageHandler {
+/** The agent, with the wait mode traced (trace-agent.mjs) and its exit stamped into the shared emptyDir. */
+/** Variant B of the agent (an A/B in one run): other node flags, or another agent bundle (a before/after). */
+interface AgentVariantB {
+  nodeArgs: readonly string[];
+  script?: string;
+}
+
+function timedAgentImage(variantB: AgentVariantB): ImageHandler {
   const inner = agentImageHandler({
     nodePath: process.execPath,
     agentScript: AGENT_BUNDLE,
     exists: () => true,
   });
+  const trace = (variant: string) =>
+    `${pathToFileURL(join(ROOT, 'bench', 'trace-agent.mjs')).href}?out=${SHARED_MOUNT_PATH}/${AGENT_TRACE_FILE}&variant=${variant}`;
+  const waits = { count: 0 };
   return {
-    description: 'konductor-agent, wait mode timed (bench/handoff.ts)',
+    description: 'konductor-agent, wait mode traced and timed (bench/handoff.ts)',
     matches: (ref) => inner.matches(ref),
     resolve(cmd, ref) {
       const r = inner.resolve(cmd, ref);
       if (!r.ok || !r.argv.includes('wait')) return r;
-      const script = `"$@"; rc=$?; date +%s%N > ${SHARED_MOUNT_PATH}/${WAIT_EXIT_FILE}; exit $rc`;
-      return { ...r, argv: ['sh', '-c', script, 'konductor-wait', ...r.argv] };
+      const [node, ...rest] = r.argv;
+      const script = `"$@"; rc=$?; echo "$EPOCHREALTIME" > ${SHARED_MOUNT_PATH}/${WAIT_EXIT_FILE}; exit $rc`;
+      // A/B (KONDUCTOR_BENCH_AGENT_B_ARGS, KONDUCTOR_BENCH_AGENT_B_SCRIPT): every other waiter runs B.
+      const ab = variantB.nodeArgs.length > 0 || variantB.script !== undefined;
+      const b = ab && waits.count++ % 2 === 1;
+      const flags = b ? [...variantB.nodeArgs] : [];
+      const [agentScript, ...args] = rest;
+      return {
+        ...r,
+        argv: [
+          'bash',
+          '-c',
+          script,
+          'konductor-wait',
+          node as string,
+          ...flags,
+          `--import=${trace(b ? 'B' : 'A')}`,
+          (b ? variantB.script : undefined) ?? (agentScript as string),
+          ...args,
+        ],
+      };
     },
   };
+}
+
+interface AgentTrace {
+  received?: number;
+  doneReceived?: number;
+  writeStart?: number;
+  written?: number;
+  exitCalled?: number;
+  /** A or B: which node flags this agent ran with (KONDUCTOR_BENCH_AGENT_B_ARGS). */
+  variant?: string;
 }
 
 interface PodRecord {
   name: string;
   index: number;
-  /** Wall clock (ns) the main container printed right before exiting. */
-  mainExitNs: bigint;
-  /** Wall clock (ns) right after konductor-wait exited. */
-  waitExitNs: bigint;
-  /** grant.json mtime (coarse clock). */
-  grantMtimeNs: bigint;
+  /** Wall clock (ms, µs precision) the main container printed right before exiting. */
+  mainExitMs: number;
+  /** Wall clock (ms) right after konductor-wait exited (bash $EPOCHREALTIME, µs). */
+  waitExitMs: number;
+  /** grant.json mtime (coarse clock), ms. */
+  grantMtimeMs: number;
   /** When konductor-wait printed its first `waiting for` line (ms, the kubelet's log stamp), if ever. */
   queuedAtMs: number | undefined;
   /** The grant's grantedAt (ms precision): when the controller decided it (the `now` of its reconcile). */
   grantedAtMs: number;
   /** When konductor-hold printed `released ...` after SIGTERM (ms, log stamp): its release call answered. */
   holdReleasedAtMs: number | undefined;
+  agent: AgentTrace;
 }
+
+const nsToMs = (ns: string) => Number(BigInt(ns) / 1000n) / 1000;
 
 function readRecord(rootDir: string, pod: Pod, index: number): PodRecord {
   const dir = join(rootDir, 'pods', pod.metadata.uid ?? '');
@@ -98,17 +159,188 @@ function readRecord(rootDir: string, pod: Pod, index: number): PodRecord {
   const releasedLine = logText('konductor-hold')
     .split('\n')
     .find((l) => / released /.test(l));
+  const tracePath = join(volume, AGENT_TRACE_FILE);
   return {
     name: pod.metadata.name ?? '',
     index,
-    mainExitNs: BigInt(mainLine),
-    waitExitNs: BigInt(readFileSync(join(volume, WAIT_EXIT_FILE), 'utf8').trim()),
-    grantMtimeNs: statSync(join(volume, 'grant.json'), { bigint: true }).mtimeNs,
+    mainExitMs: nsToMs(mainLine),
+    waitExitMs: Number(readFileSync(join(volume, WAIT_EXIT_FILE), 'utf8').trim()) * 1000,
+    grantMtimeMs: Number(statSync(join(volume, 'grant.json'), { bigint: true }).mtimeNs / 1000n) / 1000,
     queuedAtMs: queuedLine ? Date.parse(queuedLine.split(' ')[0] ?? '') : undefined,
     grantedAtMs: Date.parse(grant.grantedAt ?? ''),
     holdReleasedAtMs: releasedLine ? Date.parse(releasedLine.split(' ')[0] ?? '') : undefined,
+    agent: existsSync(tracePath) ? (JSON.parse(readFileSync(tracePath, 'utf8')) as AgentTrace) : {},
   };
 }
+
+/** The manager's marks (trace-manager.ts). */
+interface ManagerTrace {
+  mainTerminatedSeen: Map<string, number>;
+  statusPuts: { path: string; created: number; start: number; end: number }[];
+  grantedWritten: Map<string, number>;
+  grantedFlushed: Map<string, number>;
+}
+
+function readManagerTrace(path: string): ManagerTrace {
+  const t: ManagerTrace = {
+    mainTerminatedSeen: new Map(),
+    statusPuts: [],
+    grantedWritten: new Map(),
+    grantedFlushed: new Map(),
+  };
+  if (!existsSync(path)) return t;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (!line) continue;
+    const m = JSON.parse(line) as {
+      mark: string;
+      pod?: string;
+      at?: number;
+      path?: string;
+      created?: number;
+      start?: number;
+      end?: number;
+    };
+    if (m.mark === 'podMainTerminatedSeen' && m.pod && !t.mainTerminatedSeen.has(m.pod))
+      t.mainTerminatedSeen.set(m.pod, m.at ?? Number.NaN);
+    else if (m.mark === 'grantedWritten' && m.pod && !t.grantedWritten.has(m.pod))
+      t.grantedWritten.set(m.pod, m.at ?? Number.NaN);
+    else if (m.mark === 'grantedFlushed' && m.pod && !t.grantedFlushed.has(m.pod))
+      t.grantedFlushed.set(m.pod, m.at ?? Number.NaN);
+    else if (m.mark === 'statusPut')
+      t.statusPuts.push({
+        path: m.path ?? '',
+        created: m.created ?? Number.NaN,
+        start: m.start ?? Number.NaN,
+        end: m.end ?? Number.NaN,
+      });
+  }
+  return t;
+}
+
+/** The process kubelet's pod status PATCHes (in this process), by pod name: diagnostics_channel. */
+function traceKubeletPatches() {
+  const patches = new Map<string, { start: number; end: number }[]>();
+  const started = new WeakMap<ClientRequest, number>();
+  const now = () => performance.timeOrigin + performance.now();
+  const onStart = (msg: unknown) => {
+    const { request } = msg as { request: ClientRequest };
+    if (request.method === 'PATCH' && /\/pods\/[^/]+\/status/.test(request.path)) started.set(request, now());
+  };
+  const onEnd = (msg: unknown) => {
+    const { request } = msg as { request: ClientRequest };
+    const start = started.get(request);
+    if (start === undefined) return;
+    const pod = /\/pods\/([^/?]+)\/status/.exec(request.path)?.[1] ?? '';
+    const list = patches.get(pod) ?? [];
+    list.push({ start, end: now() });
+    patches.set(pod, list);
+  };
+  subscribe('http.client.request.start', onStart);
+  subscribe('http.client.response.finish', onEnd);
+  return {
+    patches,
+    stop: () => {
+      unsubscribe('http.client.request.start', onStart);
+      unsubscribe('http.client.response.finish', onEnd);
+    },
+  };
+}
+
+/** One handoff split into its parts (ms). Each part is NaN where a mark is missing. */
+export interface HandoffParts {
+  /** Holder's main exit -> the process kubelet sends the pod status PATCH (the kubelet's, not ours). */
+  kubeletNotices: number;
+  /** PATCH sent -> the manager's watch shows the main container terminated (control plane). */
+  patchToManagerWatch: number;
+  /** The manager saw it (watch, or the hold sidecar's release, whichever first) -> grant decided. */
+  managerDecides: number;
+  /** Decision -> the status PUT request is made (the rest of the reconcile, serializing the object). */
+  decisionToPut: number;
+  /** PUT request made -> sent on a keep-alive connection. */
+  putDispatch: number;
+  /** Status PUT sent -> its response (control plane). */
+  statusPut: number;
+  /** PUT response -> `granted` written to the waiter's stream. */
+  putToStreamWrite: number;
+  /** `granted` written to the response -> flushed to its socket (the response corks until the next tick). */
+  streamFlush: number;
+  /** Flushed -> the agent received it (TLS over loopback, the agent's process woken). */
+  streamToAgent: number;
+  /** `granted` received -> `done` received (the same chunk when both were written in one go). */
+  agentWaitsDone: number;
+  /** `done` received -> the agent starts writing grant.json (prints its line, closes the stream). */
+  agentReads: number;
+  /** Writing grant.json (temporary file, then rename). */
+  fileWrite: number;
+  /** grant.json in place -> process.exit called. */
+  fileToExitCall: number;
+  /** process.exit called -> the process is gone (bash's stamp). */
+  processExit: number;
+}
+
+const PART_OWNER: Record<keyof HandoffParts, 'kubelet' | 'control plane' | 'konductor'> = {
+  kubeletNotices: 'kubelet',
+  patchToManagerWatch: 'control plane',
+  managerDecides: 'konductor',
+  decisionToPut: 'konductor',
+  putDispatch: 'konductor',
+  statusPut: 'control plane',
+  putToStreamWrite: 'konductor',
+  streamFlush: 'konductor',
+  streamToAgent: 'konductor',
+  agentWaitsDone: 'konductor',
+  agentReads: 'konductor',
+  fileWrite: 'konductor',
+  fileToExitCall: 'konductor',
+  processExit: 'konductor',
+};
+
+function handoffParts(
+  holder: PodRecord,
+  next: PodRecord,
+  primitiveName: string,
+  manager: ManagerTrace,
+  kubelet: Map<string, { start: number; end: number }[]>,
+): HandoffParts {
+  const exit = holder.mainExitMs;
+  const patch = (kubelet.get(holder.name) ?? []).find((p) => p.start >= exit - 0.5);
+  const seenWatch = manager.mainTerminatedSeen.get(holder.name) ?? Number.NaN;
+  const trigger = Math.min(seenWatch, holder.holdReleasedAtMs ?? Number.POSITIVE_INFINITY);
+  const decision = next.grantedAtMs;
+  const put = manager.statusPuts.find(
+    (p) => p.path.includes(`/${primitiveName}/`) && p.start >= decision - 1,
+  );
+  const written = manager.grantedWritten.get(next.name) ?? Number.NaN;
+  const flushed = manager.grantedFlushed.get(next.name) ?? Number.NaN;
+  const a = next.agent;
+  const nan = (v: number | undefined) => v ?? Number.NaN;
+  return {
+    kubeletNotices: nan(patch?.start) - exit,
+    patchToManagerWatch: seenWatch - nan(patch?.start),
+    managerDecides: decision - trigger,
+    decisionToPut: nan(put?.created) - decision,
+    putDispatch: nan(put?.start) - nan(put?.created),
+    statusPut: nan(put?.end) - nan(put?.start),
+    putToStreamWrite: written - nan(put?.end),
+    streamFlush: flushed - written,
+    streamToAgent: nan(a.received) - flushed,
+    agentWaitsDone: nan(a.doneReceived) - nan(a.received),
+    agentReads: nan(a.writeStart) - nan(a.doneReceived),
+    fileWrite: nan(a.written) - nan(a.writeStart),
+    fileToExitCall: nan(a.exitCalled) - nan(a.written),
+    processExit: next.waitExitMs - nan(a.exitCalled),
+  };
+}
+
+/** The agent's parts of a handoff (the ones an A/B of the agent can move). */
+const AGENT_PARTS = [
+  'streamToAgent',
+  'agentWaitsDone',
+  'agentReads',
+  'fileWrite',
+  'fileToExitCall',
+  'processExit',
+] as const;
 
 interface Series {
   primitive: 'Semaphore' | 'Lease';
@@ -120,10 +352,35 @@ interface Series {
   decisionToWaitExitMs: Summary;
   /** Holder main exit -> its konductor-hold has its release answered (the SIGTERM path, ms log stamp). */
   exitToHoldReleasedMs: Summary;
+  /** Each part of the handoff (see HandoffParts), p50 etc., with who owns it. */
+  parts: Record<keyof HandoffParts, Summary & { owner: string }>;
+  /** Sum of konductor's parts per handoff: our added latency. */
+  oursMs: Summary;
+  /** The control plane's floor (controlPlaneFloor.ts), alternated with the handoffs. */
+  floor: {
+    probes: number;
+    patchResponseMs: Summary;
+    patchWatchMs: Summary;
+    putResponseMs: Summary;
+    putWatchMs: Summary;
+    floorMs: Summary;
+  };
+  /** Median over the pairs (handoff i, floor probe i) of handoff / floor, and of ours / floor. */
+  pairedRatio: number;
+  pairedOursRatio: number;
+  /** With KONDUCTOR_BENCH_AGENT_B_ARGS: the agent's exit and our added latency per variant (alternated). */
+  variants?: Record<
+    string,
+    {
+      processExitMs: Summary;
+      oursMs: Summary;
+      agentPartsP50: Record<(typeof AGENT_PARTS)[number], number>;
+      decisionToWaitExitMs: Summary;
+    }
+  >;
   /**
    * Mean time the API server took per request during the series (apiserver_request_duration_seconds
-   * sum / count): the status write in the decision -> wait-exit segment, the kubelet's pod status patch in
-   * the exit -> decision one.
+   * sum / count).
    */
   apiserverMeanMs: Record<string, number>;
   counted: number;
@@ -137,37 +394,35 @@ async function runSeries(
   primitive: 'Semaphore' | 'Lease',
   handoffs: number,
   warmup: number,
+  managerTracePath: string,
   log: (l: string) => void,
 ): Promise<Series> {
   const { client } = bc.cluster;
   const ns = bc.namespace;
   const rootDir = bc.kubelet?.rootDir ?? '';
   const name = `handoff-${primitive.toLowerCase()}`;
-  if (primitive === 'Semaphore') {
-    await client.create(`/apis/sync.konductor.io/v1/namespaces/${ns}/semaphores`, {
-      apiVersion: 'sync.konductor.io/v1',
-      kind: 'Semaphore',
-      metadata: { name },
-      spec: { permits: 1 },
-    });
-  } else {
-    await client.create(`/apis/sync.konductor.io/v1/namespaces/${ns}/leases`, {
-      apiVersion: 'sync.konductor.io/v1',
-      kind: 'Lease',
-      metadata: { name },
-      spec: { ttl: '10m' },
-    });
-  }
+  const plural = primitive === 'Semaphore' ? 'semaphores' : 'leases';
+  const primitivePath = `/apis/sync.konductor.io/v1/namespaces/${ns}/${plural}`;
+  await client.create(primitivePath, {
+    apiVersion: 'sync.konductor.io/v1',
+    kind: primitive,
+    metadata: { name },
+    spec: primitive === 'Semaphore' ? { permits: 1 } : { ttl: '10m' },
+  });
+  const floor = await startControlPlaneFloor(client, primitive);
   const annotation = primitive === 'Semaphore' ? 'konductor.io/semaphore' : 'konductor.io/lease';
   const total = handoffs + warmup + 1;
   const prefix = `${primitive === 'Semaphore' ? 's' : 'l'}-${randomBytes(2).toString('hex')}`;
   const podName = (i: number) => `${prefix}-${String(i).padStart(4, '0')}`;
   const records: PodRecord[] = [];
+  const probes: ControlPlaneProbe[] = [];
   const seen = new Set<string>();
   let created = 0;
+  let probing = false;
   let failure: Error | undefined;
   const started = Date.now();
   const api0 = await apiserverStats(client);
+  const kubelet = traceKubeletPatches();
 
   const createNext = async () => {
     if (created >= total) return;
@@ -188,6 +443,24 @@ async function runSeries(
         ],
       },
     });
+  };
+  // A/B: after each pod completes (the handoff it took part in is over and the next holder sleeps), one
+  // floor probe, on the same machine at the same moment of the cycle.
+  const probeSoon = () => {
+    if (probing) return;
+    probing = true;
+    setTimeout(() => {
+      client
+        .get<{ status?: Record<string, unknown> }>(`${primitivePath}/${name}`)
+        .then((real) => floor.probe(probes.length, real.status))
+        .then((p) => probes.push(p))
+        .catch((err: unknown) => {
+          failure ??= err as Error;
+        })
+        .finally(() => {
+          probing = false;
+        });
+    }, 50);
   };
 
   const informer = new Informer<Pod>(client, {
@@ -217,6 +490,7 @@ async function runSeries(
       createNext().catch((err: unknown) => {
         failure ??= err as Error;
       });
+      probeSoon();
     },
   }).start();
   try {
@@ -226,13 +500,15 @@ async function runSeries(
       `${total} ${primitive} pods to complete`,
       () => {
         if (failure) throw failure;
-        return records.length >= total;
+        return records.length >= total && !probing;
       },
       total * 5_000 + 60_000,
       100,
     );
   } finally {
     informer.stop();
+    kubelet.stop();
+    floor.stop();
   }
   const seconds = (Date.now() - started) / 1000;
   const api1 = await apiserverStats(client);
@@ -243,31 +519,70 @@ async function runSeries(
     const n = count[key] ?? 0;
     if (n > 0) apiserverMeanMs[key] = round(((secs[key] ?? 0) / n) * 1000, 2);
   }
+  await new Promise((r) => setTimeout(r, 300)); // the manager flushes its marks every 100 ms
+  const manager = readManagerTrace(managerTracePath);
 
   // Grant order = handoff order: consecutive pods in the order their waits ended.
-  records.sort((a, b) => (a.waitExitNs < b.waitExitNs ? -1 : a.waitExitNs > b.waitExitNs ? 1 : 0));
+  records.sort((a, b) => a.waitExitMs - b.waitExitMs);
   const latencies: number[] = [];
   const mtimeLatencies: number[] = [];
   const toDecision: number[] = [];
   const toWaitExit: number[] = [];
   const toHoldReleased: number[] = [];
+  const parts: HandoffParts[] = [];
+  const nexts: PodRecord[] = [];
   let excluded = 0;
   for (let i = 1; i < records.length; i++) {
     const holder = records[i - 1] as PodRecord;
     const next = records[i] as PodRecord;
     if (i <= warmup) continue;
-    const holderExitMs = Number(holder.mainExitNs / 1_000_000n);
-    if (next.queuedAtMs === undefined || next.queuedAtMs > holderExitMs) {
+    const exitMs = holder.mainExitMs;
+    if (next.queuedAtMs === undefined || next.queuedAtMs > exitMs) {
       excluded++;
       continue;
     }
-    latencies.push(Number(next.waitExitNs - holder.mainExitNs) / 1e6);
-    mtimeLatencies.push(Number(next.grantMtimeNs - holder.mainExitNs) / 1e6);
-    const exitMs = Number(holder.mainExitNs) / 1e6;
+    latencies.push(next.waitExitMs - exitMs);
+    mtimeLatencies.push(next.grantMtimeMs - exitMs);
     toDecision.push(next.grantedAtMs - exitMs);
-    toWaitExit.push(Number(next.waitExitNs) / 1e6 - next.grantedAtMs);
+    toWaitExit.push(next.waitExitMs - next.grantedAtMs);
     if (holder.holdReleasedAtMs !== undefined) toHoldReleased.push(holder.holdReleasedAtMs - exitMs);
+    parts.push(handoffParts(holder, next, name, manager, kubelet.patches));
+    nexts.push(next);
   }
+  const partKeys = Object.keys(PART_OWNER) as (keyof HandoffParts)[];
+  const partSummaries = Object.fromEntries(
+    partKeys.map((k) => [
+      k,
+      { ...summarize(parts.map((p) => p[k]).filter(Number.isFinite)), owner: PART_OWNER[k] },
+    ]),
+  ) as Series['parts'];
+  const ours = parts.map((p) =>
+    partKeys.filter((k) => PART_OWNER[k] === 'konductor').reduce((sum, k) => sum + p[k], 0),
+  );
+  const variantNames = [...new Set(nexts.map((r) => r.agent.variant ?? 'A'))];
+  const variants =
+    variantNames.length > 1
+      ? Object.fromEntries(
+          variantNames.map((v) => {
+            const idx = nexts.flatMap((r, i) => ((r.agent.variant ?? 'A') === v ? [i] : []));
+            const pick = (xs: readonly number[]) =>
+              summarize(idx.map((i) => xs[i] as number).filter(Number.isFinite));
+            return [
+              v,
+              {
+                processExitMs: pick(parts.map((p) => p.processExit)),
+                oursMs: pick(ours),
+                agentPartsP50: Object.fromEntries(
+                  AGENT_PARTS.map((k) => [k, pick(parts.map((p) => p[k])).p50]),
+                ) as Record<(typeof AGENT_PARTS)[number], number>,
+                decisionToWaitExitMs: pick(toWaitExit),
+              },
+            ];
+          }),
+        )
+      : undefined;
+  const floorMs = probes.map((p) => p.floorMs);
+  const probeSummary = (f: (p: ControlPlaneProbe) => number) => summarize(probes.map(f));
   return {
     primitive,
     handoffMs: summarize(latencies),
@@ -275,6 +590,19 @@ async function runSeries(
     exitToDecisionMs: summarize(toDecision),
     decisionToWaitExitMs: summarize(toWaitExit),
     exitToHoldReleasedMs: summarize(toHoldReleased),
+    parts: partSummaries,
+    oursMs: summarize(ours.filter(Number.isFinite)),
+    floor: {
+      probes: probes.length,
+      patchResponseMs: probeSummary((p) => p.patchResponseMs),
+      patchWatchMs: probeSummary((p) => p.patchWatchMs),
+      putResponseMs: probeSummary((p) => p.putResponseMs),
+      putWatchMs: probeSummary((p) => p.putWatchMs),
+      floorMs: summarize(floorMs),
+    },
+    pairedRatio: round(pairedRatio(latencies, floorMs.slice(warmup)), 3),
+    pairedOursRatio: round(pairedRatio(ours, floorMs.slice(warmup)), 3),
+    ...(variants ? { variants } : {}),
     apiserverMeanMs,
     counted: latencies.length,
     warmup,
@@ -291,46 +619,103 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
   const log = opts.log;
   log(`handoff: ${handoffs} handoffs each on a Semaphore (1 permit) and a Lease, after ${warmup} warm-up`);
   await buildAgent();
-  const bc = await startBenchCluster({ name: 'handoff', kubelet: { images: [timedAgentImage()] }, log });
+  const traceDir = mkdtempSync(join(tmpdir(), 'konductor-bench-handoff-'));
+  // An experiment, off by default: every other waiter's agent runs with these node flags (variant B).
+  const agentVariantB: AgentVariantB = {
+    nodeArgs: (process.env.KONDUCTOR_BENCH_AGENT_B_ARGS ?? '').split(' ').filter(Boolean),
+    ...(process.env.KONDUCTOR_BENCH_AGENT_B_SCRIPT
+      ? { script: process.env.KONDUCTOR_BENCH_AGENT_B_SCRIPT }
+      : {}),
+  };
+  const describeB = [...agentVariantB.nodeArgs, agentVariantB.script ?? ''].join(' ').trim();
+  if (describeB) log(`  agent A/B: every other waiter runs node ${describeB}`);
+  const managerTrace = join(traceDir, 'manager-trace.ndjson');
+  // The manager is started with the trace preload (its node flags otherwise as always).
+  const savedArgs = process.env.KONDUCTOR_MANAGER_NODE_ARGS;
+  process.env.KONDUCTOR_MANAGER_NODE_ARGS =
+    `${savedArgs ?? MANAGER_NODE_ARGS} ` +
+    `--import=${pathToFileURL(join(ROOT, 'bench', 'trace-manager.ts')).href}?out=${managerTrace}`;
+  let bc: BenchCluster;
+  try {
+    bc = await startBenchCluster({
+      name: 'handoff',
+      kubelet: { images: [timedAgentImage(agentVariantB)] },
+      log,
+    });
+  } finally {
+    if (savedArgs === undefined) delete process.env.KONDUCTOR_MANAGER_NODE_ARGS;
+    else process.env.KONDUCTOR_MANAGER_NODE_ARGS = savedArgs;
+  }
   const series: Series[] = [];
   try {
     for (const primitive of ['Semaphore', 'Lease'] as const) {
-      const s = await runSeries(bc, primitive, handoffs, warmup, log);
+      const s = await runSeries(bc, primitive, handoffs, warmup, managerTrace, log);
       series.push(s);
       log(
         `  ${primitive}: ${fmtSummary(s.handoffMs)}; excluded (next not yet queued): ${s.excludedNotQueued}`,
       );
-      log(`    exit -> grant decision: ${fmtSummary(s.exitToDecisionMs)}`);
-      log(`    decision -> wait exit:  ${fmtSummary(s.decisionToWaitExitMs)}`);
+      log(
+        `    floor (PATCH pods/status -> watch + PUT status -> watch, ${s.floor.probes} probes): ${fmtSummary(s.floor.floorMs)}`,
+      );
+      log(`    ours (konductor's parts summed): ${fmtSummary(s.oursMs)}`);
+      log(`    paired ratio handoff / floor ${s.pairedRatio}; ours / floor ${s.pairedOursRatio}`);
+      for (const [v, x] of Object.entries(s.variants ?? {}))
+        log(
+          `    agent variant ${v} (${v === 'B' ? describeB : 'this checkout'}): decision -> wait exit ${fmtSummary(x.decisionToWaitExitMs)}; ours ${fmtSummary(x.oursMs)}; agent parts p50 ${JSON.stringify(x.agentPartsP50)}`,
+        );
+      for (const [k, v] of Object.entries(s.parts))
+        log(`      ${k.padEnd(20)} [${v.owner}] p50 ${v.p50} ms  p95 ${v.p95} ms (n=${v.n})`);
       log(`    exit -> hold's release answered: ${fmtSummary(s.exitToHoldReleasedMs)}`);
       log(`    API server mean time per request: ${JSON.stringify(s.apiserverMeanMs)}`);
     }
   } finally {
     await bc.stop();
+    rmSync(traceDir, { recursive: true, force: true });
   }
   const method =
     'devcluster with the process kubelet, webhook and manager (one namespace). Pods created through the API in a ' +
     `sliding window of ${WINDOW} (1 holds, 2 wait); main container \`sleep ${HOLD_SECONDS}; date +%s%N\` = its exit ` +
-    'time (ns, from its log file); konductor-wait wrapped as `agent wait; date +%s%N > /var/run/konductor/wait-exit-ns` ' +
-    '= the first instant after it exited (+~1 ms for the date fork). Handoff = next waiter wait-exit - holder main-exit, ' +
+    'time (ns, from its log file); konductor-wait wrapped as `agent wait; echo $EPOCHREALTIME > /var/run/konductor/wait-exit` ' +
+    '(bash builtin, no fork) = the first instant after it exited. Handoff = next waiter wait-exit - holder main-exit, ' +
     'pairs taken in wait-exit order; counted only if the waiter had printed `waiting for` before the holder exited. ' +
-    'grant.json mtime (coarse 4 ms kernel clock) kept as a cross-check.';
-  const figures: Figure[] = series.flatMap((s) => [
-    {
-      name: `handoff p50 (${s.primitive})`,
-      value: s.handoffMs.p50,
-      unit: 'ms',
-      target: `<= ${TARGET_P50_MS} ms`,
-      meetsTarget: s.handoffMs.p50 <= TARGET_P50_MS,
-    },
-    {
-      name: `handoff p99 (${s.primitive})`,
-      value: s.handoffMs.p99,
-      unit: 'ms',
-      target: `<= ${TARGET_P99_MS} ms`,
-      meetsTarget: s.handoffMs.p99 <= TARGET_P99_MS,
-    },
-  ]);
+    'Floor, alternated with the handoffs (one probe after each pod completes): a pod status PATCH and a primitive ' +
+    'status PUT, each timed until a watch delivers it (bench/controlPlaneFloor.ts). Parts from marks taken by preloads ' +
+    '(bench/trace-manager.ts, bench/trace-agent.mjs) and diagnostics_channel (the kubelet PATCH); ours = the sum of ' +
+    "konductor's parts. Ratios: median over pairs (handoff i, probe i).";
+  const figures: Figure[] = series.flatMap((s) => {
+    const floorName = 'PATCH pods/status -> watch + PUT status -> watch (same run, alternated)';
+    return [
+      flooredFigure({
+        name: `handoff p50 (${s.primitive})`,
+        value: s.handoffMs.p50,
+        floor: s.floor.floorMs.p50,
+        ratio: s.pairedRatio,
+        unit: 'ms',
+        floorName,
+        target: `<= ${TARGET_P50_MS} ms`,
+        meetsTarget: s.handoffMs.p50 <= TARGET_P50_MS,
+        ratioTarget: { max: HANDOFF_RATIO_TARGETS.handoffToFloor },
+      }),
+      flooredFigure({
+        name: `handoff p99 (${s.primitive})`,
+        value: s.handoffMs.p99,
+        floor: s.floor.floorMs.p99,
+        unit: 'ms',
+        floorName: `${floorName}, p99`,
+        target: `<= ${TARGET_P99_MS} ms`,
+        meetsTarget: s.handoffMs.p99 <= TARGET_P99_MS,
+      }),
+      flooredFigure({
+        name: `handoff: konductor's added latency p50 (${s.primitive})`,
+        value: s.oursMs.p50,
+        floor: s.floor.floorMs.p50,
+        ratio: s.pairedOursRatio,
+        unit: 'ms',
+        floorName,
+        ratioTarget: { max: HANDOFF_RATIO_TARGETS.oursToFloor },
+      }),
+    ];
+  });
   log(`method: ${method}`);
   log(`machine: ${describeEnvironment(env)}`);
   printFigures(log, figures);
@@ -339,7 +724,7 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
     mode: opts.mode,
     environment: env,
     method,
-    parameters: { handoffs, warmup, window: WINDOW, holdSeconds: HOLD_SECONDS },
+    parameters: { handoffs, warmup, window: WINDOW, holdSeconds: HOLD_SECONDS, agentVariantB },
     figures,
     details: { series },
     durationSeconds: round((Date.now() - started) / 1000, 1),

@@ -31,6 +31,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
+import { KubeClient } from '../api/kubeClient.ts';
 import type { RealCluster } from '../devcluster/realnode/index.ts';
 import { CGROUP_ROOT, startRealCluster } from '../devcluster/realnode/index.ts';
 import {
@@ -50,6 +51,8 @@ import {
   waitUntil,
   writeResult,
 } from './common.ts';
+import { type ControlPlaneProbe, startControlPlaneFloor } from './controlPlaneFloor.ts';
+import { flooredFigure } from './floors.ts';
 
 const run = promisify(execFile);
 const NS = 'bench';
@@ -407,6 +410,24 @@ async function measureAgents(kubectl: Kubectl, apply: Apply, node: string, count
   };
 }
 
+/**
+ * A client with the manager's ServiceAccount token: on the real node only the manager may write a
+ * primitive's status (the chart's `status-writer` admission policy), so the floor's status PUT goes as it.
+ */
+async function managerServiceAccountClient(cluster: RealCluster): Promise<KubeClient> {
+  const deployments = await cluster.client.get<{
+    items: { spec?: { template?: { spec?: { serviceAccountName?: string } } } }[];
+  }>(`/apis/apps/v1/namespaces/${KONDUCTOR_NAMESPACE}/deployments`);
+  const sa = deployments.items.map((d) => d.spec?.template?.spec?.serviceAccountName).find(Boolean);
+  if (!sa) throw new Error(`no Deployment with a ServiceAccount in ${KONDUCTOR_NAMESPACE}`);
+  const request = await cluster.client.create<{ status: { token: string } }>(
+    `/api/v1/namespaces/${KONDUCTOR_NAMESPACE}/serviceaccounts/${sa}/token`,
+    { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
+  );
+  const { server, ca } = cluster.kubeConfig;
+  return new KubeClient({ server, ...(ca ? { ca } : {}), token: request.status.token });
+}
+
 export async function runRealNode(opts: BenchOptions): Promise<void> {
   const started = Date.now();
   const env = environment();
@@ -436,6 +457,23 @@ export async function runRealNode(opts: BenchOptions): Promise<void> {
     const handoffCount = byMode(opts.mode, { full: 40, quick: 12, tiny: 5 });
     log(`  handoff: Semaphore of 1 permit, Job of ${handoffCount} pods (3 alive at once)`);
     const handoff = await measureHandoff(kubectl, apply, handoffCount);
+    // The control plane's floor on this API server, right after the handoffs (the Job's handoffs run on
+    // their own: probes cannot be slotted between them as the process-kubelet benchmark does).
+    const probes: ControlPlaneProbe[] = [];
+    const managerClient = await managerServiceAccountClient(cluster);
+    const floor = await startControlPlaneFloor(cluster.client, 'Semaphore', managerClient);
+    try {
+      for (let i = 0; i < handoffCount; i++) probes.push(await floor.probe(i, undefined));
+    } finally {
+      floor.stop();
+      managerClient.close();
+    }
+    const floorMs = summarize(probes.map((p) => p.floorMs));
+    const patchWatchMs = summarize(probes.map((p) => p.patchWatchMs));
+    const putWatchMs = summarize(probes.map((p) => p.putWatchMs));
+    log(
+      `  control-plane floor (PATCH pods/status -> watch + PUT status -> watch): ${JSON.stringify(floorMs)}`,
+    );
     const managerAfter = await managerMemory(kubectl, cluster.node.name);
     const agentCount = byMode(opts.mode, { full: 8, quick: 4, tiny: 2 });
     log(
@@ -445,69 +483,108 @@ export async function runRealNode(opts: BenchOptions): Promise<void> {
     const agentImage = images.find((i) => i.kind === 'agent');
     const managerImage = images.find((i) => i.kind === 'manager');
 
+    const floorName = `PATCH pods/status -> watch + PUT status -> watch (same run, ${probes.length} probes after the handoffs)`;
+    const kubeletPart =
+      "the kubelet's and the runtime's work (PLEG relist, starting containers through runc): no konductor floor";
+    const agentFloor =
+      "the agent's floor (a bare node) is measured beside it by `npm run bench -- agent`; no bare container is started here";
+    const memoryFloor =
+      'cgroup memory of a container: its floor would be a bare node container of the same image, not started here';
+    const imageSize = "a size on disk: it does not depend on the machine's speed";
     const figures: Figure[] = [
-      {
+      flooredFigure({
         name: 'handoff p50 (holder main exit -> next main start, real kubelet)',
         value: handoff.handoffMs.p50,
         unit: 'ms',
-      },
-      { name: 'handoff p99', value: handoff.handoffMs.p99, unit: 'ms' },
-      {
+        floor: floorMs.p50,
+        floorName,
+      }),
+      flooredFigure({
+        name: 'handoff p99',
+        value: handoff.handoffMs.p99,
+        unit: 'ms',
+        floor: floorMs.p99,
+        floorName: `${floorName}, p99`,
+      }),
+      flooredFigure({
         name: 'of which: holder exit -> grant decision (p50)',
         value: handoff.breakdownMs.holderExitToDecision.p50,
         unit: 'ms',
-      },
-      {
+        floor: patchWatchMs.p50,
+        floorName: 'PATCH pods/status -> watch (same run)',
+      }),
+      flooredFigure({
         name: 'of which: decision -> konductor-wait granted (p50)',
         value: handoff.breakdownMs.decisionToAgentGranted.p50,
         unit: 'ms',
-      },
+        floor: putWatchMs.p50,
+        floorName: 'PUT status -> watch (same run)',
+      }),
       {
         name: 'of which: granted -> next main start (p50)',
         value: handoff.breakdownMs.agentGrantedToNextMainStart.p50,
         unit: 'ms',
+        noFloor: kubeletPart,
       },
       {
         name: 'konductor-wait start -> waiting line (p50)',
         value: agents.wait.startToWaitingLineMs.p50,
         unit: 'ms',
+        noFloor: agentFloor,
       },
       {
         name: 'konductor-hold start -> holding line (p50)',
         value: agents.hold.startToHoldingLineMs.p50,
         unit: 'ms',
+        noFloor: agentFloor,
       },
-      { name: 'konductor-wait memory peak, cgroup (p50)', value: agents.wait.cgroupPeakMiB.p50, unit: 'MiB' },
+      {
+        name: 'konductor-wait memory peak, cgroup (p50)',
+        value: agents.wait.cgroupPeakMiB.p50,
+        unit: 'MiB',
+        noFloor: memoryFloor,
+      },
       {
         name: 'konductor-wait working set, kubelet (p50)',
         value: agents.wait.kubeletWorkingSetMiB.p50,
         unit: 'MiB',
+        noFloor: memoryFloor,
       },
-      { name: 'konductor-hold memory peak, cgroup (p50)', value: agents.hold.cgroupPeakMiB.p50, unit: 'MiB' },
+      {
+        name: 'konductor-hold memory peak, cgroup (p50)',
+        value: agents.hold.cgroupPeakMiB.p50,
+        unit: 'MiB',
+        noFloor: memoryFloor,
+      },
       {
         name: 'konductor-hold working set, kubelet (p50)',
         value: agents.hold.kubeletWorkingSetMiB.p50,
         unit: 'MiB',
+        noFloor: memoryFloor,
       },
       {
         name: 'manager working set idle, kubelet',
         value: managerIdle.kubeletWorkingSetMiB ?? Number.NaN,
         unit: 'MiB',
+        noFloor: memoryFloor,
       },
       {
         name: 'manager memory peak after the handoff run, cgroup',
         value: managerAfter.cgroup?.peakMiB ?? Number.NaN,
         unit: 'MiB',
+        noFloor: memoryFloor,
       },
       {
         name: 'agent image, compressed',
         value: round((agentImage?.compressedBytes ?? 0) / MiB, 1),
         unit: 'MiB',
+        noFloor: imageSize,
       },
       {
         name: 'agent image, unpacked',
         value: round((agentImage?.uncompressedBytes ?? 0) / MiB, 1),
         unit: 'MiB',
+        noFloor: imageSize,
       },
     ];
     log(`  ${describeEnvironment(env)}`);

@@ -10,11 +10,14 @@
  *   --profile                          also take a CPU profile of the manager (throughput, scale) or the
  *                                      webhook server (webhook) during the measured phase
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAgent } from './agent.ts';
-import { type BenchMode, type BenchOptions, DEFAULT_RESULTS_DIR, round } from './common.ts';
+import { type BenchMode, type BenchOptions, type BenchResult, DEFAULT_RESULTS_DIR, round } from './common.ts';
+import { summaryTable } from './floors.ts';
 import { runHandoff } from './handoff.ts';
 import { runMemoryLimit } from './memoryLimit.ts';
 import { runRealNode } from './realnode.ts';
@@ -82,6 +85,10 @@ async function main(): Promise<void> {
     }
     opts.log(`=== ${name}: ${round((Date.now() - t) / 1000, 1)} s ===`);
   }
+  // Every figure beside its floor and the ratio, as one table (what docs/benchmarks.md shows).
+  const files = names.map((n) => join(opts.resultsDir, `${n}.json`)).filter((f) => existsSync(f));
+  const ran = files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as BenchResult);
+  opts.log(`\n${summaryTable(ran.filter((r) => r.mode === mode && !failed.includes(r.benchmark)))}`);
   opts.log(
     `\nbench: ${names.length - failed.length}/${names.length} ran in ${round((Date.now() - started) / 1000, 1)} s`,
   );

@@ -12,11 +12,16 @@
  * plus the manager's konductor_reconcile_duration_seconds histogram. Finally the manager is restarted
  * (SIGTERM, start, /readyz) so that it lists all 10,000 pods at once, and its memory is read again once
  * it has reconciled every primitive.
+ *
+ * Floors, in the same run: for memory, an idle node with the manager's flags (MANAGER_NODE_ARGS), sampled
+ * alternately with the manager; for each grant round trip, one control-plane probe right before it (a pod
+ * status PATCH and a status PUT, each until a watch delivers it: controlPlaneFloor.ts).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Informer } from '../api/informer.ts';
 import type { Semaphore } from '../api/types.ts';
+import { MANAGER_NODE_ARGS } from '../devcluster/konductor.ts';
 import { getFreePorts } from '../devcluster/ports.ts';
 import { buildManager } from '../scripts/build.ts';
 import type { BenchCluster } from './cluster.ts';
@@ -43,8 +48,21 @@ import {
   waitUntil,
   writeResult,
 } from './common.ts';
+import { type ControlPlaneProbe, startControlPlaneFloor } from './controlPlaneFloor.ts';
 import { createPods, finishPod, injectedPod } from './fakePods.ts';
+import {
+  alternate,
+  flooredFigure,
+  type IdleNodeSample,
+  idleNodeSample,
+  median,
+  pairedRatio,
+} from './floors.ts';
 import { type HeapUsage, heapUsage, type ProfileSummary, profileProcess } from './profile.ts';
+
+/** The manager's node flags (devcluster/konductor.ts): the memory floor is an idle node with the same. */
+const managerFlags = () =>
+  (process.env.KONDUCTOR_MANAGER_NODE_ARGS ?? MANAGER_NODE_ARGS).split(' ').filter(Boolean);
 
 const CONCURRENCY = 32;
 const PODS_PER_PRIMITIVE = 10;
@@ -114,7 +132,8 @@ export async function runScale(opts: BenchOptions): Promise<void> {
   const log = opts.log;
   const semaphores = byMode(opts.mode, { full: 800, quick: 80, tiny: 8 });
   const leases = byMode(opts.mode, { full: 200, quick: 20, tiny: 2 });
-  const roundTrips = byMode(opts.mode, { full: 20, quick: 10, tiny: 3 });
+  const roundTrips = byMode(opts.mode, { full: 50, quick: 10, tiny: 3 });
+  const samples = byMode(opts.mode, { full: 3, quick: 2, tiny: 1 });
   const primitives = semaphores + leases;
   const podCount = primitives * PODS_PER_PRIMITIVE;
   const expectedGrants = semaphores * SEMAPHORE_PERMITS + leases;
@@ -130,6 +149,7 @@ export async function runScale(opts: BenchOptions): Promise<void> {
   try {
     await ensureBenchNode(client, BENCH_NODE);
     const idle = procSample(bc.managerPid());
+    const idleFloor = await idleNodeSample(managerFlags());
     const idleBundle = await idleBundleRss(bc);
     log(
       `    idle manager: VmRSS ${idle.vmRssMiB} MiB from sources (cmd/konductor.ts), ${idleBundle?.vmRssMiB ?? '?'} MiB as the bundle (dist/konductor.js)`,
@@ -181,7 +201,16 @@ export async function runScale(opts: BenchOptions): Promise<void> {
     await settled(bc.konductor.metricsUrl, expectedGrants, 600_000);
     const settledAfterSeconds = (Date.now() - t1) / 1000;
     await sleep(2000);
-    const steady = procSample(bc.managerPid());
+    // A/B: the manager's memory, then an idle node with the same flags, `samples` times.
+    const steadyAB = await alternate(
+      samples,
+      async () => {
+        await sleep(500);
+        return procSample(bc.managerPid());
+      },
+      () => idleNodeSample(managerFlags()),
+    );
+    const steady = steadyAB.ours[steadyAB.ours.length - 1] as ProcSample;
     const steadyHeap = await heapUsage(bc.managerPid(), bc.managerLog(), true);
     await sleep(500);
     const steadyAfterGc = procSample(bc.managerPid());
@@ -202,10 +231,19 @@ export async function runScale(opts: BenchOptions): Promise<void> {
       },
     }).start();
     const rtts: number[] = [];
+    const probes: ControlPlaneProbe[] = [];
+    const floor = await startControlPlaneFloor(client, 'Semaphore');
     const m0 = await managerMetrics(bc.konductor.metricsUrl);
     const trips = async () => {
       await informer.synced;
       for (let i = 0; i < roundTrips; i++) {
+        // A/B: one control-plane floor probe (PATCH -> watch, PUT -> watch) before each round trip.
+        probes.push(
+          await floor.probe(
+            i,
+            sems.get(`sem-${String(i).padStart(4, '0')}`)?.status as Record<string, unknown> | undefined,
+          ),
+        );
         const name = `sem-${String(i).padStart(4, '0')}`;
         const before = sems.get(name);
         const holder = before?.status?.holders?.[0];
@@ -242,6 +280,7 @@ export async function runScale(opts: BenchOptions): Promise<void> {
       }
     } finally {
       informer.stop();
+      floor.stop();
     }
     const m1 = await managerMetrics(bc.konductor.metricsUrl);
     const reconcileCount =
@@ -282,57 +321,94 @@ export async function runScale(opts: BenchOptions): Promise<void> {
     const reconciledAfterSeconds = (Date.now() - tr) / 1000;
     await sleep(2000);
     const restarted: ProcSample = procSample(bc.managerPid());
+    const restartedFloor = await idleNodeSample(managerFlags());
     const restartedHeap: HeapUsage = await heapUsage(bc.managerPid(), bc.managerLog(), true);
     log(
       `    after restart: ready in ${round(readyAfterSeconds, 1)} s, all reconciled in ${round(reconciledAfterSeconds, 1)} s; ` +
         `VmRSS ${restarted.vmRssMiB} MiB, VmHWM ${restarted.vmHwmMiB} MiB; V8 heap after full GC ${restartedHeap.usedMiB} MiB`,
     );
 
+    const floorName = `an idle node with the manager's flags (${managerFlags().join(' ')})`;
+    const rssOf = (x: { vmRssMiB: number }) => x.vmRssMiB;
+    const floorProbe = summarize(probes.map((p) => p.floorMs));
     figures = [
-      {
+      flooredFigure({
         name: `manager RSS, ${podCount} pods + ${primitives} primitives (steady, VmRSS)`,
-        value: steady.vmRssMiB,
+        value: round(median(steadyAB.ours.map(rssOf)), 1),
+        floor: round(median(steadyAB.floor.map(rssOf)), 1),
+        ratio: pairedRatio(steadyAB.ours.map(rssOf), steadyAB.floor.map(rssOf)),
         unit: 'MiB',
+        floorName,
         target: '<= 150 MiB',
-        meetsTarget: steady.vmRssMiB <= 150,
-      },
-      {
+        meetsTarget: median(steadyAB.ours.map(rssOf)) <= 150,
+      }),
+      flooredFigure({
         name: 'manager peak RSS while they were created (VmHWM)',
         value: steady.vmHwmMiB,
+        floor: round(median(steadyAB.floor.map((f) => f.vmHwmMiB)), 1),
         unit: 'MiB',
+        floorName: `${floorName}, VmHWM`,
         target: '<= 150 MiB',
         meetsTarget: steady.vmHwmMiB <= 150,
-      },
-      {
-        name: 'manager RSS after a restart (initial list of everything; VmRSS / VmHWM)',
-        value: restarted.vmRssMiB,
-        unit: `MiB (peak ${restarted.vmHwmMiB} MiB)`,
+      }),
+      flooredFigure({
+        name: 'manager peak RSS after a restart (initial list of everything; VmHWM)',
+        value: restarted.vmHwmMiB,
+        floor: restartedFloor.vmHwmMiB,
+        unit: 'MiB',
+        floorName: `${floorName}, VmHWM`,
         target: '<= 150 MiB',
         meetsTarget: restarted.vmHwmMiB <= 150,
-      },
-      { name: 'manager V8 heap in use after a full GC (steady)', value: steadyHeap.usedMiB, unit: 'MiB' },
-      {
+      }),
+      flooredFigure({
+        name: 'manager V8 heap in use after a full GC (steady)',
+        value: steadyHeap.usedMiB,
+        floor: round(median(steadyAB.floor.map((f: IdleNodeSample) => f.heapUsedMiB)), 1),
+        unit: 'MiB',
+        floorName: `${floorName}, heap in use after a full GC`,
+      }),
+      flooredFigure({
         name: 'manager idle RSS, from sources (as the devcluster runs it)',
         value: idle.vmRssMiB,
+        floor: idleFloor.vmRssMiB,
         unit: 'MiB',
-      },
-      {
+        floorName,
+      }),
+      flooredFigure({
         name: 'manager idle RSS, bundle dist/konductor.js (as the image runs it)',
         value: idleBundle?.vmRssMiB ?? Number.NaN,
+        floor: idleFloor.vmRssMiB,
         unit: 'MiB',
-      },
-      { name: 'grant round trip at scale p50', value: rtt.p50, unit: 'ms' },
-      { name: 'grant round trip at scale p99', value: rtt.p99, unit: 'ms' },
-      {
-        name: 'reconcile duration p99 (histogram bucket upper bound)',
-        value: reconcile.p99UpperBoundMs,
+        floorName,
+      }),
+      flooredFigure({
+        name: 'grant round trip at scale p50',
+        value: rtt.p50,
+        floor: floorProbe.p50,
+        ratio: pairedRatio(
+          rtts,
+          probes.map((p) => p.floorMs),
+        ),
         unit: 'ms',
-      },
+        floorName: 'PATCH pods/status -> watch + PUT status -> watch (same run, alternated)',
+      }),
+      flooredFigure({
+        name: 'grant round trip at scale p99',
+        value: rtt.p99,
+        floor: floorProbe.p99,
+        unit: 'ms',
+        floorName: 'PATCH pods/status -> watch + PUT status -> watch, p99',
+      }),
     ];
     details = {
       idle,
+      idleFloor,
       idleBundle,
       steady,
+      steadySamples: steadyAB,
+      restartedFloor,
+      controlPlaneFloorMs: floorProbe,
+      probes,
       steadyHeapAfterFullGc: steadyHeap,
       steadyAfterFullGc: steadyAfterGc,
       restarted,
@@ -358,7 +434,9 @@ export async function runScale(opts: BenchOptions): Promise<void> {
     `in injected form (${PODS_PER_PRIMITIVE} per primitive, bound to a kubelet-less Node, concurrency ${CONCURRENCY}); ` +
     'wait for konductor_grants_total = every grantable permit and status writes to stop; memory from /proc/<pid>/status ' +
     '(VmRSS, VmHWM), then the V8 heap after a full GC over the inspector (SIGUSR1); grant round trip = patch a holder pod to Succeeded -> the Semaphore watch shows the next holder; ' +
-    'then the manager restarted (lists everything at once) and its memory read again after it reconciled every primitive.';
+    'then the manager restarted (lists everything at once) and its memory read again after it reconciled every primitive. ' +
+    "Floors: an idle node with the manager's flags, sampled alternately with the manager; before each round trip a " +
+    'control-plane probe (PATCH pods/status -> watch + PUT status -> watch).';
   log(`method: ${method}`);
   log(`machine: ${describeEnvironment(env)}`);
   printFigures(log, figures);

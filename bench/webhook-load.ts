@@ -53,6 +53,8 @@ export interface LoadResult {
   latencyMs: number[];
   /** paced only: response end - scheduled send. */
   latencyFromScheduleMs?: number[];
+  /** CPU seconds the load generator itself used (a starved generator limits the max run too). */
+  generatorCpuSeconds?: number;
 }
 
 async function paced(spec: LoadSpec): Promise<LoadResult> {
@@ -130,8 +132,12 @@ async function paced(spec: LoadSpec): Promise<LoadResult> {
 
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
+  const cpu = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  };
   if (spec.generator === 'paced') {
-    process.stdout.write(`${JSON.stringify(await paced(spec))}\n`);
+    process.stdout.write(`${JSON.stringify({ ...(await paced(spec)), generatorCpuSeconds: cpu() })}\n`);
     return;
   }
   const latencyMs: number[] = [];
@@ -162,6 +168,7 @@ async function main(): Promise<void> {
     errors: result.errors,
     timeouts: result.timeouts,
     latencyMs,
+    generatorCpuSeconds: cpu(),
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }

@@ -201,6 +201,12 @@ export interface WaitIO {
   sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Arms the wait-timeout (any length: api/longTimer.ts); returns a disarm function. */
   setTimer: (ms: number, fire: () => void) => () => void;
+  /**
+   * Called once the manager's verdict is in and grant.json written, with the exit code, before the stream
+   * is closed: the agent process ends right there (main.ts), since the pod's start waits on its exit and
+   * nothing after this point matters (runWait still resolves with the same code where it returns).
+   */
+  onVerdict?: (exitCode: number) => void;
   /** Wall-clock time, epoch ms. */
   wallClock: () => number;
   /**
@@ -243,6 +249,7 @@ export async function runWait(config: AgentConfig, io: WaitIO): Promise<number> 
 async function waitLoop(config: AgentConfig, io: WaitIO, timeout: AbortSignal): Promise<number> {
   let state = INITIAL_WAIT_PROGRESS;
   let outcome: WaitOutcome | undefined;
+  let exitCode: number | undefined;
   let attempt = 0;
   let unauthorized = 0;
   let outage: string | undefined;
@@ -256,11 +263,18 @@ async function waitLoop(config: AgentConfig, io: WaitIO, timeout: AbortSignal): 
     }
   };
   const onEvent = (event: WaitEvent): boolean => {
+    if (exitCode !== undefined) return true; // the verdict is in: nothing after it counts
     attempt = 0; // the manager is talking: the next outage starts its backoff afresh
     const step = applyWaitEvent(state, event, io.now());
     state = step.state;
     for (const line of step.lines) io.out(line);
     outcome = step.outcome;
+    // Write grant.json the moment the verdict arrives, before the stream is closed: the pod's start waits
+    // on this process's exit, and closing a TLS stream first costs the handoff time (docs/benchmarks.md).
+    if (outcome !== undefined) {
+      exitCode = finish(config, io, outcome);
+      io.onVerdict?.(exitCode);
+    }
     return outcome !== undefined;
   };
 
@@ -274,7 +288,7 @@ async function waitLoop(config: AgentConfig, io: WaitIO, timeout: AbortSignal): 
       return EXIT_MISCONFIGURED;
     }
     const result = await io.client.wait(token, { onOpen, onEvent }, timeout);
-    if (outcome !== undefined) return finish(config, io, outcome);
+    if (exitCode !== undefined) return exitCode;
     if (result.kind === 'aborted' || timeout.aborted) return timedOut(config, io, state, outage);
 
     let reason: string;

@@ -160,9 +160,13 @@ describe('formatting', () => {
 });
 
 // runWait against a scripted client: each call to wait() runs the next step.
-type Step = (h: WaitStreamHandlers, fireTimeout: () => void) => AgentCallResult<void>;
+type Step = (
+  h: WaitStreamHandlers,
+  fireTimeout: () => void,
+) => AgentCallResult<void> | Promise<AgentCallResult<void>>;
 
 function harness(steps: Step[], waitTimeoutMs?: number, clock = { began: 50_000, now: 50_000 }) {
+  const verdicts: { code: number; written: number }[] = [];
   const out: string[] = [];
   const timers: number[] = [];
   const err: string[] = [];
@@ -209,8 +213,9 @@ function harness(steps: Step[], waitTimeoutMs?: number, clock = { began: 50_000,
     },
     wallClock: () => clock.now,
     waitBeganAt: () => clock.began,
+    onVerdict: (code) => verdicts.push({ code, written: written.length }),
   });
-  return { run, out, err, sleeps, written, timers, calls: () => calls };
+  return { run, out, err, sleeps, written, timers, verdicts, calls: () => calls };
 }
 
 const emit =
@@ -270,6 +275,28 @@ describe('runWait', () => {
     expect(h.written).toHaveLength(0);
   });
 
+  it('writes grant.json as soon as done arrives, before the stream is closed', async () => {
+    const g = grant(SEM, 4);
+    const writtenWhenDone: number[] = [];
+    const h = harness([
+      async (handlers) => {
+        await Promise.resolve(); // the harness is assigned by then
+        handlers.onEvent({ type: 'granted', grant: g });
+        const terminal = handlers.onEvent({ type: 'done', grants: [g] });
+        // What the client does next (close the TLS stream, resolve) comes after the file is in place.
+        writtenWhenDone.push(h.written.length);
+        expect(handlers.onEvent({ type: 'done', grants: [] })).toBe(true);
+        return terminal ? { kind: 'ok', value: undefined } : { kind: 'network', reason: 'x' };
+      },
+    ]);
+    expect(await h.run).toBe(0);
+    expect(writtenWhenDone).toEqual([1]);
+    expect(h.written).toHaveLength(1);
+    expect(h.written[0]?.token).toBe(4);
+    // The process may end right after the file is written (main.ts exits in onVerdict), once.
+    expect(h.verdicts).toEqual([{ code: 0, written: 1 }]);
+  });
+
   it('counts the wait-timeout from the first start of konductor-wait in the pod, not from a restart', async () => {
     // Restarted 20 s after the wait began (kept in the shared emptyDir): 10 s of a 30 s timeout are left.
     const h = harness([queuedThenTimeout], 30_000, { began: 50_000, now: 70_000 });
@@ -297,5 +324,6 @@ describe('runWait', () => {
     expect(await h.run).toBe(1);
     expect(h.err).toEqual(['konductor-wait: the pod is being deleted (PodTerminating)']);
     expect(h.written).toHaveLength(0);
+    expect(h.verdicts).toEqual([{ code: 1, written: 0 }]);
   });
 });
