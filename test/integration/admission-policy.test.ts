@@ -24,10 +24,10 @@ import type { Pod } from '../../api/types.ts';
 import { installCrds } from '../../devcluster/konductor.ts';
 import { IMMUTABLE_METADATA_MESSAGE } from '../../webhook/admissionPolicies.ts';
 import { buildInjectionPatch } from '../../webhook/injectionPatch.ts';
+import { CHART_DIR, findChartTools, helm, type Json, parseManifests } from '../helpers/chartTools.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';
 import { waitFor } from '../helpers/waitFor.ts';
-import { CHART_DIR, findChartTools, helm, type Json, parseManifests } from '../unit/chart-tools.ts';
 
 const ns = testNamespace('admission-policy');
 const RELEASE = `kvap-${randomBytes(3).toString('hex')}`;

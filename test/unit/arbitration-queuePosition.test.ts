@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { arbitrateLease } from '../../controller/arbitration/lease.ts';
 import { queuePosition } from '../../controller/arbitration/queuePosition.ts';
 import { arbitrateSemaphore } from '../../controller/arbitration/semaphore.ts';
-import { barrier, gate, lease, semaphore, T0, view } from './arbitrationFixtures.ts';
+import { barrier, gate, lease, semaphore, T0, view } from '../helpers/arbitrationFixtures.ts';
 
 describe('queuePosition', () => {
   it('semaphore: position in grant order, oversize requests last, holders excluded', () => {

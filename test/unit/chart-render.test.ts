@@ -12,7 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { managerRbacRules } from '../../devcluster/managerIdentity.ts';
 import { buildAdmissionPolicies } from '../../webhook/admissionPolicies.ts';
 import { buildWebhookConfiguration } from '../../webhook/webhookConfiguration.ts';
-import { DASHBOARD_FILE } from '../helpers/dashboard.ts';
 import {
   CHART_DIR,
   type ChartTools,
@@ -28,7 +27,8 @@ import {
   renderChart,
   templateArgs,
   writeSchemaDir,
-} from './chart-tools.ts';
+} from '../helpers/chartTools.ts';
+import { DASHBOARD_FILE } from '../helpers/dashboard.ts';
 
 const FULLNAME = `${RELEASE}`; // the release name contains the chart name
 const SVC_DNS = `${FULLNAME}.${NAMESPACE}.svc`;

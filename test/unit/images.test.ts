@@ -28,7 +28,7 @@ import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO } from './chart-tools.ts';
+import { REPO } from '../helpers/chartTools.ts';
 
 const read = (f: string) => readFileSync(join(REPO, f), 'utf8');
 const pkg = JSON.parse(read('package.json')) as {
