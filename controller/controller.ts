@@ -22,11 +22,6 @@ import { arbitrateBarrier } from './arbitration/barrier.ts';
 import type { PlannedEvent } from './arbitration/events.ts';
 import { evaluateGate, type GateTarget, gateReadersAllow, referencesOf } from './arbitration/gate.ts';
 import { arbitrateLease } from './arbitration/lease.ts';
-import { type PodView, podRequestFor, releaseReason, toPodView } from './arbitration/podView.ts';
-import { arbitrateSemaphore } from './arbitration/semaphore.ts';
-import { EventRecorder } from './eventRecorder.ts';
-import { LeaderElector } from './leaderElection.ts';
-import type { ControllerMetrics } from './metrics.ts';
 import {
   type IndexedPod,
   PodIndex,
@@ -34,8 +29,19 @@ import {
   parsePrimitiveKey,
   primitiveKey,
   slimPod,
-} from './podIndex.ts';
-import { eligibleFor, type QueueOrder, queueOrder, type StageState, stageState } from './stages.ts';
+} from './arbitration/podIndex.ts';
+import { type PodView, podRequestFor, releaseReason, toPodView } from './arbitration/podView.ts';
+import { arbitrateSemaphore } from './arbitration/semaphore.ts';
+import {
+  eligibleFor,
+  type QueueOrder,
+  queueOrder,
+  type StageState,
+  stageState,
+} from './arbitration/stages.ts';
+import { EventRecorder } from './eventRecorder.ts';
+import { LeaderElector } from './leaderElection.ts';
+import type { ControllerMetrics } from './metrics.ts';
 import { type StatusRefusal, statusRefusal, withRefusalCondition } from './statusRefusal.ts';
 import { WorkQueue } from './workQueue.ts';
 

@@ -17,9 +17,9 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { parseAnnotations } from '../api/annotations.ts';
 import { ANNOTATIONS, type PrimitiveKind } from '../api/constants.ts';
 import type { Barrier, Gate, Lease, Pod, Primitive, Semaphore } from '../api/types.ts';
+import type { IndexedPod, PrimitiveKey } from './arbitration/podIndex.ts';
 import { mainContainersFinished, type PodView, podRequestFor, toPodView } from './arbitration/podView.ts';
-import type { IndexedPod, PrimitiveKey } from './podIndex.ts';
-import { type PrimitiveGauge, primitiveGauges } from './queueFigures.ts';
+import { type PrimitiveGauge, primitiveGauges } from './arbitration/queueFigures.ts';
 
 export const DEFAULT_MAX_PRIMITIVE_SERIES = 1000;
 export const OTHER = '(other)';

@@ -8,11 +8,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildAdmissionPolicies } from '../api/admissionPolicies.ts';
 import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
 import { loadCrdManifests } from '../api/crds.ts';
 import { type KubeClient, resourcePath } from '../api/kubeClient.ts';
-import { buildAdmissionPolicies } from '../webhook/admissionPolicies.ts';
-import { buildWebhookConfiguration, webhookNamespaceSelector } from '../webhook/webhookConfiguration.ts';
+import { buildWebhookConfiguration, webhookNamespaceSelector } from '../api/webhookConfiguration.ts';
 import type { DevCluster } from './controlPlane.ts';
 import { ensureManagerIdentity } from './managerIdentity.ts';
 

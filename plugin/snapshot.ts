@@ -8,7 +8,7 @@ import { KonductorError } from '../api/errors.ts';
 import { Informer } from '../api/informer.ts';
 import { isNotFound, type KubeClient, resourcePath } from '../api/kubeClient.ts';
 import type { Pod, Primitive } from '../api/types.ts';
-import { PodIndex, type PrimitiveKey, primitiveKey } from '../controller/podIndex.ts';
+import { PodIndex, type PrimitiveKey, primitiveKey } from '../controller/arbitration/podIndex.ts';
 
 export const PRIMITIVE_KINDS = Object.keys(KINDS) as PrimitiveKind[];
 
@@ -36,7 +36,7 @@ export function buildSnapshot(
   return { namespace, primitives: byKey, pods: index, now };
 }
 
-/** The snapshot as the figures (controller/queueFigures.ts) read it. */
+/** The snapshot as the figures (controller/arbitration/queueFigures.ts) read it. */
 export function figuresSource(s: Snapshot) {
   return {
     primitives: () => s.primitives.values(),

@@ -11,11 +11,16 @@ import { parseDuration } from '../api/duration.ts';
 import type { Barrier, Gate, Lease, Pod, Primitive, Semaphore } from '../api/types.ts';
 import { barrierNeeded } from '../controller/arbitration/barrier.ts';
 import { leaseQueue } from '../controller/arbitration/lease.ts';
+import {
+  type IndexedPod,
+  type PrimitiveKey,
+  primitiveKey,
+  type Stage,
+} from '../controller/arbitration/podIndex.ts';
 import { type PodView, podRequestFor, toPodView } from '../controller/arbitration/podView.ts';
+import { capacityOf, primitiveGauges } from '../controller/arbitration/queueFigures.ts';
 import { semaphoreCapacity, semaphoreQueue } from '../controller/arbitration/semaphore.ts';
-import { type IndexedPod, type PrimitiveKey, primitiveKey, type Stage } from '../controller/podIndex.ts';
-import { capacityOf, primitiveGauges } from '../controller/queueFigures.ts';
-import { eligibleFor, queueOrder, stagePassed, stageState } from '../controller/stages.ts';
+import { eligibleFor, queueOrder, stagePassed, stageState } from '../controller/arbitration/stages.ts';
 import type { PrimitiveRef } from './refs.ts';
 import { figuresSource, type Snapshot } from './snapshot.ts';
 

@@ -9,7 +9,7 @@
  * - Pod UPDATE: the `konductor.io/managed` label and the `konductor.io/` annotations are immutable after
  *   admission (they decide what the pod waits for and holds); an update changing them is denied, every
  *   other update (finalizers, ownerReferences, other labels) passes. The ValidatingAdmissionPolicy
- *   `immutable-metadata` says the same inside the API server (webhook/admissionPolicies.ts).
+ *   `immutable-metadata` says the same inside the API server (api/admissionPolicies.ts).
  * - Job CREATE, CronJob CREATE/UPDATE: the object's konductor annotations are copied into the pod template;
  *   bad annotations on the object or its template are denied at the Job.
  * - Job UPDATEs (the template is immutable) are only validated, and only when they change the konductor
@@ -21,6 +21,7 @@
  * request.uid. The only I/O is the optional `primitiveExists` lookup, bounded by `lookupTimeoutMs`.
  */
 import type { Operation } from 'fast-json-patch';
+import { IMMUTABLE_METADATA_MESSAGE } from '../api/admissionPolicies.ts';
 import {
   type AnnotationProblem,
   hasKonductorAnnotations,
@@ -37,7 +38,6 @@ import {
   WAIT_CONTAINER,
 } from '../api/constants.ts';
 import type { Container, CronJob, Job, Pod } from '../api/types.ts';
-import { IMMUTABLE_METADATA_MESSAGE } from './admissionPolicies.ts';
 import { buildInjectionPatch, type InjectionConfig } from './injectionPatch.ts';
 import { buildTemplateAnnotationPatch, konductorAnnotationsOf } from './templateAnnotations.ts';
 

@@ -1,14 +1,14 @@
 /**
- * controller/metrics.ts and controller/queueFigures.ts: what one status write records (grants, releases by
+ * controller/metrics.ts and controller/arbitration/queueFigures.ts: what one status write records (grants, releases by
  * reason, expiries, wait and handoff times), the per-primitive figures from pods, the series cap, the
  * annotation at fault of a denial. Clocks are injected; the integration test metrics.test.ts scrapes a real
  * manager.
  */
 import { describe, expect, it } from 'vitest';
 import type { Barrier, Lease, Pod, Primitive, Semaphore } from '../../api/types.ts';
+import { PodIndex, primitiveKey } from '../../controller/arbitration/podIndex.ts';
+import { type PrimitiveGauge, primitiveGauges } from '../../controller/arbitration/queueFigures.ts';
 import { capSeries, createMetrics, deniedAnnotations, OTHER, passChange } from '../../controller/metrics.ts';
-import { PodIndex, primitiveKey } from '../../controller/podIndex.ts';
-import { type PrimitiveGauge, primitiveGauges } from '../../controller/queueFigures.ts';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 

@@ -30,6 +30,9 @@ it('the docs name the same major and no other', () => {
   for (const file of ['README.md', 'docs/CONTRIBUTING.md']) {
     const text = read(file);
     expect(text, file).toContain(`Node.js ${major}`);
-    expect(text.match(/Node\.js \d+/g)?.every((m) => m === `Node.js ${major}`), file).toBe(true);
+    expect(
+      text.match(/Node\.js \d+/g)?.every((m) => m === `Node.js ${major}`),
+      file,
+    ).toBe(true);
   }
 });

@@ -3,12 +3,12 @@
  * each primitive's spec and status, waiting pods and the oldest wait from the pods themselves. Pure; shared
  * by the manager's metrics (controller/metrics.ts) and `kubectl konductor status` (plugin/).
  */
-import type { PrimitiveKind } from '../api/constants.ts';
-import type { Barrier, Gate, Lease, Primitive, Semaphore } from '../api/types.ts';
-import { hasPassedWait, isFinished } from './arbitration/podView.ts';
-import { fromIso } from './arbitration/timestamps.ts';
+import type { PrimitiveKind } from '../../api/constants.ts';
+import type { Barrier, Gate, Lease, Primitive, Semaphore } from '../../api/types.ts';
 import type { IndexedPod, PrimitiveKey } from './podIndex.ts';
+import { hasPassedWait, isFinished } from './podView.ts';
 import { stagePassed } from './stages.ts';
+import { fromIso } from './timestamps.ts';
 
 export interface PrimitiveGauge {
   kind: PrimitiveKind;

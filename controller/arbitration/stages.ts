@@ -6,13 +6,13 @@
  * order (lease before semaphore): no wait-for cycle can form (docs/arbitration.md).
  */
 
-import type { Grant, QueueStanding } from '../api/protocol.ts';
-import type { Barrier, Gate, Lease, Primitive, Semaphore } from '../api/types.ts';
-import { barrierVerdict } from './arbitration/barrier.ts';
-import { leaseQueue } from './arbitration/lease.ts';
-import type { PodView } from './arbitration/podView.ts';
-import { semaphoreCapacity, semaphoreQueue } from './arbitration/semaphore.ts';
+import type { Grant, QueueStanding } from '../../api/protocol.ts';
+import type { Barrier, Gate, Lease, Primitive, Semaphore } from '../../api/types.ts';
+import { barrierVerdict } from './barrier.ts';
+import { leaseQueue } from './lease.ts';
 import type { Stage } from './podIndex.ts';
+import type { PodView } from './podView.ts';
+import { semaphoreCapacity, semaphoreQueue } from './semaphore.ts';
 
 export type StageState =
   | { state: 'passed'; grant: Grant }
