@@ -228,8 +228,3 @@ export function primitivesOf(req: KonductorRequest): PrimitiveRef[] {
     out.push({ kind: 'Semaphore', name: req.semaphore.name, permits: req.semaphore.permits });
   return out;
 }
-
-/** Human-readable summary of all problems, for an admission denial. */
-export function describeProblems(problems: readonly AnnotationProblem[]): string {
-  return problems.map((p) => p.message).join('; ');
-}

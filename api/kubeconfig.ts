@@ -31,7 +31,6 @@ import type { KubeconfigSelection, ResolvedKubeconfig } from './kubeconfigTypes.
 export type { KubeconfigSelection, ResolvedKubeconfig } from './kubeconfigTypes.ts';
 
 const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
-export const IN_CLUSTER_CONTEXT = 'inClusterContext';
 
 type RawDoc = {
   'current-context'?: string;

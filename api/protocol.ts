@@ -21,7 +21,6 @@ export const AGENT_API = {
   wait: { method: 'POST', path: '/v1/wait' },
   release: { method: 'POST', path: '/v1/release' },
 } as const;
-export const AUTH_HEADER = 'authorization';
 export const BEARER_PREFIX = 'Bearer ';
 export const NDJSON_CONTENT_TYPE = 'application/x-ndjson';
 /** The manager sends a heartbeat at least this often on an open wait stream. */

@@ -6,7 +6,7 @@
  * generation is slow and blocks the event loop); node-forge only builds and signs the X.509 structures.
  * No I/O besides the key generation; storage in a Secret and rotation scheduling live elsewhere.
  */
-import { generateKeyPair, randomBytes, X509Certificate } from 'node:crypto';
+import { generateKeyPair, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
@@ -129,29 +129,6 @@ export async function generateServingCert(opts: GenerateServingCertOptions): Pro
   return { certPem: forge.pki.certificateToPem(cert), keyPem: privateKeyPem, caPem: opts.ca.certPem };
 }
 
-/** The notAfter of the (first) certificate in `pem`. */
-export function certificateExpiry(pem: string): Date {
-  return parseX509(pem).validToDate;
-}
-
-/**
- * True when `pem` should be replaced at `now`: once `fraction` of its lifetime (notBefore..notAfter) has
- * passed (default 2/3, the cert-manager convention), when it has expired, or when it cannot be parsed.
- */
-export function shouldRotate(pem: string, now: Date, fraction = 2 / 3): boolean {
-  let cert: X509Certificate;
-  try {
-    cert = parseX509(pem);
-  } catch {
-    return true;
-  }
-  const notBefore = cert.validFromDate.getTime();
-  const notAfter = cert.validToDate.getTime();
-  const f = Math.min(Math.max(fraction, 0), 1);
-  const renewAt = notBefore + (notAfter - notBefore) * f;
-  return now.getTime() >= renewAt;
-}
-
 async function rsaKeyPair(bits = 2048): Promise<{ publicKeyPem: string; privateKeyPem: string }> {
   const { publicKey, privateKey } = await generateKeyPairAsync('rsa', {
     modulusLength: bits,
@@ -194,16 +171,6 @@ function parseForgeCert(pem: string): forge.pki.Certificate {
     return forge.pki.certificateFromPem(pem);
   } catch (err) {
     throw new KonductorError(CERT_INVALID, `cannot parse CA certificate: ${(err as Error).message}`, 500, {
-      cause: err,
-    });
-  }
-}
-
-function parseX509(pem: string): X509Certificate {
-  try {
-    return new X509Certificate(pem);
-  } catch (err) {
-    throw new KonductorError(CERT_INVALID, `cannot parse certificate: ${(err as Error).message}`, 500, {
       cause: err,
     });
   }

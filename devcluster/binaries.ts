@@ -441,29 +441,6 @@ export async function ensureGoTools(toolsetId: string, opts: EnsureOptions = {})
   });
 }
 
-/**
- * Adopts prebuilt binaries into the cache (writes the stamp for the current module hash).
- * For development only: used once to reuse a hand-made build.
- */
-export async function adoptPrebuilt(toolsetId: string, fromDir: string, opts: EnsureOptions = {}) {
-  const toolset = GO_TOOLSETS[toolsetId];
-  if (!toolset)
-    throw new KonductorError('KDR_DEVCLUSTER_UNKNOWN_TOOLSET', `unknown Go tool set "${toolsetId}"`);
-  const dir = toolsetDir(toolset, opts.cacheRoot ?? cacheRootDir(opts.env));
-  await mkdir(dir, { recursive: true });
-  await rm(join(dir, 'bin'), { recursive: true, force: true });
-  await rename(fromDir, join(dir, 'bin'));
-  const stamp: Stamp = {
-    hash: toolsetHash(toolset),
-    version: toolset.version,
-    builtAt: new Date().toISOString(),
-    goVersion: goVersion() ?? 'unknown',
-    buildSeconds: 0,
-  };
-  await writeFile(join(dir, 'stamp.json'), `${JSON.stringify(stamp, null, 2)}\n`);
-  return join(dir, 'bin');
-}
-
 const K8S_NAMES = {
   etcd: 'etcd',
   kubeApiserver: 'kube-apiserver',

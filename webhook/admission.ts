@@ -137,10 +137,6 @@ export function admissionReviewProblem(body: unknown): string | null {
   return null;
 }
 
-export function isAdmissionReview(body: unknown): body is AdmissionReview & { request: AdmissionRequest } {
-  return admissionReviewProblem(body) === null;
-}
-
 /** Decides one AdmissionReview. Never rejects; the response always carries request.uid. */
 export async function reviewAdmission(
   review: AdmissionReview,

@@ -3,11 +3,10 @@
  * metadata into its pod template, so the pods it creates carry them and get injected. Values already set
  * on the template win. Pure.
  */
-import type { Operation } from 'fast-json-patch';
+import jsonpatch, { type Operation } from 'fast-json-patch';
 import { type ParseResult, parseAnnotations } from '../api/annotations.ts';
 import { ANNOTATION_PREFIX, RESERVED_ANNOTATIONS } from '../api/constants.ts';
 import type { CronJob, Job, ObjectMeta } from '../api/types.ts';
-import { escapePointer } from './injectionPatch.ts';
 
 export interface TemplateAnnotationResult {
   /** The patch copying the annotations into the template (empty when nothing is to copy). */
@@ -92,7 +91,11 @@ export function buildTemplateAnnotationPatch(
       patch.push({ op: 'add', path: `${base}/metadata/annotations`, value: toCopy });
     } else {
       for (const [k, v] of Object.entries(toCopy)) {
-        patch.push({ op: 'add', path: `${base}/metadata/annotations/${escapePointer(k)}`, value: v });
+        patch.push({
+          op: 'add',
+          path: `${base}/metadata/annotations/${jsonpatch.escapePathComponent(k)}`,
+          value: v,
+        });
       }
     }
   }

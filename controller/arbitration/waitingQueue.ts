@@ -1,6 +1,7 @@
 /**
  * Who waits, and how a waiter is shown in a primitive's status.queue. Shared by the Semaphore and Lease
- * arbitration and by queuePosition, so the agent API reports exactly the order arbitration grants in.
+ * arbitration and by the queue order of the agent API's progress lines (stages.ts), so the agent API reports
+ * exactly the order arbitration grants in.
  */
 import type { QueueEntry } from '../../api/types.ts';
 import { compareWaiters, type PodView } from './podView.ts';

@@ -18,7 +18,6 @@ import { type AdmissionReview, reviewAdmission } from '../../webhook/admission.t
 import {
   AGENT_ENV,
   buildInjectionPatch,
-  escapePointer,
   type InjectionConfig,
   isInjected,
 } from '../../webhook/injectionPatch.ts';
@@ -251,8 +250,8 @@ describe('buildInjectionPatch', () => {
   });
 
   it('escapes JSON-pointer tokens', () => {
-    expect(escapePointer('konductor.io/managed')).toBe('konductor.io~1managed');
-    expect(escapePointer('a~b/c')).toBe('a~0b~1c');
+    expect(jsonpatch.escapePathComponent('konductor.io/managed')).toBe('konductor.io~1managed');
+    expect(jsonpatch.escapePathComponent('a~b/c')).toBe('a~0b~1c');
   });
 
   it('property: any mix of sidecars, init containers and volumes yields a valid pod, then an empty patch', () => {
