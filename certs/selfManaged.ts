@@ -11,6 +11,7 @@
  * Syncs run at the plan's next check time, at most `pollIntervalMs` apart, so a replica that did not rotate
  * adopts another replica's rotation within one interval. Timers are unref'd.
  */
+import { backoffDelay, CERTIFICATE_SETUP_BACKOFF } from '../api/backoff.ts';
 import { KonductorError } from '../api/errors.ts';
 import { isConflict, type KubeClient } from '../api/kubeClient.ts';
 import { ensureCaBundle } from './caBundle.ts';
@@ -303,7 +304,8 @@ export async function startSelfManagedCerts(opts: SelfManagedCertsOptions): Prom
   // The first sync must succeed: the HTTPS server needs the cert dir. Transient API errors are retried.
   const deadline = now() + 60_000;
   let first: number | undefined;
-  for (let backoff = 250; first === undefined; backoff = Math.min(backoff * 2, 5_000)) {
+  for (let attempt = 0; first === undefined; attempt++) {
+    const backoff = backoffDelay(attempt, Math.random, CERTIFICATE_SETUP_BACKOFF);
     try {
       first = await sync();
     } catch (err) {

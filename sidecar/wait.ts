@@ -9,6 +9,7 @@
  * Exit codes: 0 granted, 1 the manager reported a failure, 2 wait-timeout, 3 misconfiguration.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { backoffDelay, RECONNECT_BACKOFF } from '../api/backoff.ts';
 import { ANNOTATIONS } from '../api/constants.ts';
 import { isKonductorError } from '../api/errors.ts';
 import {
@@ -19,7 +20,6 @@ import {
   type WaitEvent,
 } from '../api/protocol.ts';
 import type { AgentClient } from './agentClient.ts';
-import { backoffDelay, RECONNECT_BACKOFF } from './backoff.ts';
 import type { AgentConfig } from './config.ts';
 
 export const EXIT_GRANTED = 0;
