@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { type Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
-import { KonductorError } from './errors.ts';
+import { ERRORS, KonductorError } from './errors.ts';
 import type { KubeconfigSelection } from './kubeconfigTypes.ts';
 
 export interface KubeConnection {
@@ -58,8 +58,9 @@ export interface CredentialSource {
 export class KubeApiError extends KonductorError {
   readonly reason: string;
   readonly body: unknown;
-  constructor(statusCode: number, reason: string, message: string, body?: unknown) {
-    super(`KDR_KUBE_${reason ? reason.toUpperCase() : 'HTTP'}`, message, statusCode);
+  /** `request` e.g. `GET /api/v1/pods`; `detail` what came back (or what failed); `reason` the Status reason. */
+  constructor(statusCode: number, reason: string, request: string, detail: string, body?: unknown) {
+    super('KDR_KUBE_API', ERRORS.KDR_KUBE_API.message(request, detail), statusCode);
     this.name = 'KubeApiError';
     this.reason = reason;
     this.body = body;
@@ -248,7 +249,7 @@ export class KubeClient {
         reject(
           err.name === 'AbortError'
             ? err
-            : new KubeApiError(0, '', `${method} ${path} failed: ${(err as Error).message}`, undefined),
+            : new KubeApiError(0, '', `${method} ${path}`, `request failed: ${(err as Error).message}`),
         ),
       );
       req.end(payload);
@@ -277,7 +278,8 @@ export class KubeClient {
       throw new KubeApiError(
         status,
         st?.reason ?? '',
-        `${method} ${path}: ${status} ${st?.message ?? text}`,
+        `${method} ${path}`,
+        `${status} ${st?.message ?? text}`,
         body,
       );
     }
@@ -323,7 +325,7 @@ export class KubeClient {
       if ((res.statusCode ?? 0) >= 400) {
         const chunks: Buffer[] = [];
         for await (const c of res) chunks.push(c as Buffer);
-        throw new KubeApiError(res.statusCode ?? 0, '', `GET ${path}: ${Buffer.concat(chunks).toString()}`);
+        throw new KubeApiError(res.statusCode ?? 0, '', `GET ${path}`, Buffer.concat(chunks).toString());
       }
       return res;
     });
@@ -357,7 +359,7 @@ export class KubeClient {
       } catch {
         /* not JSON */
       }
-      throw new KubeApiError(res.statusCode ?? 0, reason, `watch ${path}: ${res.statusCode} ${text}`);
+      throw new KubeApiError(res.statusCode ?? 0, reason, `watch ${path}`, `${res.statusCode} ${text}`);
     }
     let buf = '';
     try {
@@ -375,7 +377,8 @@ export class KubeClient {
             throw new KubeApiError(
               st.code ?? 500,
               st.reason ?? '',
-              `watch ${path}: ${st.message ?? 'error event'}`,
+              `watch ${path}`,
+              st.message ?? 'error event',
               st,
             );
           }

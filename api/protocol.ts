@@ -16,6 +16,7 @@
  * 404 (pod has no konductor request), 400 (bad body).
  */
 import type { PrimitiveKind } from './constants.ts';
+import type { FailureReason } from './reasons.ts';
 
 export const AGENT_API = {
   wait: { method: 'POST', path: '/v1/wait' },
@@ -78,17 +79,10 @@ export interface DoneEvent {
   type: 'done';
   grants: Grant[];
 }
-export type FailureReason =
-  | 'WaitTimeout'
-  | 'BarrierFailed'
-  | 'GateFailed'
-  | 'PodTerminating'
-  | 'InvalidRequest'
-  | 'Unauthorized'
-  | 'Internal';
+export type { FailureReason };
 export interface FailedEvent {
   type: 'failed';
-  reason: FailureReason | string;
+  reason: FailureReason;
   message: string;
 }
 export interface HeartbeatEvent {

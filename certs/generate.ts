@@ -10,12 +10,9 @@ import { generateKeyPair, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
-import { KonductorError } from '../api/errors.ts';
+import { konductorError } from '../api/errors.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
-
-export const CERT_INVALID = 'KDR_CERTS_INVALID';
-export const CERT_OPTIONS_INVALID = 'KDR_CERTS_OPTIONS_INVALID';
 
 /** A certificate and its private key, both PEM. The key is PKCS#8 (`BEGIN PRIVATE KEY`). */
 export interface KeyPairPem {
@@ -58,8 +55,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /** Generates a self-signed CA certificate (basicConstraints CA:true, keyCertSign/cRLSign). */
 export async function generateCA(opts: GenerateCAOptions): Promise<CertificateAuthority> {
   checkValidity(opts.validityDays);
-  if (!opts.commonName)
-    throw new KonductorError(CERT_OPTIONS_INVALID, 'CA commonName must not be empty', 500);
+  if (!opts.commonName) throw konductorError('KDR_CERTS_OPTIONS_INVALID', 'CA commonName must not be empty');
   const { publicKeyPem, privateKeyPem } = await rsaKeyPair(opts.keyBits);
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
@@ -84,19 +80,18 @@ export async function generateServingCert(opts: GenerateServingCertOptions): Pro
   const dnsNames = opts.dnsNames ?? [];
   const ipAddresses = opts.ipAddresses ?? [];
   if (dnsNames.length === 0 && ipAddresses.length === 0) {
-    throw new KonductorError(
-      CERT_OPTIONS_INVALID,
+    throw konductorError(
+      'KDR_CERTS_OPTIONS_INVALID',
       'a serving certificate needs at least one DNS name or IP',
-      500,
     );
   }
   for (const ip of ipAddresses) {
     if (isIP(ip) === 0)
-      throw new KonductorError(CERT_OPTIONS_INVALID, `${JSON.stringify(ip)} is not an IP`, 500);
+      throw konductorError('KDR_CERTS_OPTIONS_INVALID', `${JSON.stringify(ip)} is not an IP`);
   }
   for (const dns of dnsNames) {
     if (!/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(dns)) {
-      throw new KonductorError(CERT_OPTIONS_INVALID, `${JSON.stringify(dns)} is not a DNS name`, 500);
+      throw konductorError('KDR_CERTS_OPTIONS_INVALID', `${JSON.stringify(dns)} is not a DNS name`);
     }
   }
 
@@ -156,7 +151,7 @@ function setValidity(cert: forge.pki.Certificate, now: Date, validityDays: numbe
 
 function checkValidity(days: number): void {
   if (!Number.isFinite(days) || days <= 0) {
-    throw new KonductorError(CERT_OPTIONS_INVALID, `validityDays must be > 0, got ${days}`, 500);
+    throw konductorError('KDR_CERTS_OPTIONS_INVALID', `validityDays must be > 0, got ${days}`);
   }
 }
 
@@ -170,8 +165,6 @@ function parseForgeCert(pem: string): forge.pki.Certificate {
   try {
     return forge.pki.certificateFromPem(pem);
   } catch (err) {
-    throw new KonductorError(CERT_INVALID, `cannot parse CA certificate: ${(err as Error).message}`, 500, {
-      cause: err,
-    });
+    throw konductorError('KDR_CERTS_INVALID', (err as Error).message).causedBy(err);
   }
 }

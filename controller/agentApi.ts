@@ -10,7 +10,7 @@
  *                     it must not be able to release a running pod's grants).
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { isKonductorError } from '../api/errors.ts';
+import { errorBody, isKonductorError, konductorError } from '../api/errors.ts';
 import {
   AGENT_API,
   encodeWaitEvent,
@@ -43,10 +43,10 @@ async function authenticate(
   try {
     return await opts.authenticator.authenticate(req.headers.authorization);
   } catch (err) {
-    const status = isKonductorError(err) && err.statusCode < 500 ? err.statusCode : 500;
-    const code = isKonductorError(err) ? err.code : 'KDR_AGENT_AUTH_FAILED';
-    req.log.info({ code, status }, 'agent request rejected');
-    await reply.code(status).send({ code, message: (err as Error).message });
+    const e = isKonductorError(err) ? err : konductorError('KDR_AGENT_AUTH_FAILED', (err as Error).message);
+    const status = Math.min(e.statusCode, 500);
+    req.log.info({ code: e.code, status }, 'agent request rejected');
+    await reply.code(status).send(errorBody(e));
     return undefined;
   }
 }
@@ -81,10 +81,8 @@ export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, o
     if (!identity) return reply;
     opts.metrics?.agentWaits.inc();
     if (!(await podAppears(controller, identity.uid, opts.podAppearTimeoutMs ?? 5000))) {
-      return reply.code(404).send({
-        code: 'KDR_AGENT_POD_UNKNOWN',
-        message: `pod ${identity.namespace}/${identity.pod} is not a konductor-managed pod with a konductor request`,
-      });
+      const e = konductorError('KDR_AGENT_POD_UNKNOWN', identity.namespace, identity.pod);
+      return reply.code(e.statusCode).send(errorBody(e));
     }
     reply.hijack();
     const raw = reply.raw;
@@ -172,10 +170,8 @@ export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, o
       });
     } catch (err) {
       req.log.warn({ err }, 'release: cannot read the pod');
-      return reply.code(503).send({
-        code: 'KDR_AGENT_RELEASE_UNAVAILABLE',
-        message: `cannot read pod ${identity.namespace}/${identity.pod} from the API server; its grants go back when its status shows it stopped`,
-      });
+      const e = konductorError('KDR_AGENT_RELEASE_UNAVAILABLE', identity.namespace, identity.pod);
+      return reply.code(e.statusCode).send(errorBody(e));
     }
     req.log.info(
       {

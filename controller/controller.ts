@@ -189,13 +189,13 @@ export class KonductorController {
       concurrency: opts.concurrency ?? 4,
       process: (key) => this.reconcile(key),
       onError: (key, err, attempt) => {
-        if (!isConflict(err)) this.log.warn({ key, err: String(err), attempt }, 'reconcile failed; retrying');
+        if (!isConflict(err)) this.log.warn({ key, err, attempt }, 'reconcile failed; retrying');
       },
     });
     this.events = new EventRecorder({
       client: this.client,
       instance: opts.identity,
-      onError: (err) => this.log.debug({ err: String(err) }, 'event not recorded'),
+      onError: (err) => this.log.debug({ err }, 'event not recorded'),
     });
     if (opts.leaderElect) {
       this.elector = new LeaderElector({
@@ -212,7 +212,7 @@ export class KonductorController {
           this.log.info({ identity: opts.identity }, 'stopped leading');
           this.leading = false;
         },
-        onError: (err) => this.log.warn({ err: String(err) }, 'leader election error'),
+        onError: (err) => this.log.warn({ err }, 'leader election error'),
       });
     }
     opts.metrics?.observe(this);
@@ -224,7 +224,7 @@ export class KonductorController {
 
   private watchError(what: string, err: unknown, attempt: number): void {
     const level = attempt > 3 ? 'warn' : 'debug';
-    this.log[level]({ err: String(err), attempt }, `${what}: watch interrupted, resuming`);
+    this.log[level]({ err, attempt }, `${what}: watch interrupted, resuming`);
   }
 
   start(): this {
@@ -709,7 +709,7 @@ export class KonductorController {
           this.written.set(key, fresh);
         }
         const refusal = statusRefusal(err);
-        if (refusal) await this.recordRefusal(kind, key, path, obj, refusal);
+        if (refusal) await this.recordRefusal(kind, key, path, obj, refusal, err);
         throw err;
       }
       this.written.set(key, updated);
@@ -740,9 +740,10 @@ export class KonductorController {
     path: string,
     obj: Primitive,
     refusal: StatusRefusal,
+    err: unknown,
   ): Promise<void> {
     const marked = withRefusalCondition(obj.status, refusal, this.now());
-    this.log.warn({ key, reason: refusal.reason, err: refusal.message }, 'status write refused');
+    this.log.warn({ key, reason: refusal.reason, err }, 'status write refused');
     if (!marked.changed) return;
     try {
       const updated = await this.client.replace<Primitive>(path, { ...obj, status: marked.status });

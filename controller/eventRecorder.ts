@@ -6,7 +6,9 @@
  * EventCorrelator: they were most of the manager's API requests under load (docs/benchmarks.md), and the
  * per-pod events and the status already say the same.
  */
+
 import type { KubeClient } from '../api/kubeClient.ts';
+import type { EventReason } from '../api/reasons.ts';
 
 export interface EventTarget {
   apiVersion: string;
@@ -19,7 +21,7 @@ export interface EventTarget {
 export interface RecordedEvent {
   target: EventTarget;
   type: 'Normal' | 'Warning';
-  reason: string;
+  reason: EventReason;
   message: string;
 }
 

@@ -16,7 +16,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KonductorError } from '../api/errors.ts';
+import { type KonductorError, konductorError } from '../api/errors.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -306,7 +306,7 @@ async function runGo(
 const isPackageLine = (line: string) => /^[\w.\-/~]+$/.test(line.trim());
 
 function buildFailed(toolset: GoToolset, args: string[], res: GoRunResult): KonductorError {
-  return new KonductorError(
+  return konductorError(
     'KDR_DEVCLUSTER_BUILD_FAILED',
     [
       `building the ${toolset.id} tools (${toolset.binaries.join(', ')}) with Go failed (exit ${res.code}).`,
@@ -386,7 +386,7 @@ async function runGoBuild(
 export async function ensureGoTools(toolsetId: string, opts: EnsureOptions = {}): Promise<string> {
   const toolset = GO_TOOLSETS[toolsetId];
   if (!toolset) {
-    throw new KonductorError('KDR_DEVCLUSTER_UNKNOWN_TOOLSET', `unknown Go tool set "${toolsetId}"`);
+    throw konductorError('KDR_DEVCLUSTER_UNKNOWN_TOOLSET', toolsetId);
   }
   const env = opts.env ?? process.env;
   const log = opts.log ?? defaultLog;
@@ -401,7 +401,7 @@ export async function ensureGoTools(toolsetId: string, opts: EnsureOptions = {})
     if (stampValid(dir, toolset, hash)) return binDir; // another process built it meanwhile
     const gov = goVersion(env);
     if (!gov || !versionAtLeast(gov, toolset.minGo)) {
-      throw new KonductorError('KDR_DEVCLUSTER_GO_MISSING', missingGoMessage(toolset, gov));
+      throw konductorError('KDR_DEVCLUSTER_GO_MISSING', missingGoMessage(toolset, gov));
     }
     const started = Date.now();
     log(
@@ -415,7 +415,7 @@ export async function ensureGoTools(toolsetId: string, opts: EnsureOptions = {})
       await runGoBuild(toolset, tmp, log, heartbeatMs, env);
       for (const b of toolset.binaries) {
         if (!existsSync(join(tmp, b))) {
-          throw new KonductorError(
+          throw konductorError(
             'KDR_DEVCLUSTER_BUILD_FAILED',
             `go build finished but ${b} is missing in ${tmp}; check GO_TOOLSETS.${toolset.id}.packages`,
           );
@@ -473,7 +473,7 @@ export async function ensureK8sBinaries(opts: EnsureOptions = {}): Promise<K8sBi
     ['KONDUCTOR_K8S_BIN', env.KONDUCTOR_K8S_BIN],
   ] as const) {
     if (dir && !existsSync(dir)) {
-      throw new KonductorError('KDR_DEVCLUSTER_BIN_DIR_MISSING', `${label}=${dir} does not exist`);
+      throw konductorError('KDR_DEVCLUSTER_BIN_DIR_MISSING', label, dir);
     }
   }
   const merged: Partial<Record<K8sKey, string>> = { ...bin, ...assets };

@@ -9,7 +9,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { KonductorError } from '../api/errors.ts';
+import { type KonductorError, konductorError } from '../api/errors.ts';
 import { isNotFound, KubeClient, type KubeConnection } from '../api/kubeClient.ts';
 import { ensureK8sBinaries, type K8sBinaries } from './binaries.ts';
 import { writeClusterPki } from './pki.ts';
@@ -92,7 +92,7 @@ function componentError(proc: ManagedProcess, what: string): KonductorError {
   const exit = proc.exitInfo
     ? ` (exit ${proc.exitInfo.code ?? ''}${proc.exitInfo.signal ? ` signal ${proc.exitInfo.signal}` : ''})`
     : '';
-  return new KonductorError(
+  return konductorError(
     portInUse ? 'KDR_DEVCLUSTER_PORT_IN_USE' : 'KDR_DEVCLUSTER_COMPONENT_FAILED',
     [
       `${proc.component} ${what}${exit}${portInUse ? ': its port is already in use by another process' : ''}.`,

@@ -4,7 +4,7 @@
  * the primitives and the managed pods. No extra server.
  */
 import { parseArgs } from 'node:util';
-import { KonductorError } from '../api/errors.ts';
+import { konductorError } from '../api/errors.ts';
 import { isNotFound, KubeClient, resourcePath } from '../api/kubeClient.ts';
 import { resolveKubeconfig } from '../api/kubeconfig.ts';
 import { connectKubeconfig } from '../api/kubeconfigSource.ts';
@@ -78,7 +78,7 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
   const [command, target, ...rest] = positionals;
   if (values.help || command === undefined || command === 'help') return 'help';
   const bad = (msg: string): never => {
-    throw new KonductorError('KDR_PLUGIN_USAGE', `${msg} (kubectl konductor --help)`, 400);
+    throw konductorError('KDR_PLUGIN_USAGE', msg);
   };
   if (command !== 'status' && command !== 'queue' && command !== 'why' && command !== 'holders') {
     bad(`unknown command "${command}": expected status, queue, why or holders`);
@@ -118,11 +118,7 @@ export function renderInvocation(inv: Invocation, s: Snapshot, namespace: string
       const ref = parsePrimitiveRef(inv.target);
       const view = inv.command === 'queue' ? queueView(s, namespace, ref) : holdersView(s, namespace, ref);
       if (!view) {
-        throw new KonductorError(
-          'KDR_PLUGIN_NOT_FOUND',
-          `${ref.kind.toLowerCase()} ${namespace}/${ref.name} not found`,
-          404,
-        );
+        throw konductorError('KDR_PLUGIN_NOT_FOUND', `${ref.kind.toLowerCase()} ${namespace}/${ref.name}`);
       }
       return out(view, () =>
         inv.command === 'queue'
@@ -131,8 +127,7 @@ export function renderInvocation(inv: Invocation, s: Snapshot, namespace: string
       );
     }
     case 'why': {
-      if (!pod)
-        throw new KonductorError('KDR_PLUGIN_NOT_FOUND', `pod ${namespace}/${inv.target} not found`, 404);
+      if (!pod) throw konductorError('KDR_PLUGIN_NOT_FOUND', `pod ${namespace}/${inv.target}`);
       const view = whyView(s, pod);
       return out(view, () => renderWhy(view, s.now));
     }

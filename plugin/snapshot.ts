@@ -4,7 +4,7 @@
  * are indexed with the controller's own PodIndex, so their stages (acquisition order) are the manager's.
  */
 import { GROUP, KINDS, MANAGED_LABEL, type PrimitiveKind, VERSION } from '../api/constants.ts';
-import { KonductorError } from '../api/errors.ts';
+import { konductorError } from '../api/errors.ts';
 import { Informer } from '../api/informer.ts';
 import { isNotFound, type KubeClient, resourcePath } from '../api/kubeClient.ts';
 import type { Pod, Primitive } from '../api/types.ts';
@@ -53,12 +53,7 @@ const MANAGED = `${MANAGED_LABEL}=true`;
 
 function crdsMissing(err: unknown): never {
   if (isNotFound(err)) {
-    throw new KonductorError(
-      'KDR_PLUGIN_NO_CRDS',
-      `konductor's custom resources (${GROUP}) are not installed in this cluster: install the chart first`,
-      404,
-      { cause: err },
-    );
+    throw konductorError('KDR_PLUGIN_NO_CRDS', GROUP).causedBy(err);
   }
   throw err;
 }

@@ -19,6 +19,7 @@ import {
   type PrimitiveRefNs,
   type WaitEvent,
 } from '../api/protocol.ts';
+import type { FailureReason } from '../api/reasons.ts';
 import type { AgentClient } from './agentClient.ts';
 import type { AgentConfig } from './config.ts';
 
@@ -50,7 +51,7 @@ export interface WaitProgress {
 
 export type WaitOutcome =
   | { type: 'done'; grants: Grant[] }
-  | { type: 'failed'; reason: string; message: string; exitCode: number };
+  | { type: 'failed'; reason: FailureReason; message: string; exitCode: number };
 
 export interface WaitStep {
   state: WaitProgress;

@@ -37,6 +37,7 @@ import {
   type PrimitiveKind,
   WAIT_CONTAINER,
 } from '../api/constants.ts';
+import type { AdmissionReason } from '../api/reasons.ts';
 import type { Container, CronJob, Job, Pod } from '../api/types.ts';
 import { buildInjectionPatch, type InjectionConfig } from './injectionPatch.ts';
 import { buildTemplateAnnotationPatch, konductorAnnotationsOf } from './templateAnnotations.ts';
@@ -76,7 +77,7 @@ export interface AdmissionRequest {
 export interface AdmissionStatus {
   status: 'Failure';
   code: number;
-  reason: string;
+  reason: AdmissionReason;
   message: string;
 }
 
@@ -371,7 +372,7 @@ function allow(uid: string, patch: Operation[] = [], warnings: string[] = []): A
   return res;
 }
 
-function deny(uid: string, code: number, reason: string, message: string): AdmissionResponse {
+function deny(uid: string, code: number, reason: AdmissionReason, message: string): AdmissionResponse {
   return { uid, allowed: false, status: { status: 'Failure', code, reason, message } };
 }
 

@@ -20,6 +20,7 @@ import Fastify, {
   type FastifyServerOptions,
   LogController,
 } from 'fastify';
+import { errorBody, konductorError } from '../api/errors.ts';
 import {
   type AdmissionDeps,
   type AdmissionReview,
@@ -136,10 +137,12 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
     if (status >= 400 && status < 500) {
       request.log.info({ code: err.code, reason: err.message }, 'rejected malformed admission request');
+      // fastify's own code (FST_ERR_...) when it raised the error, else ours
       const body: BadRequestBody = {
         error: status === 400 ? 'BadRequest' : httpReason(status),
-        code: err.code ?? 'KDR_WEBHOOK_BAD_REQUEST',
-        message: err.message,
+        ...(err.code
+          ? { code: err.code, message: err.message }
+          : errorBody(konductorError('KDR_WEBHOOK_BAD_REQUEST', err.message))),
       };
       return reply.code(status).send(body);
     }
@@ -163,9 +166,8 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
       };
       return reply.code(200).send(review);
     }
-    return reply
-      .code(500)
-      .send({ error: 'InternalError', code: 'KDR_WEBHOOK_INTERNAL', message: err.message });
+    const internal = konductorError('KDR_WEBHOOK_INTERNAL', err.message);
+    return reply.code(internal.statusCode).send({ error: 'InternalError', ...errorBody(internal) });
   });
 
   // Memory: the bytes of the reviews being read and decided are budgeted; over budget, 429 before reading.
@@ -176,14 +178,11 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
     const bytes = Number.isFinite(declared) && declared >= 0 ? declared : MUTATE_BODY_LIMIT;
     if (budget.used > 0 && budget.used + bytes > budget.max) {
       request.log.warn({ inFlightBytes: budget.used, bytes }, 'admission busy: request refused');
+      const busy = konductorError('KDR_WEBHOOK_BUSY', budget.used);
       return reply
-        .code(429)
+        .code(busy.statusCode)
         .header('retry-after', '1')
-        .send({
-          error: 'TooManyRequests',
-          code: 'KDR_WEBHOOK_BUSY',
-          message: `admission reviews of ${budget.used} bytes are in progress; retry`,
-        });
+        .send({ error: 'TooManyRequests', ...errorBody(busy) });
     }
     budget.used += bytes;
     charged.set(request, bytes);
@@ -204,8 +203,7 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
       if (problem !== null) {
         const body: BadRequestBody = {
           error: 'BadRequest',
-          code: 'KDR_WEBHOOK_NOT_ADMISSION_REVIEW',
-          message: problem,
+          ...errorBody(konductorError('KDR_WEBHOOK_NOT_ADMISSION_REVIEW', problem)),
         };
         request.log.info({ reason: problem }, 'rejected request that is not an AdmissionReview');
         return reply.code(400).send(body);

@@ -3,6 +3,7 @@
  * so re-arbitrating unchanged inputs yields a byte-identical status (and no write).
  */
 import { MAX_STATUS_MESSAGE } from '../../api/limits.ts';
+import type { ConditionReason } from '../../api/reasons.ts';
 import type { Condition, ConditionStatus } from '../../api/types.ts';
 
 /**
@@ -13,10 +14,14 @@ export function statusMessage(message: string): string {
   return message.length <= MAX_STATUS_MESSAGE ? message : `${message.slice(0, MAX_STATUS_MESSAGE - 3)}...`;
 }
 
-export interface ConditionUpdate {
-  type: string;
+/** A condition to set; konductor's own are typed by its vocabulary (the defaults). */
+export interface ConditionUpdate<
+  Type extends string = 'Ready' | 'Satisfiable',
+  Reason extends string = ConditionReason,
+> {
+  type: Type;
   status: ConditionStatus;
-  reason: string;
+  reason: Reason;
   message: string;
   observedGeneration?: number | undefined;
 }
@@ -28,7 +33,7 @@ export interface ConditionUpdate {
  */
 export function setCondition(
   conditions: readonly Condition[] | undefined,
-  update: ConditionUpdate,
+  update: ConditionUpdate<string, string>,
   nowIso: string,
 ): Condition[] {
   const list = conditions ? [...conditions] : [];
@@ -75,7 +80,14 @@ export function latchedReady(
   ref: string,
 ): ConditionUpdate {
   const kept = findCondition(old.conditions, 'Ready');
-  if (kept) return { type: 'Ready', status: kept.status, reason: kept.reason, message: kept.message };
+  // written by an earlier decision of this controller: a reason of the vocabulary
+  if (kept)
+    return {
+      type: 'Ready',
+      status: kept.status,
+      reason: kept.reason as ConditionReason,
+      message: kept.message,
+    };
   return old.phase === 'Open'
     ? { type: 'Ready', status: 'True', reason: 'Opened', message: `${ref} is open` }
     : { type: 'Ready', status: 'False', reason: 'TimedOut', message: `${ref} failed` };

@@ -7,6 +7,7 @@
  */
 
 import type { Grant, QueueStanding } from '../../api/protocol.ts';
+import type { FailureReason } from '../../api/reasons.ts';
 import type { Barrier, Gate, Lease, Primitive, Semaphore } from '../../api/types.ts';
 import { barrierVerdict } from './barrier.ts';
 import { leaseQueue } from './lease.ts';
@@ -17,7 +18,7 @@ import { semaphoreCapacity, semaphoreQueue } from './semaphore.ts';
 export type StageState =
   | { state: 'passed'; grant: Grant }
   | { state: 'waiting'; standing: QueueStanding }
-  | { state: 'failed'; reason: string; message: string };
+  | { state: 'failed'; reason: FailureReason; message: string };
 
 export interface PodIdentityRef {
   name: string;

@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import { Informer } from '../../api/informer.ts';
 import { type KubeClient, resourcePath } from '../../api/kubeClient.ts';
 import { findProcessTools } from './containerProcess.ts';
@@ -86,10 +86,7 @@ export async function startProcessKubelet(options: ProcessKubeletOptions): Promi
   const client = options.client ?? c?.client;
   const caCertPath = options.caCertPath ?? c?.caCertPath;
   if (!client || !caCertPath) {
-    throw new KonductorError(
-      'KDR_KUBELET_OPTIONS',
-      'startProcessKubelet needs `cluster` (a devcluster) or both `client` and `caCertPath`',
-    );
+    throw konductorError('KDR_KUBELET_OPTIONS');
   }
   const opts = {
     ...options,
@@ -107,10 +104,7 @@ export async function startProcessKubelet(options: ProcessKubeletOptions): Promi
   try {
     clusterCaPem = readFileSync(opts.caCertPath, 'utf8');
   } catch (err) {
-    throw new KonductorError(
-      'KDR_KUBELET_CA',
-      `process kubelet: cannot read the cluster CA ${opts.caCertPath}: ${(err as Error).message}`,
-    );
+    throw konductorError('KDR_KUBELET_CA', opts.caCertPath, (err as Error).message);
   }
   const capacity = hostCapacity();
   const images: ImageHandler[] = [
@@ -163,10 +157,7 @@ export async function startProcessKubelet(options: ProcessKubeletOptions): Promi
     await heartbeat.start();
   } catch (err) {
     await logServer.close();
-    throw new KonductorError(
-      'KDR_KUBELET_REGISTER',
-      `process kubelet: cannot register node ${nodeName}: ${(err as Error).message}`,
-    );
+    throw konductorError('KDR_KUBELET_REGISTER', nodeName, (err as Error).message);
   }
 
   const newRunner = (pod: KPod): PodRunner =>
