@@ -229,7 +229,7 @@ async function main(): Promise<void> {
     semaphorePermits: (ns, name) =>
       (controller.primitive(primitiveKey('Semaphore', ns, name)) as Semaphore | undefined)?.spec?.permits,
     now: Date.now,
-    onReviewed: (review, response, seconds) => metrics.admitted(review, response, seconds),
+    onReviewed: (response, seconds, problems) => metrics.admitted(response, seconds, problems),
   });
   const agentApp = buildServer({
     loggerInstance: log.child({ part: 'agent-api' }),

@@ -14,7 +14,7 @@
  * record is derived here from the objects, so the controller's decisions stay pure.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { parseAnnotations } from '../api/annotations.ts';
+import type { AnnotationProblem } from '../api/annotations.ts';
 import { ANNOTATIONS, type PrimitiveKind } from '../api/constants.ts';
 import type { Barrier, Gate, Lease, Pod, Primitive, Semaphore } from '../api/types.ts';
 import type { IndexedPod, PrimitiveKey } from './arbitration/podIndex.ts';
@@ -337,13 +337,17 @@ export function createMetrics(opts: MetricsOptions = {}) {
       }
     },
 
-    /** One AdmissionReview answered: latency, result, and the annotation at fault of a denial. */
-    admitted(request: unknown, response: { allowed?: boolean } | undefined, seconds: number): void {
+    /** One AdmissionReview answered: latency, result, and the annotations at fault of a denial. */
+    admitted(
+      response: { allowed?: boolean } | undefined,
+      seconds: number,
+      problems: readonly Pick<AnnotationProblem, 'annotation'>[],
+    ): void {
       const result = response?.allowed === false ? 'denied' : 'allowed';
       admissions.inc({ result });
       admissionSeconds.observe({ result }, seconds);
       if (result === 'denied')
-        for (const annotation of deniedAnnotations(request)) denials.inc({ annotation });
+        for (const annotation of deniedAnnotations(problems)) denials.inc({ annotation });
     },
   };
 }
@@ -460,32 +464,13 @@ export function capSeries(rows: readonly PrimitiveGauge[], max: number): Primiti
 }
 
 /**
- * The konductor.io/ annotations a denied AdmissionReview got wrong (label values: a known annotation key,
- * `unknown` for a key konductor does not know, or '' when no annotation is at fault, e.g. a malformed review).
- * Reads the annotations where the webhook does: the object's, a Job's pod template's, a CronJob's job template's.
+ * The label values of a denial's annotations at fault: a known annotation key, `unknown` for a key konductor
+ * does not know, or '' when no annotation is at fault (e.g. a malformed review). The admission decision
+ * found them where the webhook reads annotations: the object's, a Job's pod template's, a CronJob's.
  */
-export function deniedAnnotations(review: unknown): string[] {
-  const obj = (review as { request?: { object?: unknown } } | undefined)?.request?.object as
-    | Record<string, unknown>
-    | undefined;
-  const maps: unknown[] = [];
-  const annotationsAt = (o: unknown, ...path: string[]) => {
-    let cur: unknown = o;
-    for (const k of path) cur = (cur as Record<string, unknown> | undefined)?.[k];
-    if (cur && typeof cur === 'object') maps.push(cur);
-  };
-  annotationsAt(obj, 'metadata', 'annotations');
-  annotationsAt(obj, 'spec', 'template', 'metadata', 'annotations');
-  annotationsAt(obj, 'spec', 'jobTemplate', 'metadata', 'annotations');
-  annotationsAt(obj, 'spec', 'jobTemplate', 'spec', 'template', 'metadata', 'annotations');
-  const found = new Set<string>();
-  for (const m of maps) {
-    const strings: Record<string, string> = {};
-    for (const [k, v] of Object.entries(m as Record<string, unknown>)) strings[k] = String(v);
-    const parsed = parseAnnotations(strings);
-    if (parsed.ok) continue;
-    for (const p of parsed.problems)
-      found.add(KNOWN_ANNOTATIONS.includes(p.annotation) ? p.annotation : 'unknown');
-  }
+export function deniedAnnotations(problems: readonly Pick<AnnotationProblem, 'annotation'>[]): string[] {
+  const found = new Set(
+    problems.map((p) => (KNOWN_ANNOTATIONS.includes(p.annotation) ? p.annotation : 'unknown')),
+  );
   return found.size > 0 ? [...found] : [''];
 }

@@ -40,7 +40,11 @@ import {
 import type { AdmissionReason } from '../api/reasons.ts';
 import type { Container, CronJob, Job, Pod } from '../api/types.ts';
 import { buildInjectionPatch, type InjectionConfig } from './injectionPatch.ts';
-import { buildTemplateAnnotationPatch, konductorAnnotationsOf } from './templateAnnotations.ts';
+import {
+  buildTemplateAnnotationPatch,
+  effectiveTemplateAnnotations,
+  konductorAnnotationsOf,
+} from './templateAnnotations.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -138,25 +142,42 @@ export function admissionReviewProblem(body: unknown): string | null {
   return null;
 }
 
+/** A decision with what it found wrong: the annotation problems a denial names (none for any other). */
+export interface AdmissionOutcome {
+  review: AdmissionReview;
+  problems: readonly AnnotationProblem[];
+}
+
+/** A response, with the annotation problems it denies for (the annotations are parsed once per review). */
+type Decision = AdmissionResponse | { response: AdmissionResponse; problems: readonly AnnotationProblem[] };
+
 /** Decides one AdmissionReview. Never rejects; the response always carries request.uid. */
-export async function reviewAdmission(
+export async function decideAdmission(
   review: AdmissionReview,
   deps: AdmissionDeps,
-): Promise<AdmissionReview> {
+): Promise<AdmissionOutcome> {
   let uid = '';
   try {
     const req = (review as { request?: unknown })?.request;
     uid = isObject(req) && typeof req.uid === 'string' ? req.uid : '';
     const problem = admissionReviewProblem(review);
     if (problem !== null)
-      return respond(deny(uid, 400, 'BadRequest', `malformed AdmissionReview: ${problem}`));
-    return respond(await decide(review.request as AdmissionRequest, deps));
+      return outcome(deny(uid, 400, 'BadRequest', `malformed AdmissionReview: ${problem}`));
+    return outcome(await decide(review.request as AdmissionRequest, deps));
   } catch (err) {
-    return respond(deny(uid, 500, 'InternalError', `konductor webhook failed: ${errorMessage(err)}`));
+    return outcome(deny(uid, 500, 'InternalError', `konductor webhook failed: ${errorMessage(err)}`));
   }
 }
 
-async function decide(req: AdmissionRequest, deps: AdmissionDeps): Promise<AdmissionResponse> {
+/** decideAdmission's response alone. */
+export async function reviewAdmission(
+  review: AdmissionReview,
+  deps: AdmissionDeps,
+): Promise<AdmissionReview> {
+  return (await decideAdmission(review, deps)).review;
+}
+
+async function decide(req: AdmissionRequest, deps: AdmissionDeps): Promise<Decision> {
   const { uid, operation } = req;
   if (req.subResource) return allow(uid);
   const group = req.kind.group ?? '';
@@ -179,7 +200,7 @@ async function decide(req: AdmissionRequest, deps: AdmissionDeps): Promise<Admis
   return allow(uid);
 }
 
-async function admitPodCreate(req: AdmissionRequest, deps: AdmissionDeps): Promise<AdmissionResponse> {
+async function admitPodCreate(req: AdmissionRequest, deps: AdmissionDeps): Promise<Decision> {
   const pod = req.object;
   if (!isObject(pod)) return deny(req.uid, 400, 'BadRequest', 'request.object is not a Pod');
   const annotations = annotationsOf(pod);
@@ -269,10 +290,7 @@ function permitsWarnings(request: KonductorRequest, namespace: string, deps: Adm
   ];
 }
 
-async function admitTemplateOwner(
-  req: AdmissionRequest,
-  kind: 'Job' | 'CronJob',
-): Promise<AdmissionResponse> {
+async function admitTemplateOwner(req: AdmissionRequest, kind: 'Job' | 'CronJob'): Promise<Decision> {
   const obj = req.object;
   if (!isObject(obj)) return deny(req.uid, 400, 'BadRequest', `request.object is not a ${kind}`);
   const result = buildTemplateAnnotationPatch(obj as unknown as Job | CronJob, kind);
@@ -295,7 +313,7 @@ async function admitTemplateOwner(
 function validateUpdate(
   req: AdmissionRequest,
   effectiveOf: (obj: unknown) => Record<string, string> | undefined,
-): AdmissionResponse {
+): Decision {
   if (!annotationsChanged(req, effectiveOf)) return allow(req.uid);
   const parsed: ParseResult = parseAnnotations(effectiveOf(req.object));
   if (parsed.ok) return allow(req.uid);
@@ -314,7 +332,7 @@ function annotationsChanged(
 }
 
 function jobEffectiveAnnotations(kind: 'Job' | 'CronJob'): (obj: unknown) => Record<string, string> {
-  return (obj) => (isObject(obj) ? buildTemplateAnnotationPatch(obj as unknown as Job, kind).effective : {});
+  return (obj) => (isObject(obj) ? effectiveTemplateAnnotations(obj as unknown as Job, kind) : {});
 }
 
 async function missingPrimitiveWarnings(
@@ -356,10 +374,16 @@ function denyProblems(
   kind: string,
   what: string,
   problems: readonly AnnotationProblem[],
-): AdmissionResponse {
+): Decision {
   const lines = problems.map((p) => p.message);
   const noun = problems.length === 1 ? 'annotation' : 'annotations';
-  return deny(uid, 400, 'BadRequest', `${kind} ${what}: invalid konductor ${noun}: ${lines.join('; ')}`);
+  const response = deny(
+    uid,
+    400,
+    'BadRequest',
+    `${kind} ${what}: invalid konductor ${noun}: ${lines.join('; ')}`,
+  );
+  return { response, problems };
 }
 
 function allow(uid: string, patch: Operation[] = [], warnings: string[] = []): AdmissionResponse {
@@ -376,8 +400,9 @@ function deny(uid: string, code: number, reason: AdmissionReason, message: strin
   return { uid, allowed: false, status: { status: 'Failure', code, reason, message } };
 }
 
-function respond(response: AdmissionResponse): AdmissionReview {
-  return { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response };
+function outcome(decision: Decision): AdmissionOutcome {
+  const { response, problems } = 'response' in decision ? decision : { response: decision, problems: [] };
+  return { review: { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response }, problems };
 }
 
 /** Warnings travel as HTTP Warning headers: keep them single-line, printable and bounded. */

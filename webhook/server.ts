@@ -20,12 +20,13 @@ import Fastify, {
   type FastifyServerOptions,
   LogController,
 } from 'fastify';
+import type { AnnotationProblem } from '../api/annotations.ts';
 import { errorBody, konductorError } from '../api/errors.ts';
 import {
   type AdmissionDeps,
   type AdmissionReview,
   admissionReviewProblem,
-  reviewAdmission,
+  decideAdmission,
 } from './admission.ts';
 
 /**
@@ -112,8 +113,15 @@ export interface MutateRoutesOptions extends AdmissionDeps {
   healthz?: boolean;
   /** AdmissionReview bytes in flight at most (default MUTATE_INFLIGHT_BYTES). */
   maxInflightBytes?: number;
-  /** Called after each AdmissionReview is answered (metrics): the review, its response, seconds taken. */
-  onReviewed?: (review: unknown, response: AdmissionReview['response'], seconds: number) => void;
+  /**
+   * Called after each AdmissionReview is answered (metrics): its response, seconds taken, and the annotation
+   * problems a denial names (as the decision found them: nothing is parsed twice).
+   */
+  onReviewed?: (
+    response: AdmissionReview['response'],
+    seconds: number,
+    problems: readonly AnnotationProblem[],
+  ) => void;
 }
 
 interface BadRequestBody {
@@ -209,9 +217,9 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
         return reply.code(400).send(body);
       }
       const started = performance.now();
-      const review = await reviewAdmission(request.body as AdmissionReview, deps);
+      const { review, problems } = await decideAdmission(request.body as AdmissionReview, deps);
       const res = review.response;
-      opts.onReviewed?.(request.body, res, (performance.now() - started) / 1000);
+      opts.onReviewed?.(res, (performance.now() - started) / 1000, problems);
       if (res && !res.allowed) {
         request.log.info({ uid: res.uid, reason: res.status?.message }, 'admission denied');
       }
