@@ -15,8 +15,10 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { AnnotationProblem } from '../api/annotations.ts';
-import { ANNOTATIONS, type PrimitiveKind } from '../api/constants.ts';
-import type { Barrier, Gate, Lease, Pod, Primitive, Semaphore } from '../api/types.ts';
+import { ANNOTATIONS } from '../api/constants.ts';
+import { HOLDING_KINDS, KINDS, PRIMITIVE_KINDS, type PrimitiveKind } from '../api/kinds.ts';
+import type { Pod, Primitive } from '../api/types.ts';
+import { rulesOf } from './arbitration/kinds.ts';
 import type { IndexedPod, PrimitiveKey } from './arbitration/podIndex.ts';
 import { mainContainersFinished, type PodView, podRequestFor, toPodView } from './arbitration/podView.ts';
 import { type PrimitiveGauge, primitiveGauges } from './arbitration/queueFigures.ts';
@@ -29,7 +31,8 @@ export const FIGURES_MIN_INTERVAL_MS = 1000;
 export const MAX_RELEASE_SIGNALS = 4096;
 
 /** Why a holder's grant went back (konductor_releases_total's `reason`). */
-export type ReleaseReason = 'PodFinished' | 'PodDeleted';
+const RELEASE_REASONS = ['PodFinished', 'PodDeleted'] as const;
+export type ReleaseReason = (typeof RELEASE_REASONS)[number];
 
 /** What the scrape-time gauges read from the controller. */
 export interface MetricsSource {
@@ -81,174 +84,160 @@ export function createMetrics(opts: MetricsOptions = {}) {
   let figuresAt: number | undefined;
 
   const kindLabel = ['kind'] as const;
-  const grants = new Counter({
-    name: 'konductor_grants_total',
-    help: 'Grants of Semaphore permits and Leases (a pod granted several permits at once counts once).',
-    labelNames: kindLabel,
-    registers,
-  });
-  const releases = new Counter({
-    name: 'konductor_releases_total',
-    help: 'Grants given back, by kind and reason (PodFinished, PodDeleted); expiries are konductor_expiries_total.',
-    labelNames: ['kind', 'reason'] as const,
-    registers,
-  });
-  const expiries = new Counter({
-    name: 'konductor_expiries_total',
-    help: 'Holders that lost their grant because they held it longer than spec.ttl.',
-    labelNames: kindLabel,
-    registers,
-  });
-  const statusWrites = new Counter({
-    name: 'konductor_status_writes_total',
-    help: 'Status writes of primitives, by kind.',
-    labelNames: kindLabel,
-    registers,
-  });
-  const conflicts = new Counter({
-    name: 'konductor_status_conflicts_total',
-    help: 'Status writes lost to a resourceVersion conflict (another writer was first), by kind.',
-    labelNames: kindLabel,
-    registers,
-  });
-  const admissions = new Counter({
-    name: 'konductor_admission_reviews_total',
-    help: 'AdmissionReviews answered, by result (allowed, denied).',
-    labelNames: ['result'] as const,
-    registers,
-  });
-  const denials = new Counter({
-    name: 'konductor_admission_denials_total',
-    help: 'Admission denials, by the konductor.io/ annotation at fault (unknown: a key konductor does not know; empty: no annotation at fault).',
-    labelNames: ['annotation'] as const,
-    registers,
-  });
-  const agentWaits = new Counter({
-    name: 'konductor_agent_waits_total',
-    help: 'Wait streams opened by konductor-wait.',
-    registers,
-  });
-  const waitSeconds = new Histogram({
-    name: 'konductor_wait_duration_seconds',
-    help: "Time from a pod's admission to its grant (Semaphore, Lease) or to the opening it waited for (Barrier, Gate).",
-    labelNames: kindLabel,
-    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
-    registers,
-  });
-  const handoffSeconds = new Histogram({
-    name: 'konductor_handoff_duration_seconds',
-    help: 'Time from the moment the manager saw a holder release (pod finished or deleted, hold sidecar) to the status write that granted the next waiter.',
-    labelNames: kindLabel,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers,
-  });
-  const admissionSeconds = new Histogram({
-    name: 'konductor_admission_duration_seconds',
-    help: 'Time to answer one AdmissionReview, by result.',
-    labelNames: ['result'] as const,
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
-    registers,
-  });
-  const writeSeconds = new Histogram({
-    name: 'konductor_status_write_duration_seconds',
-    help: 'Round trip of one status write (PUT .../status) to the API server, by kind.',
-    labelNames: kindLabel,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers,
-  });
-  const reconcileSeconds = new Histogram({
-    name: 'konductor_reconcile_duration_seconds',
-    help: 'Time to arbitrate and write one primitive.',
-    labelNames: kindLabel,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
-    registers,
-  });
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+    new Counter({ name, help, labelNames, registers });
+  const histogram = <L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    buckets: number[],
+  ) => new Histogram({ name, help, labelNames, buckets, registers });
+  const grants = counter(
+    'konductor_grants_total',
+    'Grants of Semaphore permits and Leases (a pod granted several permits at once counts once).',
+    kindLabel,
+  );
+  const releases = counter(
+    'konductor_releases_total',
+    'Grants given back, by kind and reason (PodFinished, PodDeleted); expiries are konductor_expiries_total.',
+    ['kind', 'reason'] as const,
+  );
+  const expiries = counter(
+    'konductor_expiries_total',
+    'Holders that lost their grant because they held it longer than spec.ttl.',
+    kindLabel,
+  );
+  const statusWrites = counter(
+    'konductor_status_writes_total',
+    'Status writes of primitives, by kind.',
+    kindLabel,
+  );
+  const conflicts = counter(
+    'konductor_status_conflicts_total',
+    'Status writes lost to a resourceVersion conflict (another writer was first), by kind.',
+    kindLabel,
+  );
+  const admissions = counter(
+    'konductor_admission_reviews_total',
+    'AdmissionReviews answered, by result (allowed, denied).',
+    ['result'] as const,
+  );
+  const denials = counter(
+    'konductor_admission_denials_total',
+    'Admission denials, by the konductor.io/ annotation at fault (unknown: a key konductor does not know; empty: no annotation at fault).',
+    ['annotation'] as const,
+  );
+  const agentWaits = counter('konductor_agent_waits_total', 'Wait streams opened by konductor-wait.');
+  const waitSeconds = histogram(
+    'konductor_wait_duration_seconds',
+    "Time from a pod's admission to its grant (Semaphore, Lease) or to the opening it waited for (Barrier, Gate).",
+    kindLabel,
+    [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
+  );
+  const handoffSeconds = histogram(
+    'konductor_handoff_duration_seconds',
+    'Time from the moment the manager saw a holder release (pod finished or deleted, hold sidecar) to the status write that granted the next waiter.',
+    kindLabel,
+    [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  );
+  const admissionSeconds = histogram(
+    'konductor_admission_duration_seconds',
+    'Time to answer one AdmissionReview, by result.',
+    ['result'] as const,
+    [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+  );
+  const writeSeconds = histogram(
+    'konductor_status_write_duration_seconds',
+    'Round trip of one status write (PUT .../status) to the API server, by kind.',
+    kindLabel,
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  );
+  const reconcileSeconds = histogram(
+    'konductor_reconcile_duration_seconds',
+    'Time to arbitrate and write one primitive.',
+    kindLabel,
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+  );
 
   // ---- scrape-time gauges -------------------------------------------------------------------------
   // Not `namespace`: Prometheus attaches the scraped pod's namespace under that name.
   const primitiveLabels = ['kind', 'primitive_namespace', 'primitive'] as const;
-  const primitiveCount = new Gauge({
-    name: 'konductor_primitives',
-    help: 'Primitives in the cache, by kind.',
-    labelNames: kindLabel,
-    registers,
-    collect() {
-      // Registered before the four per-primitive gauges (the registry collects in order): computed once per
-      // scrape for all five, and at most once a second (the figures walk every managed pod).
-      if (!source) return;
-      const t = monotonic();
-      if (figuresAt !== undefined && t - figuresAt < FIGURES_MIN_INTERVAL_MS) return;
-      figuresAt = t;
-      const rows = primitiveGauges(source, now());
-      for (const g of [capacity, inUse, waiting, oldestWait, primitiveCount]) g.reset();
-      for (const [kind, n] of countByKind(rows)) primitiveCount.set({ kind }, n);
-      for (const row of capSeries(rows, maxSeries)) {
-        const labels = { kind: row.kind, primitive_namespace: row.namespace, primitive: row.name };
-        capacity.set(labels, row.capacity);
-        inUse.set(labels, row.inUse);
-        waiting.set(labels, row.waiting);
-        oldestWait.set(labels, row.oldestWaitSeconds);
-      }
-    },
+  /** `read`, at scrape time, sets the gauge's values. */
+  const gauge = <L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    read?: (g: Gauge<L>) => void,
+  ) =>
+    new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        read?.(this);
+      },
+    });
+  gauge('konductor_primitives', 'Primitives in the cache, by kind.', kindLabel, (count) => {
+    // Registered before the four per-primitive gauges (the registry collects in order): computed once per
+    // scrape for all five, and at most once a second (the figures walk every managed pod).
+    if (!source) return;
+    const t = monotonic();
+    if (figuresAt !== undefined && t - figuresAt < FIGURES_MIN_INTERVAL_MS) return;
+    figuresAt = t;
+    const rows = primitiveGauges(source, now());
+    for (const g of [capacity, inUse, waiting, oldestWait, count]) g.reset();
+    for (const [kind, n] of countByKind(rows)) count.set({ kind }, n);
+    for (const row of capSeries(rows, maxSeries)) {
+      const labels = { kind: row.kind, primitive_namespace: row.namespace, primitive: row.name };
+      capacity.set(labels, row.capacity);
+      inUse.set(labels, row.inUse);
+      waiting.set(labels, row.waiting);
+      oldestWait.set(labels, row.oldestWaitSeconds);
+    }
   });
-  const capacity = new Gauge({
-    name: 'konductor_primitive_capacity',
-    help: 'Capacity of a primitive: Semaphore spec.permits, Lease 1, Barrier the arrivals it opens at, Gate its conditions.',
-    labelNames: primitiveLabels,
-    registers,
-  });
-  const inUse = new Gauge({
-    name: 'konductor_primitive_in_use',
-    help: 'Semaphore permits held, Lease held (1) or not (0), Barrier arrivals, Gate conditions met.',
-    labelNames: primitiveLabels,
-    registers,
-  });
-  const waiting = new Gauge({
-    name: 'konductor_primitive_waiting_pods',
-    help: 'Pods waiting at a primitive (bound, not finished, every earlier primitive of the pod passed).',
-    labelNames: primitiveLabels,
-    registers,
-  });
-  const oldestWait = new Gauge({
-    name: 'konductor_primitive_oldest_wait_seconds',
-    help: 'How long the longest-waiting pod at a primitive has waited, since its arrival (0 when none waits).',
-    labelNames: primitiveLabels,
-    registers,
-  });
-  new Gauge({
-    name: 'konductor_leader',
-    help: '1 when this manager is the leader (it grants), else 0.',
-    registers,
-    collect() {
-      this.set(source?.isLeader ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'konductor_workqueue_depth',
-    help: 'Primitives waiting in the work queue to be reconciled.',
-    registers,
-    collect() {
-      this.set(source?.queueDepth ?? 0);
-    },
-  });
-  new Gauge({
-    name: 'konductor_pod_index_pods',
-    help: "Managed pods in the manager's pod index (equals the live pods labelled konductor.io/managed when the cache is in sync).",
-    registers,
-    collect() {
-      this.set(source?.podIndexSize ?? 0);
-    },
-  });
+  const capacity = gauge(
+    'konductor_primitive_capacity',
+    'Capacity of a primitive: Semaphore spec.permits, Lease 1, Barrier the arrivals it opens at, Gate its conditions.',
+    primitiveLabels,
+  );
+  const inUse = gauge(
+    'konductor_primitive_in_use',
+    'Semaphore permits held, Lease held (1) or not (0), Barrier arrivals, Gate conditions met.',
+    primitiveLabels,
+  );
+  const waiting = gauge(
+    'konductor_primitive_waiting_pods',
+    'Pods waiting at a primitive (bound, not finished, every earlier primitive of the pod passed).',
+    primitiveLabels,
+  );
+  const oldestWait = gauge(
+    'konductor_primitive_oldest_wait_seconds',
+    'How long the longest-waiting pod at a primitive has waited, since its arrival (0 when none waits).',
+    primitiveLabels,
+  );
+  gauge('konductor_leader', '1 when this manager is the leader (it grants), else 0.', [], (g) =>
+    g.set(source?.isLeader ? 1 : 0),
+  );
+  gauge('konductor_workqueue_depth', 'Primitives waiting in the work queue to be reconciled.', [], (g) =>
+    g.set(source?.queueDepth ?? 0),
+  );
+  gauge(
+    'konductor_pod_index_pods',
+    "Managed pods in the manager's pod index (equals the live pods labelled konductor.io/managed when the cache is in sync).",
+    [],
+    (g) => g.set(source?.podIndexSize ?? 0),
+  );
 
   // Every bounded label combination starts at 0, so rate() has a series before the first event.
-  for (const kind of ['Semaphore', 'Lease', 'Barrier', 'Gate'] as const) {
+  for (const kind of PRIMITIVE_KINDS) {
     statusWrites.inc({ kind }, 0);
     conflicts.inc({ kind }, 0);
   }
-  for (const kind of ['Semaphore', 'Lease'] as const) {
+  for (const kind of HOLDING_KINDS) {
     grants.inc({ kind }, 0);
     expiries.inc({ kind }, 0);
-    for (const reason of ['PodFinished', 'PodDeleted'] as const) releases.inc({ kind, reason }, 0);
+    for (const reason of RELEASE_REASONS) releases.inc({ kind, reason }, 0);
   }
   for (const result of ['allowed', 'denied'] as const) admissions.inc({ result }, 0);
 
@@ -310,7 +299,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
       const change = passChange(w);
       const wall = now();
       for (const pod of change.passed) {
-        if (w.kind === 'Semaphore' || w.kind === 'Lease') grants.inc({ kind: w.kind });
+        if (KINDS[w.kind].holds !== 'nothing') grants.inc({ kind: w.kind });
         const admitted = toView(pod, w.kind).admittedAt;
         if (admitted < Number.MAX_SAFE_INTEGER)
           waitSeconds.observe({ kind: w.kind }, Math.max(0, wall - admitted) / 1000);
@@ -330,9 +319,9 @@ export function createMetrics(opts: MetricsOptions = {}) {
         const from = signalAt ?? pending;
         if (from !== undefined) handoffSeconds.observe({ kind: w.kind }, Math.max(0, t - from) / 1000);
         pendingHandoff.delete(w.key);
-      } else if (signalAt !== undefined && waitingOf(w.after) > 0) {
+      } else if (signalAt !== undefined && waitingOf(w.kind, w.after) > 0) {
         pendingHandoff.set(w.key, Math.min(signalAt, pending ?? signalAt));
-      } else if (waitingOf(w.after) === 0) {
+      } else if (waitingOf(w.kind, w.after) === 0) {
         pendingHandoff.delete(w.key);
       }
     },
@@ -378,35 +367,33 @@ export function releaseReasonOf(
   return undefined;
 }
 
-/** Holders of a Semaphore or Lease (UIDs). */
-function holdersOf(p: Primitive): Set<string> {
-  if (p.kind === 'Semaphore') return new Set(((p as Semaphore).status?.holders ?? []).map((h) => h.uid));
-  if (p.kind === 'Lease') {
-    const h = (p as Lease).status?.holder;
-    return new Set(h ? [h.uid] : []);
-  }
-  return new Set();
+/** The UIDs holding a primitive (a kind that holds nothing: none). */
+function holdersOf(kind: PrimitiveKind, p: Primitive): Set<string> {
+  return new Set(
+    rulesOf(kind)
+      .holders(p)
+      .map((h) => h.uid),
+  );
 }
 
-function waitingOf(p: Primitive): number {
-  if (p.kind === 'Semaphore') return (p as Semaphore).status?.waiting ?? 0;
-  if (p.kind === 'Lease') return (p as Lease).status?.waiting ?? 0;
-  return 0;
+function waitingOf(kind: PrimitiveKind, p: Primitive): number {
+  return rulesOf(kind).figures(p).waiting;
 }
 
 /**
- * What one write changed: the pods that passed the primitive with it (new holders; or, when a Barrier or
- * Gate opened, the pods waiting at it), the holders it removed, and how many waiters it granted.
+ * What one write changed: the pods that passed the primitive with it (new holders; or, when a kind that holds
+ * nothing opened, the pods waiting at it), the holders it removed, and how many waiters it granted.
  */
-export function passChange(w: Pick<WriteRecord, 'before' | 'after' | 'pods'>): {
+export function passChange(w: Pick<WriteRecord, 'before' | 'after' | 'pods'> & { kind?: PrimitiveKind }): {
   passed: IndexedPod[];
   removed: string[];
   grantedWaiters: number;
 } {
   const { before, after } = w;
-  if (after.kind === 'Semaphore' || after.kind === 'Lease') {
-    const was = holdersOf(before);
-    const now = holdersOf(after);
+  const kind = w.kind ?? after.kind;
+  if (KINDS[kind].holds !== 'nothing') {
+    const was = holdersOf(kind, before);
+    const now = holdersOf(kind, after);
     const added = [...now].filter((uid) => !was.has(uid));
     const byUid = new Map(w.pods.map((p) => [p.pod.metadata.uid ?? '', p]));
     return {
@@ -415,8 +402,9 @@ export function passChange(w: Pick<WriteRecord, 'before' | 'after' | 'pods'>): {
       grantedWaiters: added.length,
     };
   }
-  const opened =
-    (before as Barrier | Gate).status?.phase !== 'Open' && (after as Barrier | Gate).status?.phase === 'Open';
+  // A kind that holds nothing lets everyone pass at once: it opened when a pod passes now that did not before.
+  const rules = rulesOf(kind);
+  const opened = rules.grantOf(before, '') === undefined && rules.grantOf(after, '') !== undefined;
   if (!opened) return { passed: [], removed: [], grantedWaiters: 0 };
   const passed = w.pods.filter((p) => {
     const st = p.pod.status;

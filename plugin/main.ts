@@ -19,7 +19,8 @@ import {
   renderWhy,
 } from './render.ts';
 import { loadSnapshot, type Snapshot, watchSnapshot } from './snapshot.ts';
-import { holdersView, queueView, statusView, whyView } from './views.ts';
+import { holdersView, queueView, statusView } from './views.ts';
+import { whyView } from './why.ts';
 
 export const PLUGIN_HELP = `kubectl konductor — see konductor's queues: who holds, who waits, and why
 

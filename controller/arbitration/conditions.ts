@@ -93,16 +93,21 @@ export function latchedReady(
     : { type: 'Ready', status: 'False', reason: 'TimedOut', message: `${ref} failed` };
 }
 
-/** Sets the Ready condition and observedGeneration on a new status; `changed` compares it with the old one. */
+/**
+ * Sets the Ready condition (and any `others`, e.g. a Semaphore's Satisfiable) and observedGeneration on a new
+ * status, each condition observing `generation`. Every kind's decision ends here.
+ */
 export function withReady<S extends { conditions?: Condition[]; observedGeneration?: number }>(
   old: S | undefined,
   status: S,
   ready: ConditionUpdate,
   generation: number | undefined,
   nowIso: string,
+  others: readonly ConditionUpdate[] = [],
 ): S {
-  ready.observedGeneration = generation;
-  status.conditions = setConditions(old?.conditions, [ready], nowIso);
+  const updates = [ready, ...others];
+  for (const c of updates) c.observedGeneration = generation;
+  status.conditions = setConditions(old?.conditions, updates, nowIso);
   if (generation !== undefined) status.observedGeneration = generation;
   return status;
 }
