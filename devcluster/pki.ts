@@ -71,14 +71,18 @@ export const APISERVER_DNS_NAMES = [
 ];
 
 /** Generates every key and certificate of a cluster into `dir` (mode 0600 for keys). */
-export async function writeClusterPki(dir: string, serviceIp: string): Promise<ClusterPki> {
+export async function writeClusterPki(
+  dir: string,
+  serviceIp: string,
+  extraIps: readonly string[] = [],
+): Promise<ClusterPki> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const ca = await createCa();
   const [apiserver, admin, kcm, kubeletClient, sa] = await Promise.all([
     signCertificate(ca, {
       commonName: 'kube-apiserver',
       dnsNames: APISERVER_DNS_NAMES,
-      ipAddresses: ['127.0.0.1', serviceIp],
+      ipAddresses: ['127.0.0.1', serviceIp, ...extraIps],
       usage: 'server',
     }),
     signCertificate(ca, {
