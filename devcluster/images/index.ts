@@ -19,7 +19,6 @@ export {
   BASE_IMAGE_REFS,
   DEFAULT_PATH,
   ensureBusyboxImage,
-  ensureNodeImage,
   ensurePauseImage,
   NONROOT_UID,
   NPM_VERSION,
@@ -33,6 +32,7 @@ export {
   KONDUCTOR_IMAGE_REFS,
   type KonductorImages,
 } from './konductorImages.ts';
+export { ensureNodeImage } from './nodeImage.ts';
 export {
   type ArchiveInfo,
   type ImageRuntimeConfig,
