@@ -11,7 +11,8 @@
  * `updated` that would silently replace one object with another (a deleted holder's grant would leak).
  */
 import { backoffDelay, WATCH_BACKOFF } from './backoff.ts';
-import { isGone, type KubeClient, type Query, type WatchEvent } from './kubeClient.ts';
+import { isGone, type KubeClient } from './kubeClient.ts';
+import type { Query, WatchEvent } from './kubeRequest.ts';
 import { setLongTimeout } from './longTimer.ts';
 
 export interface ObjectWithMeta {

@@ -14,46 +14,14 @@ import { type Agent as HttpAgent, request as httpRequest, type IncomingMessage }
 import { Agent, request as httpsRequest } from 'node:https';
 import { ERRORS, KonductorError } from './errors.ts';
 import type { KubeconfigSelection } from './kubeconfigTypes.ts';
-
-export interface KubeConnection {
-  server: string;
-  ca?: string;
-  cert?: string;
-  key?: string;
-  /** A static bearer token. */
-  token?: string;
-  /** A bearer token file, read at every request (prefer `credentials`, which re-reads it every minute). */
-  tokenFile?: string;
-  insecureSkipTLSVerify?: boolean;
-  /** TLS server name to verify instead of the server URL's host (kubeconfig tls-server-name). */
-  tlsServerName?: string;
-  /** http://, https:// or socks5:// proxy (kubeconfig proxy-url). */
-  proxyUrl?: string;
-  /** Headers sent with every request (Authorization, Impersonate-User). */
-  headers?: Record<string, string>;
-  /** Credentials that change over time (token files, exec plugins, auth providers). */
-  credentials?: CredentialSource;
-  /** Default namespace of the context (kubeconfig) or of the pod (in cluster). */
-  namespace?: string;
-  /** The kubeconfig context it came from. */
-  context?: string;
-}
-
-/** What a request carries to authenticate. */
-export interface RequestCredentials {
-  headers: Record<string, string>;
-  /** Client certificate and key (PEM), e.g. from an exec plugin. */
-  cert?: string;
-  key?: string;
-}
-
-export interface CredentialSource {
-  /** The credentials to use now; a promise only while they are being refreshed. */
-  current(): RequestCredentials | Promise<RequestCredentials>;
-  /** The API server answered 401 Unauthorized: refresh before the next request. */
-  invalidate(): void;
-}
-
+import {
+  type KubeConnection,
+  type ListResult,
+  type Query,
+  type RequestOptions,
+  type WatchEvent,
+  withQuery,
+} from './kubeRequest.ts';
 /** A Status returned by the API server, or a transport failure (statusCode 0). */
 export class KubeApiError extends KonductorError {
   readonly reason: string;
@@ -72,54 +40,6 @@ export const isConflict = (err: unknown) => err instanceof KubeApiError && err.s
 export const isAlreadyExists = (err: unknown) =>
   err instanceof KubeApiError && err.reason === 'AlreadyExists';
 export const isGone = (err: unknown) => err instanceof KubeApiError && err.statusCode === 410;
-
-export type Query = Record<string, string | number | boolean | undefined>;
-
-export interface RequestOptions {
-  body?: unknown;
-  contentType?: string;
-  query?: Query;
-  signal?: AbortSignal;
-  timeoutMs?: number;
-}
-
-export interface WatchEvent<T = unknown> {
-  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-  object: T;
-}
-
-export interface ListResult<T> {
-  metadata: { resourceVersion: string; continue?: string };
-  items: T[];
-}
-
-export interface ResourceRef {
-  group?: string; // '' or undefined for the core group
-  version: string;
-  plural: string;
-  namespace?: string;
-  name?: string;
-  subresource?: string;
-}
-
-/** REST path of a resource, collection or subresource. */
-export function resourcePath(ref: ResourceRef): string {
-  const base = ref.group ? `/apis/${ref.group}/${ref.version}` : `/api/${ref.version}`;
-  let p = base;
-  if (ref.namespace) p += `/namespaces/${encodeURIComponent(ref.namespace)}`;
-  p += `/${ref.plural}`;
-  if (ref.name) p += `/${encodeURIComponent(ref.name)}`;
-  if (ref.subresource) p += `/${ref.subresource}`;
-  return p;
-}
-
-function withQuery(path: string, query?: Query): string {
-  if (!query) return path;
-  const qs = new URLSearchParams();
-  for (const [k, v] of Object.entries(query)) if (v !== undefined) qs.set(k, String(v));
-  const s = qs.toString();
-  return s ? `${path}${path.includes('?') ? '&' : '?'}${s}` : path;
-}
 
 export class KubeClient {
   private conn: KubeConnection | undefined;

@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isErrorCode, KonductorError, konductorError } from './errors.ts';
-import type { CredentialSource, KubeConnection, RequestCredentials } from './kubeClient.ts';
 import type { KubeconfigSelection, ResolvedKubeconfig } from './kubeconfigTypes.ts';
+import type { CredentialSource, KubeConnection, RequestCredentials } from './kubeRequest.ts';
 
 export type KubeconfigResolver = (sel: KubeconfigSelection) => Promise<ResolvedKubeconfig>;
 

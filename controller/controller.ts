@@ -11,7 +11,8 @@ import type { Logger } from 'pino';
 import { MANAGED_LABEL } from '../api/constants.ts';
 import { Informer, type InformerEvent } from '../api/informer.ts';
 import type { PrimitiveKind } from '../api/kinds.ts';
-import { isConflict, type KubeClient, resourcePath } from '../api/kubeClient.ts';
+import { isConflict, type KubeClient } from '../api/kubeClient.ts';
+import { resourcePath } from '../api/kubeRequest.ts';
 import type { Pod, Primitive } from '../api/types.ts';
 import { AgentView, type ReleaseCheck } from './agentView.ts';
 import {

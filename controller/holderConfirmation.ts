@@ -8,7 +8,8 @@
  */
 import type { Logger } from 'pino';
 import type { PrimitiveKind } from '../api/kinds.ts';
-import { isNotFound, type KubeClient, resourcePath } from '../api/kubeClient.ts';
+import { isNotFound, type KubeClient } from '../api/kubeClient.ts';
+import { resourcePath } from '../api/kubeRequest.ts';
 import type { Pod, Primitive } from '../api/types.ts';
 import type { HeldGrant } from './arbitration/kindRules.ts';
 import { type PodIndex, type PrimitiveKey, slimPod } from './arbitration/podIndex.ts';

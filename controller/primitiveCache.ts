@@ -7,7 +7,8 @@
 import { GROUP, VERSION } from '../api/constants.ts';
 import { Informer, type InformerEvent } from '../api/informer.ts';
 import { KINDS, PRIMITIVE_KINDS, type PrimitiveKind } from '../api/kinds.ts';
-import { type KubeClient, resourcePath } from '../api/kubeClient.ts';
+import type { KubeClient } from '../api/kubeClient.ts';
+import { resourcePath } from '../api/kubeRequest.ts';
 import type { Primitive } from '../api/types.ts';
 import { type PrimitiveKey, parsePrimitiveKey } from './arbitration/podIndex.ts';
 

@@ -5,9 +5,10 @@
  */
 import { parseArgs } from 'node:util';
 import { konductorError } from '../api/errors.ts';
-import { isNotFound, KubeClient, resourcePath } from '../api/kubeClient.ts';
+import { isNotFound, KubeClient } from '../api/kubeClient.ts';
 import { resolveKubeconfig } from '../api/kubeconfig.ts';
 import { connectKubeconfig } from '../api/kubeconfigSource.ts';
+import { resourcePath } from '../api/kubeRequest.ts';
 import type { Pod } from '../api/types.ts';
 import { parsePrimitiveRef } from './refs.ts';
 import {

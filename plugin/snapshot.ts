@@ -6,7 +6,8 @@
 import { GROUP, KINDS, MANAGED_LABEL, type PrimitiveKind, VERSION } from '../api/constants.ts';
 import { konductorError } from '../api/errors.ts';
 import { Informer } from '../api/informer.ts';
-import { isNotFound, type KubeClient, resourcePath } from '../api/kubeClient.ts';
+import { isNotFound, type KubeClient } from '../api/kubeClient.ts';
+import { resourcePath } from '../api/kubeRequest.ts';
 import type { Pod, Primitive } from '../api/types.ts';
 import { PodIndex, type PrimitiveKey, primitiveKey } from '../controller/arbitration/podIndex.ts';
 

@@ -11,7 +11,8 @@
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, normalize } from 'node:path';
 import { KonductorError, konductorError } from '../../api/errors.ts';
-import { isNotFound, type KubeClient, resourcePath } from '../../api/kubeClient.ts';
+import { isNotFound, type KubeClient } from '../../api/kubeClient.ts';
+import { resourcePath } from '../../api/kubeRequest.ts';
 import { fieldRefValue, resourceFieldValue } from './env.ts';
 import type { DownwardApiFile, KeyToPath, KPod, KVolume } from './podTypes.ts';
 
