@@ -15,7 +15,8 @@ import type { KubeConnection } from '../api/kubeRequest.ts';
 import { ensureK8sBinaries, type K8sBinaries } from './binaries.ts';
 import { writeClusterPki } from './pki.ts';
 import { assertPortFree, getFreePorts, LOOPBACK } from './ports.ts';
-import { logTail, type ManagedProcess, ProcessGroup, reapStaleClusters } from './processes.ts';
+import { type ManagedProcess, ProcessGroup, reapStaleClusters } from './processes.ts';
+import { logTail } from './processInfo.ts';
 
 export interface StartClusterOptions {
   /** Parent directory of the cluster directory (default: the OS temp dir). */

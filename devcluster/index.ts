@@ -21,7 +21,8 @@ export {
 } from './controlPlane.ts';
 export { type CertAndKey, type CertRequest, createCa, signCertificate } from './pki.ts';
 export { assertPortFree, getFreePort, getFreePorts } from './ports.ts';
-export { isProcessAlive, reapStaleClusters } from './processes.ts';
+export { reapStaleClusters } from './processes.ts';
+export { isProcessAlive } from './processInfo.ts';
 export {
   findLeftovers,
   type RealCluster,

@@ -38,14 +38,8 @@ import {
   type Stage,
 } from './dockerfile.ts';
 import { dockerignoreMatcher } from './dockerignore.ts';
-import {
-  type ImageRuntimeConfig,
-  type LayerBlob,
-  normalizeImageName,
-  type ParsedArchive,
-  readOciArchive,
-  writeLayer,
-} from './oci.ts';
+import { type ImageRuntimeConfig, type LayerBlob, normalizeImageName, writeLayer } from './oci.ts';
+import { type ParsedArchive, readOciArchive } from './ociArchiveReader.ts';
 import {
   copyInto,
   diffEntries,

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { konductorError } from '../../api/errors.ts';
 import type { ImageRecord } from './cache.ts';
 import { defaultImageLog } from './cache.ts';
-import { readOciArchive } from './oci.ts';
+import { readOciArchive } from './ociArchiveReader.ts';
 
 export interface ImportImagesOptions {
   /** Path of the `ctr` binary. */

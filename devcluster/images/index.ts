@@ -39,10 +39,10 @@ export {
   type ImageSpec,
   type LayerBlob,
   normalizeImageName,
-  readOciArchive,
   writeLayer,
   writeOciArchive,
 } from './oci.ts';
+export { readOciArchive } from './ociArchiveReader.ts';
 export { directoryEntries, type TarEntry } from './tar.ts';
 
 export interface RealNodeImages {

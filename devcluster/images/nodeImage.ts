@@ -23,7 +23,8 @@ import {
 } from './baseImages.ts';
 import { type CacheOptions, defaultImageLog, hashFile, type ImageRecord } from './cache.ts';
 import { debCandidates, ensureHostTools, fetchDebs } from './debian.ts';
-import { readOciArchive, writeLayer, writeOciArchive } from './oci.ts';
+import { writeLayer, writeOciArchive } from './oci.ts';
+import { readOciArchive } from './ociArchiveReader.ts';
 import { directoryEntries } from './tar.ts';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -22,7 +22,8 @@ import {
 } from 'node:fs';
 import { join, posix } from 'node:path';
 import { konductorError } from '../../api/errors.ts';
-import { type LayerBlob, readLayer } from './oci.ts';
+import type { LayerBlob } from './oci.ts';
+import { readLayer } from './ociArchiveReader.ts';
 import { fileEntry, type TarEntry } from './tar.ts';
 
 const WHITEOUT = '.wh.';

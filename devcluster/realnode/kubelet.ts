@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { konductorError } from '../../api/errors.ts';
 import type { KubeClient } from '../../api/kubeClient.ts';
-import { logTail, type ManagedProcess, type ProcessGroup } from '../processes.ts';
+import type { ManagedProcess, ProcessGroup } from '../processes.ts';
+import { logTail } from '../processInfo.ts';
 import type { HostFacts } from './hostCheck.ts';
 import {
   CGROUP_ROOT,

@@ -7,7 +7,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { konductorError } from '../../api/errors.ts';
-import { isProcessAlive, processStartTime } from '../processes.ts';
+import { isProcessAlive, processStartTime } from '../processInfo.ts';
 
 export const DEFAULT_LOCK_DIR = '/run/lock/konductor-realnode';
 

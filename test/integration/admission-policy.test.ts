@@ -22,7 +22,7 @@ import jsonpatch from 'fast-json-patch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMMUTABLE_METADATA_MESSAGE } from '../../api/admissionPolicies.ts';
 import type { Pod } from '../../api/types.ts';
-import { installCrds } from '../../devcluster/konductor.ts';
+import { installCrds } from '../../devcluster/crds.ts';
 import { buildInjectionPatch } from '../../webhook/injectionPatch.ts';
 import { CHART_DIR, findChartTools, helm, type Json, parseManifests } from '../helpers/chartTools.ts';
 import { kubectl } from '../helpers/kubectl.ts';

@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { installCrds } from '../../devcluster/konductor.ts';
+import { installCrds } from '../../devcluster/crds.ts';
 import {
   CHART_DIR,
   type ChartTools,

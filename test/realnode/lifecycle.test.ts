@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isProcessAlive } from '../../devcluster/processes.ts';
+import { isProcessAlive } from '../../devcluster/processInfo.ts';
 import {
   DEFAULT_LOCK_DIR,
   findLeftovers,
