@@ -12,7 +12,8 @@ import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { konductorError } from '../../api/errors.ts';
-import { cacheRootDir, GO_TOOLSETS } from '../binaries.ts';
+import { cacheRootDir } from '../binaries.ts';
+import { GO_TOOLSETS } from '../goToolsets.ts';
 
 export const CERT_MANAGER_MODULE = 'github.com/cert-manager/cert-manager';
 /** Bumped when the assembly below changes. */

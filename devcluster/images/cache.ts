@@ -18,7 +18,8 @@ import {
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { KonductorError, konductorError } from '../../api/errors.ts';
-import { cacheRootDir, withBuildLock } from '../binaries.ts';
+import { cacheRootDir } from '../binaries.ts';
+import { withBuildLock } from '../buildLock.ts';
 import type { ArchiveInfo, ImageRuntimeConfig } from './oci.ts';
 
 /** What `ensure*Image()` returns: the archive and what it is. */
