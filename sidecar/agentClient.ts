@@ -23,6 +23,12 @@ export const AGENT_TOKEN_UNREADABLE = 'KDR_AGENT_TOKEN_UNREADABLE' satisfies Err
 /** A wait stream with no byte for this long (three missed heartbeats) is considered dead. */
 export const WAIT_IDLE_TIMEOUT_MS = 3 * HEARTBEAT_INTERVAL_MS;
 const MAX_ERROR_BODY = 64 * 1024;
+/**
+ * A TCP connect that has not completed in this long is abandoned and retried. Node arms a request's
+ * timeout only once its socket is connected, and a SYN sent to a Service whose old endpoint just died
+ * (conntrack still points at the gone pod IP) is retransmitted for ~2 minutes before the kernel gives up.
+ */
+export const CONNECT_TIMEOUT_MS = 5_000;
 
 /** How a request ended, as data. */
 export type AgentCallResult<T> =
@@ -52,6 +58,8 @@ export interface AgentClientOptions {
   caBundle: string;
   /** Idle timeout of the wait stream, default WAIT_IDLE_TIMEOUT_MS. */
   idleTimeoutMs?: number;
+  /** Connect timeout, default CONNECT_TIMEOUT_MS. */
+  connectTimeoutMs?: number;
 }
 
 /** Reads the projected service-account token (call it for every request: the kubelet rotates it). */
@@ -72,6 +80,7 @@ export function readToken(path: string): string {
 export function createAgentClient(opts: AgentClientOptions): AgentClient {
   const base = opts.url.replace(/\/+$/, '');
   const idleTimeoutMs = opts.idleTimeoutMs ?? WAIT_IDLE_TIMEOUT_MS;
+  const connectTimeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
 
   function post(
     path: string,
@@ -87,6 +96,9 @@ export function createAgentClient(opts: AgentClientOptions): AgentClient {
       ca: opts.caBundle,
       agent: false,
       signal,
+      // The socket's timeout from its creation, so it covers the connect; req.setTimeout below
+      // replaces it with the request's own once the socket is connected.
+      timeout: Math.min(connectTimeoutMs, timeoutMs),
       headers: {
         authorization: `${BEARER_PREFIX}${token}`,
         'content-type': 'application/json',

@@ -7,7 +7,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, inject } from 'vitest';
+import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import { type Interval, maxConcurrent } from '../../devcluster/intervals.ts';
 import { CHART_DIR, REPO } from '../helpers/chartTools.ts';
 import { clusterInfo } from '../helpers/cluster.ts';
@@ -140,11 +140,50 @@ export function e2eNamespace(prefix: string, labels: Record<string, string> = {}
     const pairs = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
     if (pairs.length) await kubectl(['label', 'namespace', name, ...pairs]);
   });
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail') process.stderr.write(await diagnose(name));
+  });
   afterAll(async () => {
     if (process.env.KONDUCTOR_KEEP_NAMESPACES === '1') return;
     await kubectl(['delete', 'namespace', name, '--wait=false'], { allowFailure: true });
   });
   return { name };
+}
+
+/**
+ * What a failed test leaves to read: the namespace's pods, Jobs and Events, the injected containers'
+ * logs, and the manager's log (also its previous container's).
+ */
+async function diagnose(namespace: string): Promise<string> {
+  const out: string[] = [`==== diagnostics of namespace ${namespace}`];
+  const run = async (title: string, args: string[], ns?: string) => {
+    const r = await kubectl(args, {
+      ...(ns ? { namespace: ns } : {}),
+      allowFailure: true,
+      timeoutMs: 30_000,
+    });
+    out.push(`---- ${title}`, (r.stdout + r.stderr).trim().split('\n').slice(-80).join('\n'));
+  };
+  await run('pods', ['get', 'pods', '-o', 'wide'], namespace);
+  await run('jobs', ['get', 'jobs', '-o', 'yaml'], namespace);
+  await run(
+    'konductor primitives',
+    ['get', 'semaphores,leases.sync.konductor.io,barriers,gates', '-o', 'yaml'],
+    namespace,
+  );
+  await run('events', ['get', 'events', '--sort-by=.lastTimestamp'], namespace);
+  const pods = await kubectlJson<{ items: { metadata: { name: string } }[] }>(
+    ['get', 'pods'],
+    namespace,
+  ).catch(() => ({ items: [] }));
+  for (const p of pods.items) {
+    for (const c of ['konductor-wait', 'konductor-hold']) {
+      await run(`${p.metadata.name} ${c}`, ['logs', p.metadata.name, '-c', c], namespace);
+    }
+  }
+  await run('manager', ['logs', '-l', MANAGER_SELECTOR, '--tail=200', '--all-containers'], RELEASE_NS);
+  await run('manager (previous)', ['logs', '-l', MANAGER_SELECTOR, '--tail=100', '--previous'], RELEASE_NS);
+  return `${out.join('\n')}\n`;
 }
 
 /** Wraps a container's shell script: `start <uptime>` first, `end <uptime>` last. */
