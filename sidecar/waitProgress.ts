@@ -5,6 +5,7 @@
  * I/O loop around it.
  */
 import { ANNOTATIONS } from '../api/constants.ts';
+import { KINDS } from '../api/kinds.ts';
 import {
   formatProgress,
   type Grant,
@@ -75,11 +76,18 @@ export function formatElapsed(ms: number): string {
   return `${h > 0 ? `${h}h` : ''}${m > 0 ? `${m}m` : ''}${s > 0 ? `${s}s` : ''}`;
 }
 
+/** `semaphore default/batch-slots (token 7)`; what holds nothing (barrier, gate) has no token to show. */
+export function describeGrant(g: PrimitiveRefNs & { token: number }): string {
+  return KINDS[g.kind].holds === 'nothing'
+    ? describePrimitive(g)
+    : `${describePrimitive(g)} (token ${g.token})`;
+}
+
 /** `granted semaphore default/batch-slots (token 7) after 3.2s`; barriers and gates hold nothing: no token. */
 export function formatGranted(grant: Grant, elapsedMs: number): string {
   const what = describePrimitive(grant);
   const after = formatElapsed(elapsedMs);
-  if (grant.kind === 'Barrier' || grant.kind === 'Gate') return `${what} is open after ${after}`;
+  if (KINDS[grant.kind].holds === 'nothing') return `${what} is open after ${after}`;
   return `granted ${what} (token ${grant.token}) after ${after}`;
 }
 
