@@ -24,13 +24,7 @@ import type { Decision, KindRules } from './kindRules.ts';
 import type { PodView } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
-import {
-  indexByUid,
-  oldestArrival,
-  QUEUE_STATUS_LIMIT,
-  toQueueEntry,
-  waitersInOrder,
-} from './waitingQueue.ts';
+import { indexByUid, oldestArrival, queueEntries, waitersInOrder } from './waitingQueue.ts';
 import { plural, podNames } from './wording.ts';
 
 export interface LeaseArbitrationInput {
@@ -143,7 +137,7 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
     status.acquiredAt = holder.acquiredAt;
     status.expiresAt = holder.expiresAt;
   }
-  status.queue = remaining.slice(0, QUEUE_STATUS_LIMIT).map(toQueueEntry);
+  status.queue = queueEntries(remaining);
   const oldest = oldestArrival(remaining);
   if (oldest !== undefined) status.oldestWaitingSince = oldest;
   withReady(old, status, ready, lease.metadata.generation, nowIso);

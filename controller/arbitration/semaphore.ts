@@ -32,7 +32,7 @@ import {
   indexByUid,
   oldestArrival,
   QUEUE_STATUS_LIMIT,
-  toQueueEntry,
+  queueEntries,
   waitersInOrder,
 } from './waitingQueue.ts';
 import { plural, podNames } from './wording.ts';
@@ -152,10 +152,7 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
   const waiting = remaining.length + queue.oversize.length;
 
   // 3. Queue display and queue events (only for pods newly listed, so re-arbitration repeats nothing).
-  const queueEntries: QueueEntry[] = [
-    ...remaining.slice(0, QUEUE_STATUS_LIMIT).map(toQueueEntry),
-    ...queue.oversize.slice(0, QUEUE_STATUS_LIMIT).map(toQueueEntry),
-  ];
+  const listed: QueueEntry[] = [...queueEntries(remaining), ...queueEntries(queue.oversize)];
   queuedEvents(old?.queue, remaining, (pod) => `${plural(pod.permits, 'permit')} of ${ref}`, events);
   const previouslyListed = new Set((old?.queue ?? []).map((e) => e.uid));
   for (const pod of queue.oversize.slice(0, QUEUE_STATUS_LIMIT)) {
@@ -202,7 +199,7 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
     phase: available === 0 ? 'Full' : 'Ready',
     holders,
     waiting,
-    queue: queueEntries,
+    queue: listed,
     nextToken,
   };
   const oldest = oldestArrival([...remaining, ...queue.oversize]);

@@ -66,3 +66,8 @@ export function oldestArrival(pods: readonly PodView[]): string | undefined {
 export function toQueueEntry(view: PodView): QueueEntry {
   return { pod: view.name, uid: view.uid, permits: view.permits, priority: view.priority ?? 0 };
 }
+
+/** The first QUEUE_STATUS_LIMIT waiters as status.queue shows them (status.waiting counts them all). */
+export function queueEntries(waiters: readonly PodView[]): QueueEntry[] {
+  return waiters.slice(0, QUEUE_STATUS_LIMIT).map(toQueueEntry);
+}
