@@ -64,6 +64,10 @@ export const ERRORS = {
     () => 'token is not a service-account token bound to a pod (use the projected token konductor injects)',
   ),
   KDR_AGENT_AUTH_BUSY: spec(503, () => 'too many token reviews in progress; retry later'),
+  KDR_AGENT_AUTH_UNAVAILABLE: spec(
+    503,
+    (reason: string) => `cannot verify the token now (TokenReview failed: ${reason}); retry`,
+  ),
   KDR_AGENT_AUTH_FAILED: spec(500, (reason: string) => `cannot authenticate the request: ${reason}`),
   KDR_AGENT_POD_UNKNOWN: spec(
     404,
@@ -197,6 +201,14 @@ export const ERRORS = {
   KDR_REALNODE_KUBELET_FAILED: spec(500, (detail: string) => detail),
   KDR_REALNODE_BUSY: spec(500, (detail: string) => detail),
   KDR_REALNODE_ADDRESS_IN_USE: spec(500, (detail: string) => detail),
+
+  // ---- campaign/: the fault campaign ----
+  KDR_CAMPAIGN_NODE_UNAVAILABLE: spec(
+    500,
+    (node: string) =>
+      `--node ${node} is not driven by the campaign yet: its manager runs in the chart's Deployment, which the ` +
+      "campaign's fleet does not restart, stop or kill (docs/reliability.md, Nodes); use --node process (the default)",
+  ),
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -38,6 +38,8 @@ export interface InformerOptions<T> {
   maxBackoffMs?: number;
   /** Server-side watch timeout; the watch is renewed from the last resourceVersion. */
   watchTimeoutSeconds?: number;
+  /** A re-list that closed a gap (a watch that resumed into 410 Gone: events were missed) has completed. */
+  onRelisted?: () => void;
 }
 
 export const objectKey = (o: ObjectWithMeta) =>
@@ -49,6 +51,8 @@ export class Informer<T extends ObjectWithMeta> {
   private resourceVersion = '';
   private syncedResolve!: () => void;
   private running = false;
+  /** A watch resumed into 410 Gone (events were missed) and the re-list that follows has not completed. */
+  private gap = false;
   /** Resolves once the first list has been delivered to onEvent. */
   readonly synced: Promise<void>;
   hasSynced = false;
@@ -62,6 +66,15 @@ export class Informer<T extends ObjectWithMeta> {
     this.synced = new Promise((r) => {
       this.syncedResolve = r;
     });
+  }
+
+  /**
+   * The cache misses nothing its watch could have told: it has synced, and no re-list after a 410 Gone is
+   * pending. While it is false the cache may hold objects that are gone or changed since (hasSynced stays true:
+   * readiness must not flap with every compaction).
+   */
+  get current(): boolean {
+    return this.hasSynced && !this.gap;
   }
 
   get(key: string): T | undefined {
@@ -133,6 +146,10 @@ export class Informer<T extends ObjectWithMeta> {
       this.hasSynced = true;
       this.syncedResolve();
     }
+    if (this.gap) {
+      this.gap = false;
+      this.opts.onRelisted?.();
+    }
   }
 
   private handle(ev: WatchEvent<T>): void {
@@ -181,7 +198,10 @@ export class Informer<T extends ObjectWithMeta> {
         attempt = 0; // a normal end of the watch: renew at once
       } catch (err) {
         if (!this.running) return;
-        if (isGone(err)) needList = true;
+        if (isGone(err)) {
+          needList = true;
+          this.gap = true;
+        }
         attempt++;
         this.opts.onError?.(err, attempt);
         await delay(backoffDelay(attempt - 1, Math.random, policy), this.abort.signal);

@@ -54,7 +54,8 @@ async function authenticate(
     return await opts.authenticator.authenticate(req.headers.authorization);
   } catch (err) {
     const e = isKonductorError(err) ? err : konductorError('KDR_AGENT_AUTH_FAILED', (err as Error).message);
-    const status = Math.min(e.statusCode, 500);
+    // The API server's own answer (a TokenReview's 503, 429) goes through; a transport failure (0) is a 500.
+    const status = e.statusCode >= 400 && e.statusCode < 600 ? e.statusCode : 500;
     req.log.info({ code: e.code, status }, 'agent request rejected');
     await reply.code(status).send(errorBody(e));
     return undefined;

@@ -140,6 +140,11 @@ export class AgentAuthenticator {
     };
   }
 
+  /** Entries in the caches of accepted and refused tokens. */
+  cachedTokens(): { accepted: number; refused: number } {
+    return { accepted: this.accepted.size, refused: this.refused.size };
+  }
+
   async authenticate(authorization: string | undefined): Promise<PodIdentity> {
     const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
     if (!token) throw konductorError('KDR_AGENT_NO_TOKEN');
@@ -164,6 +169,10 @@ export class AgentAuthenticator {
     let status: TokenReviewStatus;
     try {
       status = await this.review(token);
+    } catch (err) {
+      // The API server could not be asked (unreachable, restarting, overloaded): not a refusal (not cached);
+      // the agent retries a 503 with backoff.
+      throw konductorError('KDR_AGENT_AUTH_UNAVAILABLE', (err as Error).message).causedBy(err);
     } finally {
       this.releaseSlot();
     }
@@ -176,6 +185,7 @@ export class AgentAuthenticator {
         key,
         { identity, until: Math.min(now + this.opts.cacheTtlMs, exp - 5_000) },
         this.opts.maxCacheEntries,
+        now,
       );
       return identity;
     } catch (err) {
@@ -185,6 +195,7 @@ export class AgentAuthenticator {
           key,
           { error: err, until: now + this.opts.negativeTtlMs },
           this.opts.maxCacheEntries,
+          now,
         );
       }
       throw err;
@@ -210,9 +221,23 @@ export class AgentAuthenticator {
   }
 }
 
-/** Sets `key` in an insertion-ordered map bounded to `max` entries (the oldest is dropped). */
-function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+/**
+ * Sets `key` in an insertion-ordered map bounded to `max` entries (the oldest is dropped), first dropping the
+ * oldest entries that have expired: a flood of distinct tokens is forgotten as its entries expire, instead of
+ * staying in memory until `max` of them (with their errors) pile up.
+ */
+function remember<V extends { until: number }>(
+  map: Map<string, V>,
+  key: string,
+  value: V,
+  max: number,
+  now: number,
+): void {
   map.delete(key);
+  for (const [k, v] of map) {
+    if (v.until > now) break;
+    map.delete(k);
+  }
   if (map.size >= max) {
     const oldest = map.keys().next();
     if (!oldest.done) map.delete(oldest.value);

@@ -65,6 +65,8 @@ export class KonductorController {
   private readonly events: EventRecorder;
   private readonly elector: LeaderElector | undefined;
   private leading: boolean;
+  /** The cache whose gap (410 Gone, re-list pending) pauses decisions, once said in the log. */
+  private pausedBy: string | undefined;
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
@@ -82,6 +84,7 @@ export class KonductorController {
       namespace: opts.namespace,
       onEvent: (kind, ev) => this.onPrimitive(kind, ev),
       onError,
+      onRelisted: () => this.onRelisted(),
     });
     this.podInformer = new Informer<Pod>(client, {
       path: resourcePath({ version: 'v1', plural: 'pods', namespace: opts.namespace }),
@@ -89,6 +92,7 @@ export class KonductorController {
       transform: slimPod,
       onEvent: (ev) => this.onPod(ev),
       onError: (err, n) => onError('pod informer', err, n),
+      onRelisted: () => this.onRelisted(),
     });
     this.reads = new ReadTracker({ client, log: this.log, cache: this.cache, enqueue, onError });
     this.confirmation = new HolderConfirmation({ client, log: this.log, podIndex: this.podIndex, now });
@@ -103,7 +107,10 @@ export class KonductorController {
     this.events = new EventRecorder({
       client,
       instance: opts.identity,
-      onError: (err) => this.log.debug({ err }, 'event not recorded'),
+      onError: (err, willRetry) =>
+        willRetry
+          ? this.log.debug({ err }, 'event not recorded yet; retrying')
+          : this.log.warn({ err }, 'event not recorded'),
     });
     this.reconciler = new Reconciler({
       client,
@@ -123,9 +130,7 @@ export class KonductorController {
     });
     this.queue = new WorkQueue({
       concurrency: opts.concurrency ?? 4,
-      // Never decide from a partial cache: a holder whose pod is not listed yet would look gone and be
-      // released. Every key is enqueued again once all informers have synced (start()).
-      process: async (key) => (this.leading && this.hasSynced ? this.reconciler.reconcile(key) : undefined),
+      process: async (key) => (this.mayDecide() ? this.reconciler.reconcile(key) : undefined),
       onError: (key, err, attempt) => {
         if (!isConflict(err)) this.log.warn({ key, err, attempt }, 'reconcile failed; retrying');
       },
@@ -179,6 +184,35 @@ export class KonductorController {
 
   get isLeader(): boolean {
     return this.leading;
+  }
+
+  /** The first cache that missed events and has not re-listed yet (undefined: every cache is current). */
+  private cacheGap(): string | undefined {
+    return this.cache.gap() ?? (this.podInformer.current ? undefined : 'pod cache');
+  }
+
+  /**
+   * Only the leader decides, and never from a partial cache: a holder whose pod is not listed yet would look
+   * gone and be released (every key is enqueued again once all informers have synced: start()). Nor from a
+   * cache that missed events (its watch resumed into 410 Gone) until it has re-listed: a pod that finished or
+   * went meanwhile would still look like a waiter, and be granted. The re-list enqueues every key.
+   */
+  private mayDecide(): boolean {
+    if (!this.leading || !this.hasSynced) return false;
+    const gap = this.cacheGap();
+    if (gap === undefined) return true;
+    if (this.pausedBy === undefined)
+      this.log.info({ cache: gap }, 'decisions paused: a cache missed events (410 Gone) and is re-listing');
+    this.pausedBy = gap;
+    return false;
+  }
+
+  /** A cache re-listed after a gap: decide everything again from the complete caches. */
+  private onRelisted(): void {
+    if (this.cacheGap() !== undefined) return;
+    if (this.pausedBy) this.log.info({ cache: this.pausedBy }, 'caches re-listed: decisions resume');
+    this.pausedBy = undefined;
+    this.enqueueAll();
   }
 
   /** Primitives waiting in the work queue (a metric). */

@@ -18,6 +18,8 @@ export interface PrimitiveCacheOptions {
   namespace: string | undefined;
   onEvent: (kind: PrimitiveKind, ev: InformerEvent<Primitive>) => void;
   onError: (what: string, err: unknown, attempt: number) => void;
+  /** An informer re-listed after a gap (its watch resumed into 410 Gone: events were missed). */
+  onRelisted: () => void;
 }
 
 /** The path of a kind's objects (or of one object, or its status). */
@@ -62,6 +64,7 @@ export class PrimitiveCache {
             opts.onEvent(kind, ev);
           },
           onError: (err, n) => opts.onError(`${kind} informer`, err, n),
+          onRelisted: () => opts.onRelisted(),
         }),
       );
     }
@@ -81,6 +84,12 @@ export class PrimitiveCache {
 
   get hasSynced(): boolean {
     return [...this.informers.values()].every((i) => i.hasSynced);
+  }
+
+  /** The first kind's cache that missed events and has not re-listed yet (undefined: all are current). */
+  gap(): string | undefined {
+    for (const [kind, inf] of this.informers) if (!inf.current) return `${kind} cache`;
+    return undefined;
   }
 
   /** The freshest copy: the cached object, or the one our last write returned when it is newer. */

@@ -124,6 +124,9 @@ async function admitPodCreate(req: AdmissionRequest, deps: AdmissionDeps): Promi
   const request = parsed.request;
   if (request === null) return allow(req.uid);
   if (!isObject(pod.spec)) return deny(req.uid, 400, 'BadRequest', 'request.object has no spec');
+  const malformed = podSpecShapeProblem(pod.spec);
+  if (malformed !== undefined)
+    return deny(req.uid, 400, 'BadRequest', `Pod ${describeObject(req, pod)}: ${malformed}`);
   const impostor = reservedContainerImpostor(pod as unknown as Pod, deps.injection);
   if (impostor !== undefined) {
     return deny(
@@ -146,6 +149,28 @@ async function admitPodCreate(req: AdmissionRequest, deps: AdmissionDeps): Promi
     ...permitsWarnings(request, namespace, deps),
   ];
   return allow(req.uid, patch, warnings);
+}
+
+/**
+ * What is not a list (of objects) in a pod spec where the API server always sends one: the lists the
+ * injection reads or extends. The API server decodes a pod before calling webhooks, so only a review sent by
+ * something else can have it; it gets a clear 400 instead of failing the handler.
+ */
+export function podSpecShapeProblem(spec: Record<string, unknown>): string | undefined {
+  const listOfObjects = (v: unknown) => Array.isArray(v) && v.every(isObject);
+  for (const field of ['containers', 'initContainers', 'volumes'] as const) {
+    const v = spec[field];
+    if ((v !== undefined || field === 'containers') && !listOfObjects(v))
+      return `spec.${field} is not a list of objects`;
+  }
+  for (const field of ['containers', 'initContainers'] as const) {
+    for (const [i, c] of ((spec[field] ?? []) as Record<string, unknown>[]).entries()) {
+      for (const list of ['volumeMounts', 'env', 'envFrom'] as const)
+        if (c[list] !== undefined && !listOfObjects(c[list]))
+          return `spec.${field}[${i}].${list} is not a list of objects`;
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -13,6 +13,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Pod, Semaphore } from '../../api/types.ts';
+import { postAgent } from '../helpers/agentApi.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';
@@ -52,31 +53,9 @@ const closedByServer = (socket: TLSSocket) =>
     socket.resume(); // a paused socket never sees the end of the stream
   });
 
-function post(url: string, path: string, token?: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      `${url}${path}`,
-      {
-        method: 'POST',
-        ca: konductor.install.caPem,
-        agent: false, // no idle keep-alive connection left behind (they count against the connection cap)
-        headers: {
-          'content-type': 'application/json',
-          ...(token ? { authorization: `Bearer ${token}` } : {}),
-        },
-      },
-      (res) => {
-        let body = '';
-        res.on('data', (c) => {
-          body += c;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end('{}');
-  });
-}
+/** POST to the agent API or admission, leaving no idle keep-alive connection (they count against the cap). */
+const post = (url: string, path: string, token?: string) =>
+  postAgent(url, konductor.install.caPem, path, token, { agent: false });
 
 /** A /v1/wait stream: resolves `opened` on the first NDJSON event, `ended` when the server ends it. */
 function openWaitStream(token: string) {

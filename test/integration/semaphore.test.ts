@@ -5,11 +5,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Pod, Semaphore } from '../../api/types.ts';
 import { REPO_ROOT } from '../../devcluster/konductor.ts';
+import { mintPodToken, postAgent } from '../helpers/agentApi.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';
@@ -448,47 +448,11 @@ describe('admission', () => {
 });
 
 describe('agent API security', () => {
-  async function tokenFor(podName: string, audience: string): Promise<string> {
-    const pod = await getPod(podName);
-    const tr = await client.create<{ status: { token: string } }>(
-      `/api/v1/namespaces/${ns.name}/serviceaccounts/default/token`,
-      {
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenRequest',
-        spec: {
-          audiences: [audience],
-          expirationSeconds: 600,
-          boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: podName, uid: pod.metadata.uid },
-        },
-      },
-    );
-    return tr.status.token;
-  }
+  const tokenFor = async (podName: string, audience: string) =>
+    mintPodToken(client, ns.name, { name: podName, uid: (await getPod(podName)).metadata.uid }, [audience]);
   /** POST to the agent API over TLS, trusting the devcluster's webhook CA. */
-  function call(path: string, token?: string): Promise<{ status: number; body: string }> {
-    return new Promise((resolve, reject) => {
-      const req = httpsRequest(
-        `${konductor.install.url}${path}`,
-        {
-          method: 'POST',
-          ca: konductor.install.caPem,
-          headers: {
-            'content-type': 'application/json',
-            ...(token ? { authorization: `Bearer ${token}` } : {}),
-          },
-        },
-        (res) => {
-          let body = '';
-          res.on('data', (c) => {
-            body += c;
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        },
-      );
-      req.on('error', reject);
-      req.end('{}');
-    });
-  }
+  const call = (path: string, token?: string) =>
+    postAgent(konductor.install.url, konductor.install.caPem, path, token);
 
   it('rejects no token and a wrong audience; a token minted for a running pod releases nothing', async () => {
     await createSemaphore('sec', 2);

@@ -12,17 +12,18 @@
  * The manager reaches the API server through a TCP proxy the test can cut (test/helpers/tcpProxy.ts); the
  * process kubelet and the test's own client go direct.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import { Informer, type InformerEvent } from '../../api/informer.ts';
 import { isGone, KubeClient } from '../../api/kubeClient.ts';
 import type { Gate, Pod, Semaphore } from '../../api/types.ts';
+import { compactEtcd as compactEtcdAt } from '../../devcluster/etcd.ts';
 import { type DevCluster, startCluster } from '../../devcluster/index.ts';
 import { installKonductor, type KonductorInstall } from '../../devcluster/konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from '../../devcluster/kubelet/index.ts';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcpProxy.ts';
+import { type AgentAnswer, mintPodToken, postAgent } from '../helpers/agentApi.ts';
+import { kubeconfigThrough, startTcpProxy, type TcpProxy } from '../helpers/tcpProxy.ts';
 import { waitFor } from '../helpers/waitFor.ts';
 
 const NS = 'default';
@@ -45,12 +46,11 @@ beforeAll(async () => {
   });
   kubelet = await startProcessKubelet({ cluster });
   proxy = await startTcpProxy({ host: '127.0.0.1', port: cluster.apiserverPort });
-  const kubeconfig = parse(
-    await import('node:fs/promises').then((fs) => fs.readFile(cluster.kubeconfigPath, 'utf8')),
-  ) as { clusters: { cluster: { server: string } }[] };
-  for (const c of kubeconfig.clusters) c.cluster.server = `https://127.0.0.1:${proxy.port}`;
-  const proxied = join(cluster.dataDir, 'kubeconfig-through-proxy');
-  await writeFile(proxied, stringify(kubeconfig));
+  const proxied = await kubeconfigThrough(
+    proxy,
+    cluster.kubeconfigPath,
+    join(cluster.dataDir, 'kubeconfig-through-proxy'),
+  );
   konductor = await installKonductor(
     {
       client: cluster.client,
@@ -70,15 +70,7 @@ afterAll(async () => {
 });
 
 /** Compacts etcd at its current revision: every older resourceVersion is gone (watches from it get 410). */
-async function compactEtcd(): Promise<void> {
-  const post = async (path: string, body: unknown) => {
-    const res = await fetch(`${cluster.etcdUrl}${path}`, { method: 'POST', body: JSON.stringify(body) });
-    if (!res.ok) throw new Error(`etcd ${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as { header: { revision: string } };
-  };
-  const { header } = await post('/v3/kv/range', { key: Buffer.from('/').toString('base64') });
-  await post('/v3/kv/compaction', { revision: header.revision, physical: true });
-}
+const compactEtcd = () => compactEtcdAt(cluster.etcdUrl);
 
 const annotatedPod = (name: string, script: string): Pod => ({
   apiVersion: 'v1',
@@ -183,6 +175,109 @@ describe('a re-list after 410 Gone', () => {
     );
     const sem = await getSem();
     expect(sem.status?.holders.some((h) => h.uid === old.metadata.uid)).toBe(false);
+  });
+});
+
+describe('a pod cache that missed events (410 Gone)', () => {
+  it('is not decided from until it has re-listed: a waiter deleted meanwhile is never granted', async () => {
+    const ROLE = '/apis/rbac.authorization.k8s.io/v1/clusterroles/konductor-manager';
+    await cluster.client.create(SEMS, {
+      apiVersion: 'sync.konductor.io/v1',
+      kind: 'Semaphore',
+      metadata: { name: 'gap' },
+      spec: { permits: 1 },
+    });
+    const getSem = () => cluster.client.get<Semaphore>(`${SEMS}/gap`);
+    const gapPod = (name: string, script: string): Pod => {
+      const pod = annotatedPod(name, script);
+      pod.metadata.annotations = { 'konductor.io/semaphore': 'gap' };
+      return pod;
+    };
+    await cluster.client.create(PODS, gapPod('gap-holder', 'sleep 3600'));
+    await waitFor(async () => (await getSem()).status?.holders?.[0]?.pod === 'gap-holder', {
+      message: 'gap-holder holds the permit',
+    });
+    const waiter = await cluster.client.create<Pod>(PODS, gapPod('gap-waiter', 'true'));
+    await waitFor(async () => (await getSem()).status?.waiting === 1, { message: 'gap-waiter waits' });
+    let grantedToGone = false;
+    const watcher = new Informer<Semaphore>(cluster.client, {
+      path: SEMS,
+      fieldSelector: 'metadata.name=gap',
+      onEvent: (ev) => {
+        if (ev.type !== 'deleted' && ev.object.status?.holders?.some((h) => h.uid === waiter.metadata.uid))
+          grantedToGone = true;
+      },
+    }).start();
+    await watcher.synced;
+    const role = await cluster.client.get<{ rules: { resources?: string[]; verbs: string[] }[] }>(ROLE);
+    try {
+      // While the manager is cut off, the waiter goes and etcd forgets the manager's place in the pod watch.
+      proxy.cut();
+      await cluster.client.delete(`${PODS}/gap-waiter`, { gracePeriodSeconds: 0 });
+      await waitFor(
+        async () =>
+          (await cluster.client.list<Pod>(PODS, { fieldSelector: 'metadata.name=gap-waiter' })).items
+            .length === 0,
+        { message: 'gap-waiter is gone' },
+      );
+      await compactEtcd();
+      // The re-list the pod watch needs cannot complete (as under a list the API server is slow to serve).
+      await cluster.client.replace(ROLE, {
+        ...role,
+        rules: role.rules.map((r) =>
+          r.resources?.includes('pods') ? { ...r, verbs: r.verbs.filter((v) => v !== 'list') } : r,
+        ),
+      });
+      proxy.restore();
+      // Something to decide: a second permit. From its stale pod cache the manager would grant gap-waiter.
+      await cluster.client.patchMerge(`${SEMS}/gap`, { spec: { permits: 2 } });
+      const log = konductor.manager()?.logPath ?? '';
+      await waitFor(async () => grantedToGone || (await readFile(log, 'utf8')).includes('decisions paused'), {
+        timeoutMs: 60_000,
+        message: 'gap-waiter granted, or decisions paused',
+      });
+      expect(grantedToGone, 'a deleted waiter was granted from a cache that missed its deletion').toBe(false);
+    } finally {
+      await cluster.client.replace(ROLE, { ...(await cluster.client.get<object>(ROLE)), rules: role.rules });
+      proxy.restore();
+    }
+    // Once the pods are re-listed, the decision is made from the API's state: nobody else waits.
+    await waitFor(
+      async () => {
+        const s = await getSem();
+        return s.status?.observedGeneration === s.metadata.generation && s.status?.waiting === 0;
+      },
+      { timeoutMs: 60_000, message: 'the second permit decided after the re-list' },
+    );
+    watcher.stop();
+    expect(grantedToGone).toBe(false);
+    expect((await getSem()).status?.holders.map((h) => h.pod)).toEqual(['gap-holder']);
+  });
+});
+
+describe('an agent request while the manager cannot reach the API server', () => {
+  it('is answered 503 (retry later), not a 500, when its token cannot be reviewed', async () => {
+    const pod = await cluster.client.create<Pod>(PODS, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'unreviewed' },
+      spec: { containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }] },
+    });
+    const token = await mintPodToken(cluster.client, NS, { name: 'unreviewed', uid: pod.metadata.uid }, [
+      'konductor',
+    ]);
+    const release = () => postAgent(konductor.url, konductor.caPem, '/v1/release', token);
+    proxy.cut();
+    let answer: AgentAnswer;
+    try {
+      answer = await release();
+    } finally {
+      proxy.restore();
+    }
+    expect(answer.status).toBe(503);
+    expect(JSON.parse(answer.body)).toMatchObject({ code: 'KDR_AGENT_AUTH_UNAVAILABLE' });
+    // Not remembered as a refusal: once the API server is reachable the same token is reviewed and accepted.
+    await waitFor(async () => (await release()).status === 200, { message: 'the release is answered' });
   });
 });
 

@@ -102,6 +102,23 @@ describe('AgentAuthenticator', () => {
     expect(calls).toHaveLength(2);
   });
 
+  it('keeps no cache entry past its time: a flood of distinct bad tokens does not pile up in memory', async () => {
+    const { reviewer } = counting();
+    let now = NOW;
+    const auth = new AgentAuthenticator(reviewer, { now: () => now, negativeTtlMs: 5000 });
+    for (let i = 0; i < 1000; i++) {
+      await expect(auth.authenticate(`Bearer ${jwt(podClaims({ jti: String(i) }))}`)).rejects.toMatchObject({
+        statusCode: 401,
+      });
+    }
+    expect(auth.cachedTokens()).toEqual({ accepted: 0, refused: 1000 });
+    now += 5001;
+    await expect(auth.authenticate(`Bearer ${jwt(podClaims({ jti: 'late' }))}`)).rejects.toMatchObject({
+      statusCode: 401,
+    });
+    expect(auth.cachedTokens()).toEqual({ accepted: 0, refused: 1 });
+  });
+
   it('concurrent requests with one token share one review; an accepted token is cached', async () => {
     const { calls, reviewer } = counting(() => accepted);
     const auth = new AgentAuthenticator(reviewer, { now: () => NOW });
@@ -151,7 +168,11 @@ describe('AgentAuthenticator', () => {
     };
     const auth = new AgentAuthenticator(reviewer, { now: () => NOW });
     const good = `Bearer ${jwt(podClaims())}`;
-    await expect(auth.authenticate(good)).rejects.toThrow('connection refused');
+    await expect(auth.authenticate(good)).rejects.toMatchObject({
+      code: 'KDR_AGENT_AUTH_UNAVAILABLE',
+      statusCode: 503,
+      message: expect.stringContaining('connection refused'),
+    });
     fail = false;
     await expect(auth.authenticate(good)).resolves.toMatchObject({ pod: 'p' });
     expect(calls).toHaveLength(2);

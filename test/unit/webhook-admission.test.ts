@@ -315,6 +315,31 @@ describe('reviewAdmission: pods', () => {
     });
   });
 
+  it('a pod whose spec lists are not lists is denied as malformed (400), not a handler failure (500)', async () => {
+    type Spec = Record<string, unknown>;
+    const first = (s: Spec, list: string) => (s[list] as Spec[])[0] as Spec;
+    const shapes: [string, (spec: Spec) => void][] = [
+      ['containers', (s) => Object.assign(s, { containers: 'main' })],
+      ['containers', (s) => Object.assign(s, { containers: [1] })],
+      ['initContainers', (s) => Object.assign(s, { initContainers: { name: 'x' } })],
+      ['volumes', (s) => Object.assign(s, { volumes: 'v' })],
+      ['containers[0].volumeMounts', (s) => Object.assign(first(s, 'containers'), { volumeMounts: 'x' })],
+      ['containers[0].env', (s) => Object.assign(first(s, 'containers'), { env: { A: '1' } })],
+      [
+        'initContainers[0].volumeMounts',
+        (s) => Object.assign(s, { initContainers: [{ name: 'i', volumeMounts: 7 }] }),
+      ],
+    ];
+    for (const [field, mutate] of shapes) {
+      const review = structuredClone(fixture('pod-job'));
+      mutate((review.request.object as { spec: Record<string, unknown> }).spec);
+      const out = await reviewAdmission(review, { injection: CONFIG });
+      expect(out.response?.allowed, field).toBe(false);
+      expect(out.response?.status?.code, field).toBe(400);
+      expect(out.response?.status?.message, field).toContain(`spec.${field}`);
+    }
+  });
+
   it('a malformed review is denied, not thrown', async () => {
     const out = await reviewAdmission({ apiVersion: 'admission.k8s.io/v1' } as AdmissionReview, {
       injection: CONFIG,
@@ -528,6 +553,30 @@ describe('reviewAdmission: properties', () => {
         },
       ),
       { numRuns: 500 },
+    );
+  });
+
+  it('an annotated pod with any value in its spec lists is decided, never a handler failure', async () => {
+    const fields = [
+      'containers',
+      'initContainers',
+      'volumes',
+      'c.volumeMounts',
+      'c.env',
+      'c.envFrom',
+      'c.args',
+    ];
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...fields), fc.anything(), async (field, value) => {
+        const review = structuredClone(fixture('pod-job'));
+        const spec = (review.request.object as { spec: Record<string, unknown> }).spec;
+        if (field.startsWith('c.'))
+          (spec.containers as Record<string, unknown>[])[0]![field.slice(2)] = value;
+        else spec[field] = value;
+        const out = await reviewAdmission(review, { injection: CONFIG });
+        expect(out.response?.status?.code ?? 200).not.toBe(500);
+      }),
+      { numRuns: 300 },
     );
   });
 
