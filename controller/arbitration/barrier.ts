@@ -14,11 +14,10 @@
  */
 import { MAX_ARRIVALS } from '../../api/limits.ts';
 import type { Arrival, Barrier, BarrierStatus } from '../../api/types.ts';
-import { type ConditionUpdate, findCondition, latchedReady, withReady } from './conditions.ts';
+import { findCondition, latchedReady, type ReadyDecision, readyDecision } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
 import type { KindRules } from './kindRules.ts';
 import type { PodView } from './podView.ts';
-import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
 import { indexByUid } from './waitingQueue.ts';
 import { plural } from './wording.ts';
@@ -30,13 +29,8 @@ export interface BarrierArbitrationInput {
   now: number;
 }
 
-export interface BarrierArbitrationResult {
-  status: BarrierStatus;
-  changed: boolean;
-  events: PlannedEvent[];
-  /** Arbitrate again after this many ms (the timeout deadline), while Waiting. */
-  requeueAfterMs?: number;
-}
+/** Its status with the Ready condition, whether it changed, its Events; requeueAfterMs: the timeout deadline. */
+export type BarrierArbitrationResult = ReadyDecision<BarrierStatus>;
 
 export type BarrierVerdict = 'wait' | 'pass' | { failed: string };
 
@@ -66,12 +60,7 @@ export function arbitrateBarrier(input: BarrierArbitrationInput): BarrierArbitra
   const needed = barrierNeeded(barrier);
   const timeout = readDuration('timeout', barrier.spec?.timeout);
 
-  const finish = (status: BarrierStatus, ready: ConditionUpdate, requeueAfterMs?: number) => {
-    withReady(old, status, ready, generation, nowIso);
-    const result: BarrierArbitrationResult = { status, changed: !jsonEqual(old, status), events };
-    if (requeueAfterMs !== undefined) result.requeueAfterMs = requeueAfterMs;
-    return result;
-  };
+  const finish = readyDecision<BarrierStatus>(old, generation, nowIso, events);
 
   // Latched: an Open or Failed barrier never changes its verdict.
   if (old !== undefined && (old.phase === 'Open' || old.phase === 'Failed')) {

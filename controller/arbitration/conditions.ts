@@ -5,6 +5,8 @@
 import { MAX_STATUS_MESSAGE } from '../../api/limits.ts';
 import type { ConditionReason } from '../../api/reasons.ts';
 import type { Condition, ConditionStatus } from '../../api/types.ts';
+import type { PlannedEvent } from './events.ts';
+import { jsonEqual } from './statusEquality.ts';
 
 /**
  * A message as konductor stores it in a status: at most MAX_STATUS_MESSAGE characters (a longer one ends in
@@ -110,4 +112,31 @@ export function withReady<S extends { conditions?: Condition[]; observedGenerati
   status.conditions = setConditions(old?.conditions, updates, nowIso);
   if (generation !== undefined) status.observedGeneration = generation;
   return status;
+}
+
+/** A decision of a kind whose status says Ready: the new status, whether it differs, its Events. */
+export interface ReadyDecision<S> {
+  status: S;
+  changed: boolean;
+  events: PlannedEvent[];
+  /** Decide again after this many ms (a deadline), absent when only a change would. */
+  requeueAfterMs?: number;
+}
+
+/**
+ * The last step of such a decision, shared by the kinds that latch a verdict (Barrier, Gate): stamps the
+ * Ready condition on the new status (withReady) and compares it with the old one.
+ */
+export function readyDecision<S extends { conditions?: Condition[]; observedGeneration?: number }>(
+  old: S | undefined,
+  generation: number | undefined,
+  nowIso: string,
+  events: PlannedEvent[],
+): (status: S, ready: ConditionUpdate, requeueAfterMs?: number) => ReadyDecision<S> {
+  return (status, ready, requeueAfterMs) => {
+    withReady(old, status, ready, generation, nowIso);
+    const result: ReadyDecision<S> = { status, changed: !jsonEqual(old, status), events };
+    if (requeueAfterMs !== undefined) result.requeueAfterMs = requeueAfterMs;
+    return result;
+  };
 }

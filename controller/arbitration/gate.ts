@@ -28,10 +28,15 @@ import type {
   Job,
   Primitive,
 } from '../../api/types.ts';
-import { type ConditionUpdate, findCondition, latchedReady, statusMessage, withReady } from './conditions.ts';
+import {
+  findCondition,
+  latchedReady,
+  type ReadyDecision,
+  readyDecision,
+  statusMessage,
+} from './conditions.ts';
 import { type PlannedEvent, primitiveEvent } from './events.ts';
 import type { KindRules, ReadTarget } from './kindRules.ts';
-import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
 import { plural } from './wording.ts';
 
@@ -65,13 +70,8 @@ export function gateReadersAllow(annotations: Record<string, string> | undefined
     .some((v) => v === '*' || v === from);
 }
 
-export interface GateEvaluationResult {
-  status: GateStatus;
-  changed: boolean;
-  events: PlannedEvent[];
-  /** Evaluate again after this many ms (the timeout deadline), while Waiting. */
-  requeueAfterMs?: number;
-}
+/** Its status with the Ready condition, whether it changed, its Events; requeueAfterMs: the timeout deadline. */
+export type GateEvaluationResult = ReadyDecision<GateStatus>;
 
 export interface GateReference {
   type: GateConditionType;
@@ -178,12 +178,7 @@ export function evaluateGate(input: GateEvaluationInput): GateEvaluationResult {
   const generation = gate.metadata.generation;
   const events: PlannedEvent[] = [];
 
-  const finish = (status: GateStatus, ready: ConditionUpdate, requeueAfterMs?: number) => {
-    withReady(old, status, ready, generation, nowIso);
-    const result: GateEvaluationResult = { status, changed: !jsonEqual(old, status), events };
-    if (requeueAfterMs !== undefined) result.requeueAfterMs = requeueAfterMs;
-    return result;
-  };
+  const finish = readyDecision<GateStatus>(old, generation, nowIso, events);
 
   if (old !== undefined && (old.phase === 'Open' || old.phase === 'Failed')) {
     return finish({ ...old }, latchedReady(old, ref));

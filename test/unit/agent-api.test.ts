@@ -101,6 +101,10 @@ async function serve(controller: ScriptedController, extra: Partial<AgentApiOpti
   return app;
 }
 
+/** POST `url` with an empty body, with the token `authorization` (a Bearer header) if given. */
+const post = (server: FastifyInstance, url: string, authorization?: string) =>
+  server.inject({ method: 'POST', url, headers: authorization ? { authorization } : {}, payload: {} });
+
 const events = (body: string): WaitEvent[] =>
   body
     .split('\n')
@@ -115,23 +119,13 @@ async function subscribed(controller: ScriptedController): Promise<void> {
 describe('POST /v1/wait and /v1/release through inject()', () => {
   it('answers 401 and 403 with the catalogue code, and a failing authenticator with 500', async () => {
     const server = await serve(new ScriptedController());
-    const none = await server.inject({ method: 'POST', url: AGENT_API.wait.path, payload: {} });
+    const none = await post(server, AGENT_API.wait.path);
     expect(none.statusCode).toBe(401);
     expect(none.json()).toMatchObject({ code: 'KDR_AGENT_NO_TOKEN' });
-    const notPod = await server.inject({
-      method: 'POST',
-      url: AGENT_API.release.path,
-      headers: { authorization: 'Bearer not-a-pod' },
-      payload: {},
-    });
+    const notPod = await post(server, AGENT_API.release.path, 'Bearer not-a-pod');
     expect(notPod.statusCode).toBe(403);
     expect(notPod.json()).toMatchObject({ code: 'KDR_AGENT_NOT_POD_TOKEN' });
-    const broken = await server.inject({
-      method: 'POST',
-      url: AGENT_API.wait.path,
-      headers: { authorization: 'Bearer broken' },
-      payload: {},
-    });
+    const broken = await post(server, AGENT_API.wait.path, 'Bearer broken');
     expect(broken.statusCode).toBe(500);
     expect(broken.json()).toMatchObject({
       code: 'KDR_AGENT_AUTH_FAILED',
@@ -142,12 +136,7 @@ describe('POST /v1/wait and /v1/release through inject()', () => {
   it('answers 404 when the pod does not appear in the cache in time', async () => {
     const controller = new ScriptedController();
     controller.known = false;
-    const res = await (await serve(controller)).inject({
-      method: 'POST',
-      url: AGENT_API.wait.path,
-      headers: { authorization: GOOD },
-      payload: {},
-    });
+    const res = await post(await serve(controller), AGENT_API.wait.path, GOOD);
     expect(res.statusCode).toBe(404);
     expect(res.json()).toMatchObject({
       code: 'KDR_AGENT_POD_UNKNOWN',
@@ -159,12 +148,7 @@ describe('POST /v1/wait and /v1/release through inject()', () => {
     const controller = new ScriptedController();
     controller.standingNow = waitingAt(2);
     const server = await serve(controller);
-    const pending = server.inject({
-      method: 'POST',
-      url: AGENT_API.wait.path,
-      headers: { authorization: GOOD },
-      payload: {},
-    });
+    const pending = post(server, AGENT_API.wait.path, GOOD);
     await subscribed(controller);
     controller.change(waitingAt(2)); // unchanged: nothing sent
     controller.change(waitingAt(1));
@@ -181,12 +165,7 @@ describe('POST /v1/wait and /v1/release through inject()', () => {
     const controller = new ScriptedController();
     controller.standingNow = waitingAt(1);
     const server = await serve(controller);
-    const pending = server.inject({
-      method: 'POST',
-      url: AGENT_API.wait.path,
-      headers: { authorization: GOOD },
-      payload: {},
-    });
+    const pending = post(server, AGENT_API.wait.path, GOOD);
     await subscribed(controller);
     controller.change(undefined);
     const res = await pending;
