@@ -248,7 +248,12 @@ const unmetOf = (g: Gate) => (g.status?.conditionStatuses ?? []).filter((c) => !
 /** The Gate's row of the kind table (./kinds.ts). */
 export const gateRules: KindRules<Gate> = {
   arbitrate: ({ primitive, now, reads }) =>
-    evaluateGate({ gate: primitive, now, lookup: reads.lookup, mayRead: reads.mayRead }),
+    evaluateGate({
+      gate: primitive,
+      now,
+      lookup: (t, ns, n) => reads.lookup(t, ns, n),
+      mayRead: (t, f) => reads.mayRead(t, f),
+    }),
   readsPods: false,
   holders: () => [],
   grantOf: (g) =>
