@@ -6,20 +6,35 @@
  * and so are the keys the webhook writes itself (RESERVED_ANNOTATIONS). Values are trimmed of surrounding
  * whitespace. Every problem is reported (not just the first), each naming the annotation and the accepted form.
  */
-import { ANNOTATION_PREFIX, ANNOTATIONS, type PrimitiveKind, RESERVED_ANNOTATIONS } from './constants.ts';
+import { ANNOTATION_PREFIX, ANNOTATIONS, RESERVED_ANNOTATIONS } from './constants.ts';
 import { DURATION_TOO_LONG, DURATION_TOO_LONG_MESSAGE, parseBoundedDuration } from './duration.ts';
 import { isKonductorError } from './errors.ts';
+import { ACQUISITION_ORDER, KINDS, PRIMITIVE_KINDS, type PrimitiveKind } from './kinds.ts';
 import { MAX_PERMITS, PRIORITY_MAX, PRIORITY_MIN } from './limits.ts';
 
-export interface KonductorRequest {
-  semaphore?: { name: string; permits: number };
-  lease?: { name: string };
-  barrier?: { name: string };
-  gate?: { name: string };
+/** What a pod asks of one primitive: its name, and the permits of a counted kind. */
+export interface KindRequest {
+  name: string;
+  permits?: number;
+}
+
+/** Per kind, by its singular name (`semaphore: {name, permits}`, `lease: {name}`, ...): from the kind table. */
+type KindRequests = {
+  [K in PrimitiveKind as (typeof KINDS)[K]['singular']]?: (typeof KINDS)[K]['holds'] extends 'permits'
+    ? { name: string; permits: number }
+    : { name: string };
+};
+
+export type KonductorRequest = KindRequests & {
   /** Queue priority, higher first; 0 when not annotated. */
   priority: number;
   /** Give up waiting after this many milliseconds; absent = wait forever. */
   waitTimeoutMs?: number;
+};
+
+/** What the request asks of one kind, if anything. */
+export function requestOf(request: KonductorRequest, kind: PrimitiveKind): KindRequest | undefined {
+  return (request as unknown as Record<string, KindRequest | undefined>)[KINDS[kind].singular];
 }
 
 export interface AnnotationProblem {
@@ -48,7 +63,10 @@ const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
 const DNS1123_SUBDOMAIN_MAX = 253;
 
 const USER_KEYS: readonly string[] = Object.values(ANNOTATIONS);
-const PRIMITIVE_KEYS = [ANNOTATIONS.semaphore, ANNOTATIONS.lease, ANNOTATIONS.barrier, ANNOTATIONS.gate];
+const PRIMITIVE_KEYS: readonly string[] = PRIMITIVE_KINDS.map((k) => KINDS[k].annotation);
+/** The kinds konductor.io/permits applies to. */
+const COUNTED = PRIMITIVE_KINDS.filter((k) => KINDS[k].holds === 'permits');
+const COUNTED_NAMES = COUNTED.map((k) => KINDS[k].singular).join(' or ');
 
 /** True for a Kubernetes object name that is a DNS-1123 subdomain (what every konductor primitive's name is). */
 export function isDns1123Subdomain(name: string): boolean {
@@ -108,10 +126,11 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
 
   const request: KonductorRequest = { priority: 0 };
 
-  const semaphore = nameOf(ANNOTATIONS.semaphore);
-  const lease = nameOf(ANNOTATIONS.lease);
-  const barrier = nameOf(ANNOTATIONS.barrier);
-  const gate = nameOf(ANNOTATIONS.gate);
+  const names = new Map<PrimitiveKind, string>();
+  for (const kind of PRIMITIVE_KINDS) {
+    const name = nameOf(KINDS[kind].annotation);
+    if (name !== undefined) names.set(kind, name);
+  }
 
   let permits = 1;
   const permitsRaw = read(ANNOTATIONS.permits);
@@ -129,17 +148,17 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
         ANNOTATIONS.permits,
         permitsRaw,
         `annotation ${ANNOTATIONS.permits}: ${JSON.stringify(permitsRaw)} is more than ${MAX_PERMITS}, the most ` +
-          `permits a Semaphore can have (expected an integer from 1 to ${MAX_PERMITS}, e.g. ${ANNOTATIONS.permits}: "2")`,
+          `permits a ${COUNTED.join(' or ')} can have (expected an integer from 1 to ${MAX_PERMITS}, e.g. ${ANNOTATIONS.permits}: "2")`,
       );
     } else {
       permits = n;
     }
-    if (annotations[ANNOTATIONS.semaphore] === undefined) {
+    if (COUNTED.every((k) => annotations[KINDS[k].annotation] === undefined)) {
       problem(
         ANNOTATIONS.permits,
         permitsRaw,
-        `annotation ${ANNOTATIONS.permits} only applies to a semaphore (expected together with ` +
-          `${ANNOTATIONS.semaphore}: "NAME")`,
+        `annotation ${ANNOTATIONS.permits} only applies to a ${COUNTED_NAMES} (expected together with ` +
+          `${COUNTED.map((k) => `${KINDS[k].annotation}: "NAME"`).join(' or ')})`,
       );
     }
   }
@@ -203,15 +222,16 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
 
   if (problems.length > 0) return { ok: false, problems };
 
-  if (semaphore !== undefined) request.semaphore = { name: semaphore, permits };
-  if (lease !== undefined) request.lease = { name: lease };
-  if (barrier !== undefined) request.barrier = { name: barrier };
-  if (gate !== undefined) request.gate = { name: gate };
+  for (const [kind, name] of names) {
+    const asked: KindRequest = KINDS[kind].holds === 'permits' ? { name, permits } : { name };
+    (request as unknown as Record<string, KindRequest>)[KINDS[kind].singular] = asked;
+  }
   return { ok: true, request };
 }
 
 /**
- * The primitives a request names, in ACQUISITION ORDER: gate, barrier, lease, semaphore.
+ * The primitives a request names, in ACQUISITION ORDER (the kind table's `order`): gate, barrier, lease,
+ * semaphore.
  *
  * Why this order: a pod first waits on the things that hold nothing (a gate, then a barrier), and only
  * then takes exclusive or counted resources, so it never sits on a permit while it waits at a gate or a
@@ -221,15 +241,12 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
  */
 export function primitivesOf(req: KonductorRequest): PrimitiveRef[] {
   const out: PrimitiveRef[] = [];
-  if (req.gate) out.push({ kind: 'Gate', name: req.gate.name, permits: 0 });
-  if (req.barrier) out.push({ kind: 'Barrier', name: req.barrier.name, permits: 0 });
-  if (req.lease) out.push({ kind: 'Lease', name: req.lease.name, permits: 1 });
-  if (req.semaphore)
-    out.push({ kind: 'Semaphore', name: req.semaphore.name, permits: req.semaphore.permits });
+  for (const kind of ACQUISITION_ORDER) {
+    const asked = requestOf(req, kind);
+    if (!asked) continue;
+    const holds = KINDS[kind].holds;
+    const permits = holds === 'permits' ? (asked.permits ?? 1) : holds === 'exclusive' ? 1 : 0;
+    out.push({ kind, name: asked.name, permits });
+  }
   return out;
-}
-
-/** Human-readable summary of all problems, for an admission denial. */
-export function describeProblems(problems: readonly AnnotationProblem[]): string {
-  return problems.map((p) => p.message).join('; ');
 }

@@ -1,26 +1,34 @@
+import { KINDS, PRIMITIVE_KINDS, type PrimitiveKind } from './kinds.ts';
+
 /** API group and version of konductor's custom resources. */
 export const GROUP = 'sync.konductor.io';
 export const VERSION = 'v1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 
-/** The four primitive kinds, with their REST plural names. */
-export const KINDS = {
-  Semaphore: { plural: 'semaphores', singular: 'semaphore', shortNames: ['sem', 'ksem'] },
-  Lease: { plural: 'leases', singular: 'lease', shortNames: ['klease'] },
-  Barrier: { plural: 'barriers', singular: 'barrier', shortNames: ['kbar'] },
-  Gate: { plural: 'gates', singular: 'gate', shortNames: ['kgate'] },
-} as const;
-export type PrimitiveKind = keyof typeof KINDS;
+/** The kinds and their names live in the kind table (./kinds.ts). */
+export { KINDS, type PrimitiveKind };
 export const CATEGORY = 'konductor';
 
 /** Prefix of every user-facing pod annotation. */
 export const ANNOTATION_PREFIX = 'konductor.io/';
+/** Each kind's own annotation (`konductor.io/<singular>`), by its singular name. */
+type KindAnnotations = {
+  [K in PrimitiveKind as (typeof KINDS)[K]['singular']]: (typeof KINDS)[K]['annotation'];
+};
+const PERMITS_ANNOTATION = 'konductor.io/permits';
+
+/**
+ * Every user-facing pod annotation: one per kind (from the kind table; `konductor.io/permits` right after a
+ * counted kind's), then the modifiers.
+ */
 export const ANNOTATIONS = {
-  semaphore: 'konductor.io/semaphore',
-  permits: 'konductor.io/permits',
-  lease: 'konductor.io/lease',
-  barrier: 'konductor.io/barrier',
-  gate: 'konductor.io/gate',
+  ...(Object.fromEntries(
+    PRIMITIVE_KINDS.flatMap((k) => [
+      [KINDS[k].singular, KINDS[k].annotation],
+      ...(KINDS[k].holds === 'permits' ? [['permits', PERMITS_ANNOTATION]] : []),
+    ]),
+  ) as KindAnnotations),
+  permits: PERMITS_ANNOTATION,
   priority: 'konductor.io/priority',
   waitTimeout: 'konductor.io/wait-timeout',
 } as const;

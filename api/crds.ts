@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { GROUP, KINDS, type PrimitiveKind } from './constants.ts';
-import { KonductorError } from './errors.ts';
+import { konductorError } from './errors.ts';
 
 /** Absolute path of charts/konductor/files/crds in the repository layout. */
 export const CRD_DIR = fileURLToPath(new URL('../charts/konductor/files/crds/', import.meta.url));
@@ -29,8 +29,7 @@ export function loadCrdManifests(dir: string = CRD_DIR): Record<string, unknown>
   return (Object.keys(KINDS) as PrimitiveKind[]).map((kind) => {
     const file = join(dir, crdFileName(kind));
     const doc: unknown = parse(readFileSync(file, 'utf8'));
-    if (typeof doc !== 'object' || doc === null)
-      throw new KonductorError('KDR_CRD_INVALID', `${file} is not a YAML object`);
+    if (typeof doc !== 'object' || doc === null) throw konductorError('KDR_CRD_INVALID', file);
     return doc as Record<string, unknown>;
   });
 }

@@ -8,14 +8,14 @@
  * Go's lax forms `.5s` / `5.s` so that the CRD schema pattern below and this parser agree exactly
  * (test/unit/duration.test.ts keeps them in sync).
  */
-import { KonductorError } from './errors.ts';
+import { type ErrorCode, konductorError } from './errors.ts';
 import { MAX_DURATION, MAX_DURATION_MS } from './limits.ts';
 
 /** Pattern used by the CRD OpenAPI schemas (RE2- and ECMAScript-compatible). */
 export const DURATION_PATTERN = '^(0|([0-9]+(\\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+)$';
 
-export const DURATION_INVALID = 'KDR_DURATION_INVALID';
-export const DURATION_TOO_LONG = 'KDR_DURATION_TOO_LONG';
+export const DURATION_INVALID = 'KDR_DURATION_INVALID' satisfies ErrorCode;
+export const DURATION_TOO_LONG = 'KDR_DURATION_TOO_LONG' satisfies ErrorCode;
 
 /**
  * The CEL rule every duration field of the CRDs carries (the schema pattern cannot say "at most"); its
@@ -40,10 +40,9 @@ const WHOLE = new RegExp(DURATION_PATTERN);
 /** Parses a Go duration string into milliseconds (possibly fractional below 1 ms). */
 export function parseDuration(s: string): number {
   if (typeof s !== 'string' || !WHOLE.test(s)) {
-    throw new KonductorError(
+    throw konductorError(
       DURATION_INVALID,
       `${JSON.stringify(s)} is not a duration (expected a Go duration such as "30s", "5m", "1h30m", "1.5h")`,
-      400,
     );
   }
   if (s === '0') return 0;
@@ -53,7 +52,7 @@ export function parseDuration(s: string): number {
     total += Number(m[1]) * (UNIT_MS[m[2] as string] as number);
   }
   if (!Number.isFinite(total) || total > Number.MAX_SAFE_INTEGER) {
-    throw new KonductorError(DURATION_INVALID, `duration ${JSON.stringify(s)} is out of range`, 400);
+    throw konductorError(DURATION_INVALID, `duration ${JSON.stringify(s)} is out of range`);
   }
   // Scaling by fractional unit factors can leave float noise (e.g. 0.1h); snap to a microsecond.
   return Math.round(total * 1000) / 1000;
@@ -65,11 +64,7 @@ export function parseDuration(s: string): number {
  */
 export function parseBoundedDuration(s: string): number {
   if (typeof s === 'string' && WHOLE.test(s) && durationNanos(s) > MAX_DURATION_NANOS) {
-    throw new KonductorError(
-      DURATION_TOO_LONG,
-      `duration ${JSON.stringify(s)} is too long: it ${DURATION_TOO_LONG_MESSAGE}`,
-      400,
-    );
+    throw konductorError(DURATION_TOO_LONG, JSON.stringify(s), DURATION_TOO_LONG_MESSAGE);
   }
   return parseDuration(s);
 }
@@ -118,7 +113,7 @@ export function isDuration(s: string): boolean {
  */
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) {
-    throw new KonductorError(DURATION_INVALID, `cannot format ${ms} ms as a duration`, 500);
+    throw konductorError(DURATION_INVALID, `cannot format ${ms} ms as a duration`);
   }
   if (ms === 0) return '0s';
   if (ms < 1000) return `${trimFraction(ms, 3)}ms`;

@@ -10,7 +10,9 @@
  * watch was away — the informer emits `deleted` for the old object and `added` for the new one, never an
  * `updated` that would silently replace one object with another (a deleted holder's grant would leak).
  */
-import { isGone, type KubeClient, type Query, type WatchEvent } from './kubeClient.ts';
+import { backoffDelay, WATCH_BACKOFF } from './backoff.ts';
+import { isGone, type KubeClient } from './kubeClient.ts';
+import type { Query, WatchEvent } from './kubeRequest.ts';
 import { setLongTimeout } from './longTimer.ts';
 
 export interface ObjectWithMeta {
@@ -167,8 +169,10 @@ export class Informer<T extends ObjectWithMeta> {
   }
 
   private async run(): Promise<void> {
-    const min = this.opts.minBackoffMs ?? 100;
-    const max = this.opts.maxBackoffMs ?? 3000;
+    const policy = {
+      baseMs: this.opts.minBackoffMs ?? WATCH_BACKOFF.baseMs,
+      maxMs: this.opts.maxBackoffMs ?? WATCH_BACKOFF.maxMs,
+    };
     let attempt = 0;
     let needList = true;
     while (this.running) {
@@ -200,8 +204,7 @@ export class Informer<T extends ObjectWithMeta> {
         }
         attempt++;
         this.opts.onError?.(err, attempt);
-        const ceiling = Math.min(max, min * 2 ** Math.min(attempt - 1, 10));
-        await delay(ceiling / 2 + Math.random() * (ceiling / 2), this.abort.signal);
+        await delay(backoffDelay(attempt - 1, Math.random, policy), this.abort.signal);
       }
     }
   }

@@ -12,54 +12,23 @@
 import { readFileSync } from 'node:fs';
 import { type Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
-import { KonductorError } from './errors.ts';
+import { ERRORS, KonductorError } from './errors.ts';
 import type { KubeconfigSelection } from './kubeconfigTypes.ts';
-
-export interface KubeConnection {
-  server: string;
-  ca?: string;
-  cert?: string;
-  key?: string;
-  /** A static bearer token. */
-  token?: string;
-  /** A bearer token file, read at every request (prefer `credentials`, which re-reads it every minute). */
-  tokenFile?: string;
-  insecureSkipTLSVerify?: boolean;
-  /** TLS server name to verify instead of the server URL's host (kubeconfig tls-server-name). */
-  tlsServerName?: string;
-  /** http://, https:// or socks5:// proxy (kubeconfig proxy-url). */
-  proxyUrl?: string;
-  /** Headers sent with every request (Authorization, Impersonate-User). */
-  headers?: Record<string, string>;
-  /** Credentials that change over time (token files, exec plugins, auth providers). */
-  credentials?: CredentialSource;
-  /** Default namespace of the context (kubeconfig) or of the pod (in cluster). */
-  namespace?: string;
-  /** The kubeconfig context it came from. */
-  context?: string;
-}
-
-/** What a request carries to authenticate. */
-export interface RequestCredentials {
-  headers: Record<string, string>;
-  /** Client certificate and key (PEM), e.g. from an exec plugin. */
-  cert?: string;
-  key?: string;
-}
-
-export interface CredentialSource {
-  /** The credentials to use now; a promise only while they are being refreshed. */
-  current(): RequestCredentials | Promise<RequestCredentials>;
-  /** The API server answered 401 Unauthorized: refresh before the next request. */
-  invalidate(): void;
-}
-
+import {
+  type KubeConnection,
+  type ListResult,
+  type Query,
+  type RequestOptions,
+  type WatchEvent,
+  withQuery,
+} from './kubeRequest.ts';
 /** A Status returned by the API server, or a transport failure (statusCode 0). */
 export class KubeApiError extends KonductorError {
   readonly reason: string;
   readonly body: unknown;
-  constructor(statusCode: number, reason: string, message: string, body?: unknown) {
-    super(`KDR_KUBE_${reason ? reason.toUpperCase() : 'HTTP'}`, message, statusCode);
+  /** `request` e.g. `GET /api/v1/pods`; `detail` what came back (or what failed); `reason` the Status reason. */
+  constructor(statusCode: number, reason: string, request: string, detail: string, body?: unknown) {
+    super('KDR_KUBE_API', ERRORS.KDR_KUBE_API.message(request, detail), statusCode);
     this.name = 'KubeApiError';
     this.reason = reason;
     this.body = body;
@@ -71,54 +40,6 @@ export const isConflict = (err: unknown) => err instanceof KubeApiError && err.s
 export const isAlreadyExists = (err: unknown) =>
   err instanceof KubeApiError && err.reason === 'AlreadyExists';
 export const isGone = (err: unknown) => err instanceof KubeApiError && err.statusCode === 410;
-
-export type Query = Record<string, string | number | boolean | undefined>;
-
-export interface RequestOptions {
-  body?: unknown;
-  contentType?: string;
-  query?: Query;
-  signal?: AbortSignal;
-  timeoutMs?: number;
-}
-
-export interface WatchEvent<T = unknown> {
-  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-  object: T;
-}
-
-export interface ListResult<T> {
-  metadata: { resourceVersion: string; continue?: string };
-  items: T[];
-}
-
-export interface ResourceRef {
-  group?: string; // '' or undefined for the core group
-  version: string;
-  plural: string;
-  namespace?: string;
-  name?: string;
-  subresource?: string;
-}
-
-/** REST path of a resource, collection or subresource. */
-export function resourcePath(ref: ResourceRef): string {
-  const base = ref.group ? `/apis/${ref.group}/${ref.version}` : `/api/${ref.version}`;
-  let p = base;
-  if (ref.namespace) p += `/namespaces/${encodeURIComponent(ref.namespace)}`;
-  p += `/${ref.plural}`;
-  if (ref.name) p += `/${encodeURIComponent(ref.name)}`;
-  if (ref.subresource) p += `/${ref.subresource}`;
-  return p;
-}
-
-function withQuery(path: string, query?: Query): string {
-  if (!query) return path;
-  const qs = new URLSearchParams();
-  for (const [k, v] of Object.entries(query)) if (v !== undefined) qs.set(k, String(v));
-  const s = qs.toString();
-  return s ? `${path}${path.includes('?') ? '&' : '?'}${s}` : path;
-}
 
 export class KubeClient {
   private conn: KubeConnection | undefined;
@@ -248,7 +169,7 @@ export class KubeClient {
         reject(
           err.name === 'AbortError'
             ? err
-            : new KubeApiError(0, '', `${method} ${path} failed: ${(err as Error).message}`, undefined),
+            : new KubeApiError(0, '', `${method} ${path}`, `request failed: ${(err as Error).message}`),
         ),
       );
       req.end(payload);
@@ -277,7 +198,8 @@ export class KubeClient {
       throw new KubeApiError(
         status,
         st?.reason ?? '',
-        `${method} ${path}: ${status} ${st?.message ?? text}`,
+        `${method} ${path}`,
+        `${status} ${st?.message ?? text}`,
         body,
       );
     }
@@ -323,7 +245,7 @@ export class KubeClient {
       if ((res.statusCode ?? 0) >= 400) {
         const chunks: Buffer[] = [];
         for await (const c of res) chunks.push(c as Buffer);
-        throw new KubeApiError(res.statusCode ?? 0, '', `GET ${path}: ${Buffer.concat(chunks).toString()}`);
+        throw new KubeApiError(res.statusCode ?? 0, '', `GET ${path}`, Buffer.concat(chunks).toString());
       }
       return res;
     });
@@ -357,7 +279,7 @@ export class KubeClient {
       } catch {
         /* not JSON */
       }
-      throw new KubeApiError(res.statusCode ?? 0, reason, `watch ${path}: ${res.statusCode} ${text}`);
+      throw new KubeApiError(res.statusCode ?? 0, reason, `watch ${path}`, `${res.statusCode} ${text}`);
     }
     let buf = '';
     try {
@@ -375,7 +297,8 @@ export class KubeClient {
             throw new KubeApiError(
               st.code ?? 500,
               st.reason ?? '',
-              `watch ${path}: ${st.message ?? 'error event'}`,
+              `watch ${path}`,
+              st.message ?? 'error event',
               st,
             );
           }

@@ -25,13 +25,12 @@ import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { ActionOnInvalid } from '@kubernetes/client-node/dist/config_types.js';
 import { ExecAuth } from '@kubernetes/client-node/dist/exec_auth.js';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { KonductorError } from './errors.ts';
+import { konductorError } from './errors.ts';
 import type { KubeconfigSelection, ResolvedKubeconfig } from './kubeconfigTypes.ts';
 
 export type { KubeconfigSelection, ResolvedKubeconfig } from './kubeconfigTypes.ts';
 
 const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
-export const IN_CLUSTER_CONTEXT = 'inClusterContext';
 
 type RawDoc = {
   'current-context'?: string;
@@ -55,10 +54,7 @@ export function kubeconfigSources(
   const home = join(env.HOME || homedir(), '.kube', 'config');
   if (existsSync(home)) return { files: [home] };
   if (inCluster) return { inCluster: true };
-  throw new KonductorError(
-    'KDR_KUBECONFIG_MISSING',
-    'no kubeconfig: pass --kubeconfig, set KUBECONFIG, create ~/.kube/config, or run in a cluster',
-  );
+  throw konductorError('KDR_KUBECONFIG_MISSING');
 }
 
 /** One kubeconfig file with its relative paths made absolute (against the file's directory). */
@@ -67,12 +63,7 @@ function readKubeconfigFile(path: string): RawDoc {
   try {
     doc = parseYaml(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new KonductorError(
-      'KDR_KUBECONFIG_UNREADABLE',
-      `cannot read kubeconfig ${path}: ${(err as Error).message}`,
-      500,
-      { cause: err },
-    );
+    throw konductorError('KDR_KUBECONFIG_UNREADABLE', path, (err as Error).message).causedBy(err);
   }
   const raw = (doc ?? {}) as RawDoc;
   const dir = dirname(path);
@@ -119,7 +110,7 @@ export function loadKubeConfig(sel: KubeconfigSelection, env: NodeJS.ProcessEnv 
   } else {
     const present = sources.files.filter((f) => existsSync(f));
     if (present.length === 0) {
-      throw new KonductorError('KDR_KUBECONFIG_MISSING', `kubeconfig not found: ${sources.files.join(', ')}`);
+      throw konductorError('KDR_KUBECONFIG_MISSING', sources.files);
     }
     const merged = mergeKubeconfigs(present.map(readKubeconfigFile));
     kc.loadFromString(stringifyYaml(merged), { onInvalidEntry: ActionOnInvalid.FILTER });
@@ -129,16 +120,10 @@ export function loadKubeConfig(sel: KubeconfigSelection, env: NodeJS.ProcessEnv 
   const where = 'inCluster' in sources ? 'the in-cluster configuration' : sources.files.join(', ');
   if (!name || !kc.getContextObject(name)) {
     const known = kc.getContexts().map((c) => c.name);
-    throw new KonductorError(
-      'KDR_KUBECONFIG_CONTEXT',
-      `${name ? `context "${name}" is not in` : 'no current-context in'} ${where} (contexts: ${known.join(', ') || 'none'})`,
-    );
+    throw konductorError('KDR_KUBECONFIG_CONTEXT', name, where, known);
   }
   if (!kc.getCurrentCluster()) {
-    throw new KonductorError(
-      'KDR_KUBECONFIG_INVALID',
-      `context "${name}" in ${where} names a cluster that is not defined`,
-    );
+    throw konductorError('KDR_KUBECONFIG_INVALID', name, where);
   }
   addExecInfo(kc);
   return kc;
@@ -196,12 +181,8 @@ export async function resolveKubeconfig(
   try {
     await kc.applyToHTTPSOptions(opts);
   } catch (err) {
-    throw new KonductorError(
-      'KDR_KUBECONFIG_CREDENTIALS',
-      `cannot get credentials for context "${context.name}": ${String((err as Error).message ?? err).trim()}`,
-      401,
-      { cause: err },
-    );
+    const reason = String((err as Error).message ?? err).trim();
+    throw konductorError('KDR_KUBECONFIG_CREDENTIALS', context.name, reason).causedBy(err);
   }
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries((opts.headers ?? {}) as Record<string, unknown>)) {

@@ -7,6 +7,7 @@
  * manager's memory (its budget is 150 MiB with 10,000 pods). A worker thread was tried first: its memory
  * was not given back to the system after it exited (+45 MiB RSS).
  */
+import { isErrorCode } from './errors.ts';
 import { resolveKubeconfig } from './kubeconfig.ts';
 import type { KubeconfigSelection } from './kubeconfigTypes.ts';
 
@@ -18,7 +19,7 @@ try {
 } catch (err) {
   const e = err as { code?: string; message?: string; statusCode?: number };
   const error = {
-    code: e.code ?? 'KDR_KUBECONFIG_INVALID',
+    code: isErrorCode(e.code) ? e.code : 'KDR_KUBECONFIG_INVALID',
     message: e.message ?? String(err),
     statusCode: e.statusCode,
   };

@@ -13,9 +13,9 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KonductorError } from './errors.ts';
-import type { CredentialSource, KubeConnection, RequestCredentials } from './kubeClient.ts';
+import { isErrorCode, KonductorError, konductorError } from './errors.ts';
 import type { KubeconfigSelection, ResolvedKubeconfig } from './kubeconfigTypes.ts';
+import type { CredentialSource, KubeConnection, RequestCredentials } from './kubeRequest.ts';
 
 export type KubeconfigResolver = (sel: KubeconfigSelection) => Promise<ResolvedKubeconfig>;
 
@@ -42,12 +42,10 @@ export const resolveInSubprocess: KubeconfigResolver = (selection) =>
     child.stderr.on('data', (c: Buffer) => err.push(c));
     child.on('error', (e) =>
       reject(
-        new KonductorError(
+        konductorError(
           'KDR_KUBECONFIG_RESOLVER',
           `cannot run the kubeconfig resolver: ${e.message}`,
-          500,
-          { cause: e },
-        ),
+        ).causedBy(e),
       ),
     );
     child.on('close', (code) => {
@@ -58,7 +56,7 @@ export const resolveInSubprocess: KubeconfigResolver = (selection) =>
       } catch {
         const detail = Buffer.concat(err).toString('utf8').trim().split('\n').slice(-3).join(' ');
         reject(
-          new KonductorError(
+          konductorError(
             'KDR_KUBECONFIG_RESOLVER',
             `kubeconfig resolver exited with code ${code}: ${detail}`,
           ),
@@ -66,14 +64,17 @@ export const resolveInSubprocess: KubeconfigResolver = (selection) =>
         return;
       }
       if (msg.ok) resolve(msg.ok);
-      else
+      else {
+        // rendered by the resolver process from the catalogue: kept as it is
+        const code = msg.error?.code;
         reject(
           new KonductorError(
-            msg.error?.code ?? 'KDR_KUBECONFIG_INVALID',
+            isErrorCode(code) ? code : 'KDR_KUBECONFIG_INVALID',
             msg.error?.message ?? 'unknown error',
             msg.error?.statusCode,
           ),
         );
+      }
     });
     child.stdin.end(JSON.stringify(selection));
   });

@@ -16,12 +16,12 @@
  * 404 (pod has no konductor request), 400 (bad body).
  */
 import type { PrimitiveKind } from './constants.ts';
+import type { FailureReason } from './reasons.ts';
 
 export const AGENT_API = {
   wait: { method: 'POST', path: '/v1/wait' },
   release: { method: 'POST', path: '/v1/release' },
 } as const;
-export const AUTH_HEADER = 'authorization';
 export const BEARER_PREFIX = 'Bearer ';
 export const NDJSON_CONTENT_TYPE = 'application/x-ndjson';
 /** The manager sends a heartbeat at least this often on an open wait stream. */
@@ -79,17 +79,10 @@ export interface DoneEvent {
   type: 'done';
   grants: Grant[];
 }
-export type FailureReason =
-  | 'WaitTimeout'
-  | 'BarrierFailed'
-  | 'GateFailed'
-  | 'PodTerminating'
-  | 'InvalidRequest'
-  | 'Unauthorized'
-  | 'Internal';
+export type { FailureReason };
 export interface FailedEvent {
   type: 'failed';
-  reason: FailureReason | string;
+  reason: FailureReason;
   message: string;
 }
 export interface HeartbeatEvent {

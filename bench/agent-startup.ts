@@ -2,7 +2,7 @@
  * Agent startup budget (DESIGN §8): process start -> first request <= 60 ms; RSS <= 40 MiB.
  *
  * Method: build dist/konductor-agent.js, start a local HTTPS stand-in for the manager's agent API
- * (test/unit/agent-fake-manager.ts, TLS with a generated CA exactly as in a pod), then N times, one at a
+ * (test/helpers/fakeManager.ts, TLS with a generated CA exactly as in a pod), then N times, one at a
  * time: spawn `node dist/konductor-agent.js wait`, take the time from just before spawn() to the moment
  * the server has the POST /v1/wait request (headers and body; so it includes node boot, module load, TLS
  * handshake), answer with a `queued` event, wait until the agent printed its progress line (it is then
@@ -30,7 +30,7 @@ import {
   SEMAPHORE,
   startFakeManager,
   streamEvents,
-} from '../test/unit/agent-fake-manager.ts';
+} from '../test/helpers/fakeManager.ts';
 import { pairedRatio } from './floors.ts';
 
 const TARGET_FIRST_REQUEST_MS = 60;

@@ -5,7 +5,7 @@
  * result format (bench/results/agent.json; the raw output is agent-startup.json).
  *
  * Both agent modes: `wait` is measured by agent-startup.ts; `hold` here, against the same HTTPS fake
- * manager (test/unit/agent-fake-manager.ts): spawn `konductor-agent hold` with a grant.json in place, time
+ * manager (test/helpers/fakeManager.ts): spawn `konductor-agent hold` with a grant.json in place, time
  * spawn -> its `holding ...` line (it then idles), read VmHWM, send SIGTERM and time SIGTERM -> the
  * manager having its POST /v1/release (the hold's share of a handoff), check it exits 0. Each run is
  * followed by its floor (a bare `node -e` that makes the same release call): ratios are per pair.
@@ -24,7 +24,7 @@ import {
   SEMAPHORE,
   runAgent as spawnAgent,
   startFakeManager,
-} from '../test/unit/agent-fake-manager.ts';
+} from '../test/helpers/fakeManager.ts';
 import {
   type BenchOptions,
   byMode,

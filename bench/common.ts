@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { isAlreadyExists, type KubeClient } from '../api/kubeClient.ts';
-import { K8S_VERSION } from '../devcluster/binaries.ts';
+import { K8S_VERSION } from '../devcluster/goToolsets.ts';
 import { ROOT } from '../scripts/build.ts';
 import {
   type CpuTimes,

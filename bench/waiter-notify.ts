@@ -15,9 +15,9 @@
 import { performance } from 'node:perf_hooks';
 import { MANAGED_LABEL, WEBHOOK_ANNOTATIONS } from '../api/constants.ts';
 import type { Pod, Semaphore } from '../api/types.ts';
+import { PodIndex, primitiveKey, slimPod } from '../controller/arbitration/podIndex.ts';
 import { podRequestFor, toPodView } from '../controller/arbitration/podView.ts';
-import { PodIndex, primitiveKey, slimPod } from '../controller/podIndex.ts';
-import { type QueueOrder, queueOrder, stageState } from '../controller/stages.ts';
+import { type QueueOrder, queueOrder, stageState } from '../controller/arbitration/stages.ts';
 import { round } from './common.ts';
 
 function pod(i: number): Pod {

@@ -11,7 +11,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KonductorError } from '../api/errors.ts';
+import { konductorError } from '../api/errors.ts';
 import type { KubeClient } from '../api/kubeClient.ts';
 import { etcdRevision } from '../devcluster/etcd.ts';
 import { type DevCluster, startCluster } from '../devcluster/index.ts';
@@ -69,11 +69,7 @@ async function startNode(
   log: (l: string) => void,
 ): Promise<CampaignNode> {
   if (kind === 'real') {
-    throw new KonductorError(
-      'KDR_CAMPAIGN_NODE_UNAVAILABLE',
-      "--node real is not driven by the campaign yet: its manager runs in the chart's Deployment, which the " +
-        "campaign's fleet does not restart, stop or kill (docs/reliability.md, Nodes); use --node process (the default)",
-    );
+    throw konductorError('KDR_CAMPAIGN_NODE_UNAVAILABLE', kind);
   }
   const kubelet: ProcessKubelet = await startProcessKubelet({ cluster, log: (m) => log(`[kubelet] ${m}`) });
   return { kind, nodeName: kubelet.nodeName, stop: () => kubelet.stop() };

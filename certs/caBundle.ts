@@ -7,10 +7,8 @@
  * bundle. A missing configuration is reported (`'missing'`), not an error: the chart may create it after the
  * manager starts, and the caller retries.
  */
-import { KonductorError } from '../api/errors.ts';
+import { konductorError } from '../api/errors.ts';
 import { isConflict, isNotFound, type KubeClient } from '../api/kubeClient.ts';
-
-export const CA_BUNDLE_PATCH_FAILED = 'KDR_CERTS_CABUNDLE_FAILED';
 
 interface WebhookConfiguration {
   metadata: { name: string; resourceVersion?: string };
@@ -55,12 +53,10 @@ export async function ensureCaBundle(
       config = await client.get<WebhookConfiguration>(path);
     } catch (err) {
       if (isNotFound(err)) return 'missing';
-      throw new KonductorError(
-        CA_BUNDLE_PATCH_FAILED,
+      throw konductorError(
+        'KDR_CERTS_CABUNDLE_FAILED',
         `cannot read MutatingWebhookConfiguration ${webhookConfigName}: ${(err as Error).message}`,
-        500,
-        { cause: err },
-      );
+      ).causedBy(err);
     }
     const next = withCaBundle(config, wanted);
     if (!next) return 'unchanged';
@@ -71,20 +67,16 @@ export async function ensureCaBundle(
     } catch (err) {
       if (isNotFound(err)) return 'missing';
       if (!isConflict(err)) {
-        throw new KonductorError(
-          CA_BUNDLE_PATCH_FAILED,
+        throw konductorError(
+          'KDR_CERTS_CABUNDLE_FAILED',
           `cannot update caBundle of MutatingWebhookConfiguration ${webhookConfigName}: ${(err as Error).message}`,
-          500,
-          { cause: err },
-        );
+        ).causedBy(err);
       }
       lastErr = err;
     }
   }
-  throw new KonductorError(
-    CA_BUNDLE_PATCH_FAILED,
+  throw konductorError(
+    'KDR_CERTS_CABUNDLE_FAILED',
     `caBundle of MutatingWebhookConfiguration ${webhookConfigName} still conflicting after ${maxAttempts} attempts`,
-    500,
-    { cause: lastErr },
-  );
+  ).causedBy(lastErr);
 }

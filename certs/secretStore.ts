@@ -7,7 +7,7 @@
  * the winner's Secret is read and adopted), updates carry the resourceVersion read (PUT; a 409 means
  * another replica wrote first: the caller re-reads and plans again).
  */
-import { KonductorError } from '../api/errors.ts';
+import { type KonductorError, konductorError } from '../api/errors.ts';
 import { isAlreadyExists, isNotFound, type KubeClient } from '../api/kubeClient.ts';
 import type { CertMaterial } from './certMaterial.ts';
 
@@ -21,7 +21,6 @@ export const SECRET_KEYS = {
 } as const;
 
 export const CA_ROTATED_AT_ANNOTATION = 'konductor.io/ca-rotated-at';
-export const SECRET_STORE_FAILED = 'KDR_CERTS_SECRET_FAILED';
 
 export interface TlsSecret {
   apiVersion?: string;
@@ -117,12 +116,12 @@ export class CertSecretStore {
   }
 
   private fail(what: string, err: unknown): KonductorError {
-    return new KonductorError(
-      SECRET_STORE_FAILED,
-      `cannot ${what} Secret ${this.namespace}/${this.name}: ${(err as Error).message}`,
-      500,
-      { cause: err },
-    );
+    return konductorError(
+      'KDR_CERTS_SECRET_FAILED',
+      what,
+      `${this.namespace}/${this.name}`,
+      (err as Error).message,
+    ).causedBy(err);
   }
 
   /** The stored certificates, or undefined when the Secret does not exist. */

@@ -11,7 +11,8 @@
  * Syncs run at the plan's next check time, at most `pollIntervalMs` apart, so a replica that did not rotate
  * adopts another replica's rotation within one interval. Timers are unref'd.
  */
-import { KonductorError } from '../api/errors.ts';
+import { backoffDelay, CERTIFICATE_SETUP_BACKOFF } from '../api/backoff.ts';
+import { konductorError } from '../api/errors.ts';
 import { isConflict, type KubeClient } from '../api/kubeClient.ts';
 import { ensureCaBundle } from './caBundle.ts';
 import { writeCertDir } from './certDir.ts';
@@ -25,8 +26,6 @@ import {
   rotationPolicy,
 } from './rotationPlan.ts';
 import { CertSecretStore, type StoredCerts } from './secretStore.ts';
-
-export const SELF_MANAGED_FAILED = 'KDR_CERTS_SELF_MANAGED_FAILED';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** The shortest serving validity accepted (a rotation needs a few seconds of headroom). */
@@ -143,7 +142,7 @@ export async function applyActions(
       const certPem = action.signer === 'previous' ? m.previousCaCert : m.caCert;
       const keyPem = action.signer === 'previous' ? m.previousCaKey : m.caKey;
       if (!certPem || !keyPem) {
-        throw new KonductorError(SELF_MANAGED_FAILED, `no ${action.signer} CA to sign with`, 500);
+        throw konductorError('KDR_CERTS_SELF_MANAGED_FAILED', `no ${action.signer} CA to sign with`);
       }
       const serving = await generateServingCert({
         ca: { certPem, keyPem },
@@ -175,16 +174,15 @@ async function settle(
     m = await applyActions(m, plan.actions, policy, now, keyBits);
     done.push(...plan.actions);
   }
-  throw new KonductorError(SELF_MANAGED_FAILED, 'rotation plan did not settle (a bug)', 500);
+  throw konductorError('KDR_CERTS_SELF_MANAGED_FAILED', 'rotation plan did not settle (a bug)');
 }
 
 /** Reads (or creates) the Secret, rotates what is due, writes the cert dir. Starts the sync timer. */
 export async function startSelfManagedCerts(opts: SelfManagedCertsOptions): Promise<SelfManagedCerts> {
   if (!(opts.servingValidityMs >= MIN_SERVING_VALIDITY_MS)) {
-    throw new KonductorError(
-      SELF_MANAGED_FAILED,
+    throw konductorError(
+      'KDR_CERTS_OPTIONS_INVALID',
       `certificate validity must be at least ${MIN_SERVING_VALIDITY_MS / 1000}s, got ${opts.servingValidityMs} ms`,
-      400,
     );
   }
   const now = opts.now ?? Date.now;
@@ -303,17 +301,16 @@ export async function startSelfManagedCerts(opts: SelfManagedCertsOptions): Prom
   // The first sync must succeed: the HTTPS server needs the cert dir. Transient API errors are retried.
   const deadline = now() + 60_000;
   let first: number | undefined;
-  for (let backoff = 250; first === undefined; backoff = Math.min(backoff * 2, 5_000)) {
+  for (let attempt = 0; first === undefined; attempt++) {
+    const backoff = backoffDelay(attempt, Math.random, CERTIFICATE_SETUP_BACKOFF);
     try {
       first = await sync();
     } catch (err) {
       if (now() + backoff > deadline) {
-        throw new KonductorError(
-          SELF_MANAGED_FAILED,
+        throw konductorError(
+          'KDR_CERTS_SELF_MANAGED_FAILED',
           `cannot set up self-managed certificates in Secret ${where}: ${(err as Error).message}`,
-          500,
-          { cause: err },
-        );
+        ).causedBy(err);
       }
       log?.warn({ err, secret: where }, 'certificate setup failed; retrying');
       await new Promise((r) => setTimeout(r, backoff));

@@ -12,9 +12,7 @@
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KonductorError } from '../api/errors.ts';
-
-export const TLS_READ_FAILED = 'KDR_CERTS_TLS_READ_FAILED';
+import { konductorError } from '../api/errors.ts';
 
 export const TLS_CERT_FILE = 'tls.crt';
 export const TLS_KEY_FILE = 'tls.key';
@@ -47,11 +45,9 @@ async function readText(path: string): Promise<string> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new KonductorError(TLS_READ_FAILED, `cannot read ${path}: ${(err as Error).message}`, 500, {
-      cause: err,
-    });
+    throw konductorError('KDR_CERTS_TLS_READ_FAILED', path, (err as Error).message).causedBy(err);
   }
-  if (text.trim() === '') throw new KonductorError(TLS_READ_FAILED, `${path} is empty`, 500);
+  if (text.trim() === '') throw konductorError('KDR_CERTS_TLS_READ_FAILED', path);
   return text;
 }
 

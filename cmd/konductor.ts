@@ -17,9 +17,9 @@ import type { Semaphore } from '../api/types.ts';
 import { servingSans, startSelfManagedCerts } from '../certs/selfManaged.ts';
 import { agentApiRoutes } from '../controller/agentApi.ts';
 import { AgentAuthenticator } from '../controller/agentAuth.ts';
+import { primitiveKey } from '../controller/arbitration/podIndex.ts';
 import { KonductorController } from '../controller/controller.ts';
 import { createMetrics } from '../controller/metrics.ts';
-import { primitiveKey } from '../controller/podIndex.ts';
 import { startHttpsServer } from '../webhook/httpsServer.ts';
 import { buildServer, mutateRoutes } from '../webhook/server.ts';
 import { applyMemoryBudget, UNCONSTRAINED_AGENT_CONNECTIONS, watchHeapPressure } from './memoryBudget.ts';
@@ -229,7 +229,7 @@ async function main(): Promise<void> {
     semaphorePermits: (ns, name) =>
       (controller.primitive(primitiveKey('Semaphore', ns, name)) as Semaphore | undefined)?.spec?.permits,
     now: Date.now,
-    onReviewed: (review, response, seconds) => metrics.admitted(review, response, seconds),
+    onReviewed: (response, seconds, problems) => metrics.admitted(response, seconds, problems),
   });
   const agentApp = buildServer({
     loggerInstance: log.child({ part: 'agent-api' }),

@@ -10,24 +10,34 @@
  *                     it must not be able to release a running pod's grants).
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { isKonductorError } from '../api/errors.ts';
+import { errorBody, isKonductorError, konductorError } from '../api/errors.ts';
 import {
   AGENT_API,
   encodeWaitEvent,
-  type Grant,
   HEARTBEAT_INTERVAL_MS,
   NDJSON_CONTENT_TYPE,
-  type QueueStanding,
   type WaitEvent,
 } from '../api/protocol.ts';
 import type { AgentAuthenticator, PodIdentity } from './agentAuth.ts';
-import type { KonductorController, ReleaseCheck } from './controller.ts';
+import type { ReleaseCheck } from './agentView.ts';
+import { type PodStanding, stepWaitStream, WAIT_STREAM_START } from './arbitration/waitStream.ts';
 import type { ControllerMetrics } from './metrics.ts';
 import { WaitStreamLimiter } from './waitStreams.ts';
 
+/** What the agent API reads of the controller (KonductorController is one). */
+export interface AgentApiController {
+  /** Whether the pod is in the cache (yet). */
+  podIndex: { get(uid: string): unknown };
+  /** Calls `fn` on every change that may affect the pod's standing; returns the unsubscribe function. */
+  subscribe(uid: string, fn: () => void): () => void;
+  standing(uid: string): PodStanding | undefined;
+  recheck(pod: { namespace: string; name: string; uid: string }): Promise<ReleaseCheck>;
+}
+
 export interface AgentApiOptions {
-  controller: KonductorController;
-  authenticator: AgentAuthenticator;
+  controller: AgentApiController;
+  /** Who the caller's token is bound to (AgentAuthenticator, which asks the API server's TokenReview). */
+  authenticator: Pick<AgentAuthenticator, 'authenticate'>;
   metrics?: ControllerMetrics;
   /** How long a wait request may wait for the pod to appear in the cache. */
   podAppearTimeoutMs?: number;
@@ -43,17 +53,17 @@ async function authenticate(
   try {
     return await opts.authenticator.authenticate(req.headers.authorization);
   } catch (err) {
-    const status =
-      isKonductorError(err) && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    const code = isKonductorError(err) ? err.code : 'KDR_AGENT_AUTH_FAILED';
-    req.log.info({ code, status }, 'agent request rejected');
-    await reply.code(status).send({ code, message: (err as Error).message });
+    const e = isKonductorError(err) ? err : konductorError('KDR_AGENT_AUTH_FAILED', (err as Error).message);
+    // The API server's own answer (a TokenReview's 503, 429) goes through; a transport failure (0) is a 500.
+    const status = e.statusCode >= 400 && e.statusCode < 600 ? e.statusCode : 500;
+    req.log.info({ code: e.code, status }, 'agent request rejected');
+    await reply.code(status).send(errorBody(e));
     return undefined;
   }
 }
 
 /** Waits until the pod is in the controller's cache (it may lag the kubelet by a watch delivery). */
-function podAppears(controller: KonductorController, uid: string, timeoutMs: number): Promise<boolean> {
+function podAppears(controller: AgentApiController, uid: string, timeoutMs: number): Promise<boolean> {
   if (controller.podIndex.get(uid)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
@@ -70,9 +80,6 @@ function podAppears(controller: KonductorController, uid: string, timeoutMs: num
   });
 }
 
-const standingKey = (s: QueueStanding) =>
-  JSON.stringify([s.primitive, s.position, s.queueLength, s.inUse, s.holder, s.arrived, s.unmet, s.missing]);
-
 export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, opts) => {
   const { controller } = opts;
   const streams = new WaitStreamLimiter(opts.maxWaitStreamsPerPod);
@@ -82,64 +89,28 @@ export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, o
     if (!identity) return reply;
     opts.metrics?.agentWaits.inc();
     if (!(await podAppears(controller, identity.uid, opts.podAppearTimeoutMs ?? 5000))) {
-      return reply.code(404).send({
-        code: 'KDR_AGENT_POD_UNKNOWN',
-        message: `pod ${identity.namespace}/${identity.pod} is not a konductor-managed pod with a konductor request`,
-      });
+      const e = konductorError('KDR_AGENT_POD_UNKNOWN', identity.namespace, identity.pod);
+      return reply.code(e.statusCode).send(errorBody(e));
     }
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, { 'content-type': NDJSON_CONTENT_TYPE, 'cache-control': 'no-store' });
     raw.flushHeaders?.();
-    const sentGrants = new Map<string, Grant>();
-    let lastStanding = '';
-    let queuedSent = new Set<string>();
+    let state = WAIT_STREAM_START;
     let closed = false;
     const send = (ev: WaitEvent) => {
       if (!closed) raw.write(encodeWaitEvent(ev));
     };
-    const finish = (ev: WaitEvent) => {
-      send(ev);
-      cleanup();
-      raw.end();
-    };
+    const pod = { namespace: identity.namespace, name: identity.pod };
     const evaluate = () => {
       if (closed) return;
-      const st = controller.standing(identity.uid);
-      if (!st) {
-        finish({
-          type: 'failed',
-          reason: 'PodTerminating',
-          message: `pod ${identity.namespace}/${identity.pod} is gone`,
-        });
-        return;
+      const step = stepWaitStream(state, controller.standing(identity.uid), pod);
+      state = step.state;
+      for (const ev of step.events) send(ev);
+      if (step.end) {
+        cleanup();
+        raw.end();
       }
-      for (const s of st.stages) {
-        if (s.state === 'passed') {
-          const k = `${s.grant.kind}/${s.grant.name}`;
-          if (!sentGrants.has(k)) {
-            sentGrants.set(k, s.grant);
-            send({ type: 'granted', grant: s.grant });
-          }
-        } else if (s.state === 'failed') {
-          finish({ type: 'failed', reason: s.reason, message: s.message });
-          return;
-        } else {
-          const key = standingKey(s.standing);
-          if (key !== lastStanding) {
-            lastStanding = key;
-            const pk = `${s.standing.primitive.kind}/${s.standing.primitive.name}`;
-            const first = !queuedSent.has(pk);
-            queuedSent.add(pk);
-            send({ type: first ? 'queued' : 'progress', ...s.standing });
-          }
-          return;
-        }
-      }
-      // The grants as the primitives hold them NOW (a primitive deleted and recreated meanwhile grants anew,
-      // with a larger token): grant.json must carry the live tokens, not the first ones announced.
-      if (st.stages.length === st.pod.stages.length)
-        finish({ type: 'done', grants: st.stages.flatMap((s) => (s.state === 'passed' ? [s.grant] : [])) });
     };
     const unsubscribe = controller.subscribe(identity.uid, evaluate);
     const heartbeat = setInterval(() => send({ type: 'heartbeat' }), HEARTBEAT_INTERVAL_MS);
@@ -154,7 +125,6 @@ export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, o
       clearInterval(heartbeat);
       unsubscribe();
       leave();
-      queuedSent = new Set();
     };
     raw.on('close', cleanup);
     evaluate();
@@ -173,10 +143,8 @@ export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, o
       });
     } catch (err) {
       req.log.warn({ err }, 'release: cannot read the pod');
-      return reply.code(503).send({
-        code: 'KDR_AGENT_RELEASE_UNAVAILABLE',
-        message: `cannot read pod ${identity.namespace}/${identity.pod} from the API server; its grants go back when its status shows it stopped`,
-      });
+      const e = konductorError('KDR_AGENT_RELEASE_UNAVAILABLE', identity.namespace, identity.pod);
+      return reply.code(e.statusCode).send(errorBody(e));
     }
     req.log.info(
       {

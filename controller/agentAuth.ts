@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { TOKEN_AUDIENCE } from '../api/constants.ts';
-import { KonductorError } from '../api/errors.ts';
+import { KonductorError, konductorError } from '../api/errors.ts';
 import type { KubeClient } from '../api/kubeClient.ts';
 
 export interface PodIdentity {
@@ -28,26 +28,18 @@ export const POD_UID_EXTRA = 'authentication.kubernetes.io/pod-uid';
 /** Pure: the pod identity in a TokenReview status, or a typed error (401 unauthenticated, 403 not a pod token). */
 export function identityFromReview(status: TokenReviewStatus, audience = TOKEN_AUDIENCE): PodIdentity {
   if (!status.authenticated) {
-    throw new KonductorError(
-      'KDR_AGENT_UNAUTHENTICATED',
-      `token rejected: ${status.error ?? 'not authenticated'}`,
-      401,
-    );
+    throw konductorError('KDR_AGENT_UNAUTHENTICATED', status.error ?? 'not authenticated');
   }
   // The review asked for `audience`; an API server that ignores spec.audiences answers with its own (or
   // none): only an explicit "konductor" in the answer proves the token was minted for konductor.
   if (!status.audiences?.includes(audience)) {
-    throw new KonductorError('KDR_AGENT_WRONG_AUDIENCE', `token audience is not "${audience}"`, 401);
+    throw konductorError('KDR_AGENT_WRONG_AUDIENCE', audience);
   }
   const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(status.user?.username ?? '');
   const pod = status.user?.extra?.[POD_NAME_EXTRA]?.[0];
   const uid = status.user?.extra?.[POD_UID_EXTRA]?.[0];
   if (!m || !pod || !uid) {
-    throw new KonductorError(
-      'KDR_AGENT_NOT_POD_TOKEN',
-      'token is not a service-account token bound to a pod (use the projected token konductor injects)',
-      403,
-    );
+    throw konductorError('KDR_AGENT_NOT_POD_TOKEN');
   }
   return { namespace: m[1]!, serviceAccount: m[2]!, pod, uid };
 }
@@ -155,7 +147,7 @@ export class AgentAuthenticator {
 
   async authenticate(authorization: string | undefined): Promise<PodIdentity> {
     const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
-    if (!token) throw new KonductorError('KDR_AGENT_NO_TOKEN', 'missing bearer token', 401);
+    if (!token) throw konductorError('KDR_AGENT_NO_TOKEN');
     const now = this.opts.now();
     const key = createHash('sha256').update(token).digest('base64url');
     const hit = this.accepted.get(key);
@@ -163,8 +155,7 @@ export class AgentAuthenticator {
     const miss = this.refused.get(key);
     if (miss && miss.until > now) throw miss.error;
     const local = unverifiedTokenProblem(token, now);
-    if (local !== null)
-      throw new KonductorError('KDR_AGENT_UNAUTHENTICATED', `token rejected: ${local}`, 401);
+    if (local !== null) throw konductorError('KDR_AGENT_UNAUTHENTICATED', local);
     let pending = this.inFlight.get(key);
     if (!pending) {
       pending = this.reviewOnce(token, key).finally(() => this.inFlight.delete(key));
@@ -181,11 +172,7 @@ export class AgentAuthenticator {
     } catch (err) {
       // The API server could not be asked (unreachable, restarting, overloaded): not a refusal (not cached);
       // the agent retries a 503 with backoff.
-      throw new KonductorError(
-        'KDR_AGENT_AUTH_UNAVAILABLE',
-        `cannot verify the token now (TokenReview failed: ${(err as Error).message}); retry`,
-        503,
-      );
+      throw konductorError('KDR_AGENT_AUTH_UNAVAILABLE', (err as Error).message).causedBy(err);
     } finally {
       this.releaseSlot();
     }
@@ -221,7 +208,7 @@ export class AgentAuthenticator {
       return;
     }
     if (this.waiting.length >= this.opts.maxQueuedReviews) {
-      throw new KonductorError('KDR_AGENT_AUTH_BUSY', 'too many token reviews in progress; retry later', 503);
+      throw konductorError('KDR_AGENT_AUTH_BUSY');
     }
     await new Promise<void>((resolve) => this.waiting.push(resolve));
   }

@@ -7,6 +7,7 @@
  * per-pod events and the status already say the same.
  */
 import { KubeApiError, type KubeClient } from '../api/kubeClient.ts';
+import type { EventReason } from '../api/reasons.ts';
 
 /**
  * Pauses before the retries of an Event the API server could not take (a transport failure, 429 or 5xx):
@@ -29,7 +30,7 @@ export interface EventTarget {
 export interface RecordedEvent {
   target: EventTarget;
   type: 'Normal' | 'Warning';
-  reason: string;
+  reason: EventReason;
   message: string;
 }
 

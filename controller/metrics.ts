@@ -14,13 +14,21 @@
  * record is derived here from the objects, so the controller's decisions stay pure.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { parseAnnotations } from '../api/annotations.ts';
-import { ANNOTATIONS, type PrimitiveKind } from '../api/constants.ts';
-import type { Barrier, Gate, Lease, Pod, Primitive, Semaphore } from '../api/types.ts';
-import { mainContainersFinished, type PodView, podRequestFor, toPodView } from './arbitration/podView.ts';
-import type { IndexedPod, PrimitiveKey } from './podIndex.ts';
-import { type PrimitiveGauge, primitiveGauges } from './queueFigures.ts';
-
+import type { AnnotationProblem } from '../api/annotations.ts';
+import { HOLDING_KINDS, KINDS, PRIMITIVE_KINDS, type PrimitiveKind } from '../api/kinds.ts';
+import type { Pod, Primitive } from '../api/types.ts';
+import type { IndexedPod, PrimitiveKey } from './arbitration/podIndex.ts';
+import { primitiveGauges } from './arbitration/queueFigures.ts';
+import {
+  capSeries,
+  countByKind,
+  deniedAnnotations,
+  looksReleased,
+  passChange,
+  releaseReasonOf,
+  toView,
+  waitingOf,
+} from './metricsFigures.ts';
 export const DEFAULT_MAX_PRIMITIVE_SERIES = 1000;
 export const OTHER = '(other)';
 /** The per-primitive figures are recomputed at most this often (scrapes in between see the last ones). */
@@ -29,7 +37,8 @@ export const FIGURES_MIN_INTERVAL_MS = 1000;
 export const MAX_RELEASE_SIGNALS = 4096;
 
 /** Why a holder's grant went back (konductor_releases_total's `reason`). */
-export type ReleaseReason = 'PodFinished' | 'PodDeleted';
+const RELEASE_REASONS = ['PodFinished', 'PodDeleted'] as const;
+export type ReleaseReason = (typeof RELEASE_REASONS)[number];
 
 /** What the scrape-time gauges read from the controller. */
 export interface MetricsSource {
@@ -55,8 +64,6 @@ export interface WriteRecord {
   writeStartedAt: number;
 }
 
-const KNOWN_ANNOTATIONS: readonly string[] = Object.values(ANNOTATIONS);
-
 export interface MetricsOptions {
   maxPrimitiveSeries?: number;
   /** Wall clock (ms); injectable for tests. */
@@ -81,174 +88,160 @@ export function createMetrics(opts: MetricsOptions = {}) {
   let figuresAt: number | undefined;
 
   const kindLabel = ['kind'] as const;
-  const grants = new Counter({
-    name: 'konductor_grants_total',
-    help: 'Grants of Semaphore permits and Leases (a pod granted several permits at once counts once).',
-    labelNames: kindLabel,
-    registers,
-  });
-  const releases = new Counter({
-    name: 'konductor_releases_total',
-    help: 'Grants given back, by kind and reason (PodFinished, PodDeleted); expiries are konductor_expiries_total.',
-    labelNames: ['kind', 'reason'] as const,
-    registers,
-  });
-  const expiries = new Counter({
-    name: 'konductor_expiries_total',
-    help: 'Holders that lost their grant because they held it longer than spec.ttl.',
-    labelNames: kindLabel,
-    registers,
-  });
-  const statusWrites = new Counter({
-    name: 'konductor_status_writes_total',
-    help: 'Status writes of primitives, by kind.',
-    labelNames: kindLabel,
-    registers,
-  });
-  const conflicts = new Counter({
-    name: 'konductor_status_conflicts_total',
-    help: 'Status writes lost to a resourceVersion conflict (another writer was first), by kind.',
-    labelNames: kindLabel,
-    registers,
-  });
-  const admissions = new Counter({
-    name: 'konductor_admission_reviews_total',
-    help: 'AdmissionReviews answered, by result (allowed, denied).',
-    labelNames: ['result'] as const,
-    registers,
-  });
-  const denials = new Counter({
-    name: 'konductor_admission_denials_total',
-    help: 'Admission denials, by the konductor.io/ annotation at fault (unknown: a key konductor does not know; empty: no annotation at fault).',
-    labelNames: ['annotation'] as const,
-    registers,
-  });
-  const agentWaits = new Counter({
-    name: 'konductor_agent_waits_total',
-    help: 'Wait streams opened by konductor-wait.',
-    registers,
-  });
-  const waitSeconds = new Histogram({
-    name: 'konductor_wait_duration_seconds',
-    help: "Time from a pod's admission to its grant (Semaphore, Lease) or to the opening it waited for (Barrier, Gate).",
-    labelNames: kindLabel,
-    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
-    registers,
-  });
-  const handoffSeconds = new Histogram({
-    name: 'konductor_handoff_duration_seconds',
-    help: 'Time from the moment the manager saw a holder release (pod finished or deleted, hold sidecar) to the status write that granted the next waiter.',
-    labelNames: kindLabel,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers,
-  });
-  const admissionSeconds = new Histogram({
-    name: 'konductor_admission_duration_seconds',
-    help: 'Time to answer one AdmissionReview, by result.',
-    labelNames: ['result'] as const,
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
-    registers,
-  });
-  const writeSeconds = new Histogram({
-    name: 'konductor_status_write_duration_seconds',
-    help: 'Round trip of one status write (PUT .../status) to the API server, by kind.',
-    labelNames: kindLabel,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers,
-  });
-  const reconcileSeconds = new Histogram({
-    name: 'konductor_reconcile_duration_seconds',
-    help: 'Time to arbitrate and write one primitive.',
-    labelNames: kindLabel,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers,
-  });
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+    new Counter({ name, help, labelNames, registers });
+  const histogram = <L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    buckets: number[],
+  ) => new Histogram({ name, help, labelNames, buckets, registers });
+  const grants = counter(
+    'konductor_grants_total',
+    'Grants of Semaphore permits and Leases (a pod granted several permits at once counts once).',
+    kindLabel,
+  );
+  const releases = counter(
+    'konductor_releases_total',
+    'Grants given back, by kind and reason (PodFinished, PodDeleted); expiries are konductor_expiries_total.',
+    ['kind', 'reason'] as const,
+  );
+  const expiries = counter(
+    'konductor_expiries_total',
+    'Holders that lost their grant because they held it longer than spec.ttl.',
+    kindLabel,
+  );
+  const statusWrites = counter(
+    'konductor_status_writes_total',
+    'Status writes of primitives, by kind.',
+    kindLabel,
+  );
+  const conflicts = counter(
+    'konductor_status_conflicts_total',
+    'Status writes lost to a resourceVersion conflict (another writer was first), by kind.',
+    kindLabel,
+  );
+  const admissions = counter(
+    'konductor_admission_reviews_total',
+    'AdmissionReviews answered, by result (allowed, denied).',
+    ['result'] as const,
+  );
+  const denials = counter(
+    'konductor_admission_denials_total',
+    'Admission denials, by the konductor.io/ annotation at fault (unknown: a key konductor does not know; empty: no annotation at fault).',
+    ['annotation'] as const,
+  );
+  const agentWaits = counter('konductor_agent_waits_total', 'Wait streams opened by konductor-wait.');
+  const waitSeconds = histogram(
+    'konductor_wait_duration_seconds',
+    "Time from a pod's admission to its grant (Semaphore, Lease) or to the opening it waited for (Barrier, Gate).",
+    kindLabel,
+    [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600],
+  );
+  const handoffSeconds = histogram(
+    'konductor_handoff_duration_seconds',
+    'Time from the moment the manager saw a holder release (pod finished or deleted, hold sidecar) to the status write that granted the next waiter.',
+    kindLabel,
+    [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  );
+  const admissionSeconds = histogram(
+    'konductor_admission_duration_seconds',
+    'Time to answer one AdmissionReview, by result.',
+    ['result'] as const,
+    [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+  );
+  const writeSeconds = histogram(
+    'konductor_status_write_duration_seconds',
+    'Round trip of one status write (PUT .../status) to the API server, by kind.',
+    kindLabel,
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  );
+  const reconcileSeconds = histogram(
+    'konductor_reconcile_duration_seconds',
+    'Time to arbitrate and write one primitive.',
+    kindLabel,
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  );
 
   // ---- scrape-time gauges -------------------------------------------------------------------------
   // Not `namespace`: Prometheus attaches the scraped pod's namespace under that name.
   const primitiveLabels = ['kind', 'primitive_namespace', 'primitive'] as const;
-  const primitiveCount = new Gauge({
-    name: 'konductor_primitives',
-    help: 'Primitives in the cache, by kind.',
-    labelNames: kindLabel,
-    registers,
-    collect() {
-      // Registered before the four per-primitive gauges (the registry collects in order): computed once per
-      // scrape for all five, and at most once a second (the figures walk every managed pod).
-      if (!source) return;
-      const t = monotonic();
-      if (figuresAt !== undefined && t - figuresAt < FIGURES_MIN_INTERVAL_MS) return;
-      figuresAt = t;
-      const rows = primitiveGauges(source, now());
-      for (const g of [capacity, inUse, waiting, oldestWait, primitiveCount]) g.reset();
-      for (const [kind, n] of countByKind(rows)) primitiveCount.set({ kind }, n);
-      for (const row of capSeries(rows, maxSeries)) {
-        const labels = { kind: row.kind, primitive_namespace: row.namespace, primitive: row.name };
-        capacity.set(labels, row.capacity);
-        inUse.set(labels, row.inUse);
-        waiting.set(labels, row.waiting);
-        oldestWait.set(labels, row.oldestWaitSeconds);
-      }
-    },
+  /** `read`, at scrape time, sets the gauge's values. */
+  const gauge = <L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    read?: (g: Gauge<L>) => void,
+  ) =>
+    new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        read?.(this);
+      },
+    });
+  gauge('konductor_primitives', 'Primitives in the cache, by kind.', kindLabel, (count) => {
+    // Registered before the four per-primitive gauges (the registry collects in order): computed once per
+    // scrape for all five, and at most once a second (the figures walk every managed pod).
+    if (!source) return;
+    const t = monotonic();
+    if (figuresAt !== undefined && t - figuresAt < FIGURES_MIN_INTERVAL_MS) return;
+    figuresAt = t;
+    const rows = primitiveGauges(source, now());
+    for (const g of [capacity, inUse, waiting, oldestWait, count]) g.reset();
+    for (const [kind, n] of countByKind(rows)) count.set({ kind }, n);
+    for (const row of capSeries(rows, maxSeries)) {
+      const labels = { kind: row.kind, primitive_namespace: row.namespace, primitive: row.name };
+      capacity.set(labels, row.capacity);
+      inUse.set(labels, row.inUse);
+      waiting.set(labels, row.waiting);
+      oldestWait.set(labels, row.oldestWaitSeconds);
+    }
   });
-  const capacity = new Gauge({
-    name: 'konductor_primitive_capacity',
-    help: 'Capacity of a primitive: Semaphore spec.permits, Lease 1, Barrier the arrivals it opens at, Gate its conditions.',
-    labelNames: primitiveLabels,
-    registers,
-  });
-  const inUse = new Gauge({
-    name: 'konductor_primitive_in_use',
-    help: 'Semaphore permits held, Lease held (1) or not (0), Barrier arrivals, Gate conditions met.',
-    labelNames: primitiveLabels,
-    registers,
-  });
-  const waiting = new Gauge({
-    name: 'konductor_primitive_waiting_pods',
-    help: 'Pods waiting at a primitive (bound, not finished, every earlier primitive of the pod passed).',
-    labelNames: primitiveLabels,
-    registers,
-  });
-  const oldestWait = new Gauge({
-    name: 'konductor_primitive_oldest_wait_seconds',
-    help: 'How long the longest-waiting pod at a primitive has waited, since its arrival (0 when none waits).',
-    labelNames: primitiveLabels,
-    registers,
-  });
-  new Gauge({
-    name: 'konductor_leader',
-    help: '1 when this manager is the leader (it grants), else 0.',
-    registers,
-    collect() {
-      this.set(source?.isLeader ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'konductor_workqueue_depth',
-    help: 'Primitives waiting in the work queue to be reconciled.',
-    registers,
-    collect() {
-      this.set(source?.queueDepth ?? 0);
-    },
-  });
-  new Gauge({
-    name: 'konductor_pod_index_pods',
-    help: "Managed pods in the manager's pod index (equals the live pods labelled konductor.io/managed when the cache is in sync).",
-    registers,
-    collect() {
-      this.set(source?.podIndexSize ?? 0);
-    },
-  });
+  const capacity = gauge(
+    'konductor_primitive_capacity',
+    'Capacity of a primitive: Semaphore spec.permits, Lease 1, Barrier the arrivals it opens at, Gate its conditions.',
+    primitiveLabels,
+  );
+  const inUse = gauge(
+    'konductor_primitive_in_use',
+    'Semaphore permits held, Lease held (1) or not (0), Barrier arrivals, Gate conditions met.',
+    primitiveLabels,
+  );
+  const waiting = gauge(
+    'konductor_primitive_waiting_pods',
+    'Pods waiting at a primitive (bound, not finished, every earlier primitive of the pod passed).',
+    primitiveLabels,
+  );
+  const oldestWait = gauge(
+    'konductor_primitive_oldest_wait_seconds',
+    'How long the longest-waiting pod at a primitive has waited, since its arrival (0 when none waits).',
+    primitiveLabels,
+  );
+  gauge('konductor_leader', '1 when this manager is the leader (it grants), else 0.', [], (g) =>
+    g.set(source?.isLeader ? 1 : 0),
+  );
+  gauge('konductor_workqueue_depth', 'Primitives waiting in the work queue to be reconciled.', [], (g) =>
+    g.set(source?.queueDepth ?? 0),
+  );
+  gauge(
+    'konductor_pod_index_pods',
+    "Managed pods in the manager's pod index (equals the live pods labelled konductor.io/managed when the cache is in sync).",
+    [],
+    (g) => g.set(source?.podIndexSize ?? 0),
+  );
 
   // Every bounded label combination starts at 0, so rate() has a series before the first event.
-  for (const kind of ['Semaphore', 'Lease', 'Barrier', 'Gate'] as const) {
+  for (const kind of PRIMITIVE_KINDS) {
     statusWrites.inc({ kind }, 0);
     conflicts.inc({ kind }, 0);
   }
-  for (const kind of ['Semaphore', 'Lease'] as const) {
+  for (const kind of HOLDING_KINDS) {
     grants.inc({ kind }, 0);
     expiries.inc({ kind }, 0);
-    for (const reason of ['PodFinished', 'PodDeleted'] as const) releases.inc({ kind, reason }, 0);
+    for (const reason of RELEASE_REASONS) releases.inc({ kind, reason }, 0);
   }
   for (const result of ['allowed', 'denied'] as const) admissions.inc({ result }, 0);
 
@@ -310,7 +303,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
       const change = passChange(w);
       const wall = now();
       for (const pod of change.passed) {
-        if (w.kind === 'Semaphore' || w.kind === 'Lease') grants.inc({ kind: w.kind });
+        if (KINDS[w.kind].holds !== 'nothing') grants.inc({ kind: w.kind });
         const admitted = toView(pod, w.kind).admittedAt;
         if (admitted < Number.MAX_SAFE_INTEGER)
           waitSeconds.observe({ kind: w.kind }, Math.max(0, wall - admitted) / 1000);
@@ -330,162 +323,24 @@ export function createMetrics(opts: MetricsOptions = {}) {
         const from = signalAt ?? pending;
         if (from !== undefined) handoffSeconds.observe({ kind: w.kind }, Math.max(0, t - from) / 1000);
         pendingHandoff.delete(w.key);
-      } else if (signalAt !== undefined && waitingOf(w.after) > 0) {
+      } else if (signalAt !== undefined && waitingOf(w.kind, w.after) > 0) {
         pendingHandoff.set(w.key, Math.min(signalAt, pending ?? signalAt));
-      } else if (waitingOf(w.after) === 0) {
+      } else if (waitingOf(w.kind, w.after) === 0) {
         pendingHandoff.delete(w.key);
       }
     },
 
-    /** One AdmissionReview answered: latency, result, and the annotation at fault of a denial. */
-    admitted(request: unknown, response: { allowed?: boolean } | undefined, seconds: number): void {
+    /** One AdmissionReview answered: latency, result, and the annotations at fault of a denial. */
+    admitted(
+      response: { allowed?: boolean } | undefined,
+      seconds: number,
+      problems: readonly Pick<AnnotationProblem, 'annotation'>[],
+    ): void {
       const result = response?.allowed === false ? 'denied' : 'allowed';
       admissions.inc({ result });
       admissionSeconds.observe({ result }, seconds);
       if (result === 'denied')
-        for (const annotation of deniedAnnotations(request)) denials.inc({ annotation });
+        for (const annotation of deniedAnnotations(problems)) denials.inc({ annotation });
     },
   };
-}
-
-function looksReleased(pod: Pod): boolean {
-  const phase = pod.status?.phase;
-  return (
-    phase === 'Succeeded' ||
-    phase === 'Failed' ||
-    // a graceful deletion is not a release: the grant goes back when the main containers stop
-    mainContainersFinished(pod)
-  );
-}
-
-function toView(p: IndexedPod, kind: PrimitiveKind): PodView {
-  return toPodView(p.pod, podRequestFor(p.pod, p.request, kind), { eligible: true });
-}
-
-/**
- * Why a removed holder lost its grant; undefined = it expired (ttl). Same rule as arbitration's releaseReason
- * (the hold sidecar's release call is only a hint: a grant goes back on the pod's state alone).
- */
-export function releaseReasonOf(
-  view: Pick<PodView, 'finished' | 'terminating'> | undefined,
-): ReleaseReason | undefined {
-  if (!view) return 'PodDeleted';
-  if (view.finished) return view.terminating ? 'PodDeleted' : 'PodFinished';
-  return undefined;
-}
-
-/** Holders of a Semaphore or Lease (UIDs). */
-function holdersOf(p: Primitive): Set<string> {
-  if (p.kind === 'Semaphore') return new Set(((p as Semaphore).status?.holders ?? []).map((h) => h.uid));
-  if (p.kind === 'Lease') {
-    const h = (p as Lease).status?.holder;
-    return new Set(h ? [h.uid] : []);
-  }
-  return new Set();
-}
-
-function waitingOf(p: Primitive): number {
-  if (p.kind === 'Semaphore') return (p as Semaphore).status?.waiting ?? 0;
-  if (p.kind === 'Lease') return (p as Lease).status?.waiting ?? 0;
-  return 0;
-}
-
-/**
- * What one write changed: the pods that passed the primitive with it (new holders; or, when a Barrier or
- * Gate opened, the pods waiting at it), the holders it removed, and how many waiters it granted.
- */
-export function passChange(w: Pick<WriteRecord, 'before' | 'after' | 'pods'>): {
-  passed: IndexedPod[];
-  removed: string[];
-  grantedWaiters: number;
-} {
-  const { before, after } = w;
-  if (after.kind === 'Semaphore' || after.kind === 'Lease') {
-    const was = holdersOf(before);
-    const now = holdersOf(after);
-    const added = [...now].filter((uid) => !was.has(uid));
-    const byUid = new Map(w.pods.map((p) => [p.pod.metadata.uid ?? '', p]));
-    return {
-      passed: added.map((uid) => byUid.get(uid)).filter((p): p is IndexedPod => p !== undefined),
-      removed: [...was].filter((uid) => !now.has(uid)),
-      grantedWaiters: added.length,
-    };
-  }
-  const opened =
-    (before as Barrier | Gate).status?.phase !== 'Open' && (after as Barrier | Gate).status?.phase === 'Open';
-  if (!opened) return { passed: [], removed: [], grantedWaiters: 0 };
-  const passed = w.pods.filter((p) => {
-    const st = p.pod.status;
-    return (
-      Boolean(p.pod.spec?.nodeName) &&
-      st?.phase !== 'Succeeded' &&
-      st?.phase !== 'Failed' &&
-      p.pod.metadata.deletionTimestamp === undefined
-    );
-  });
-  return { passed, removed: [], grantedWaiters: 0 };
-}
-
-function countByKind(rows: readonly PrimitiveGauge[]): Map<PrimitiveKind, number> {
-  const out = new Map<PrimitiveKind, number>();
-  for (const r of rows) out.set(r.kind, (out.get(r.kind) ?? 0) + 1);
-  return out;
-}
-
-/** At most `max` rows of their own (by kind, namespace, name); the rest folded into one `(other)` row per kind. */
-export function capSeries(rows: readonly PrimitiveGauge[], max: number): PrimitiveGauge[] {
-  const sorted = [...rows].sort(
-    (a, b) =>
-      a.kind.localeCompare(b.kind) || a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name),
-  );
-  const kept = sorted.slice(0, Math.max(0, max));
-  const other = new Map<PrimitiveKind, PrimitiveGauge>();
-  for (const r of sorted.slice(Math.max(0, max))) {
-    const o = other.get(r.kind) ?? {
-      kind: r.kind,
-      namespace: OTHER,
-      name: OTHER,
-      capacity: 0,
-      inUse: 0,
-      waiting: 0,
-      oldestWaitSeconds: 0,
-    };
-    o.capacity += r.capacity;
-    o.inUse += r.inUse;
-    o.waiting += r.waiting;
-    o.oldestWaitSeconds = Math.max(o.oldestWaitSeconds, r.oldestWaitSeconds);
-    other.set(r.kind, o);
-  }
-  return [...kept, ...other.values()];
-}
-
-/**
- * The konductor.io/ annotations a denied AdmissionReview got wrong (label values: a known annotation key,
- * `unknown` for a key konductor does not know, or '' when no annotation is at fault, e.g. a malformed review).
- * Reads the annotations where the webhook does: the object's, a Job's pod template's, a CronJob's job template's.
- */
-export function deniedAnnotations(review: unknown): string[] {
-  const obj = (review as { request?: { object?: unknown } } | undefined)?.request?.object as
-    | Record<string, unknown>
-    | undefined;
-  const maps: unknown[] = [];
-  const annotationsAt = (o: unknown, ...path: string[]) => {
-    let cur: unknown = o;
-    for (const k of path) cur = (cur as Record<string, unknown> | undefined)?.[k];
-    if (cur && typeof cur === 'object') maps.push(cur);
-  };
-  annotationsAt(obj, 'metadata', 'annotations');
-  annotationsAt(obj, 'spec', 'template', 'metadata', 'annotations');
-  annotationsAt(obj, 'spec', 'jobTemplate', 'metadata', 'annotations');
-  annotationsAt(obj, 'spec', 'jobTemplate', 'spec', 'template', 'metadata', 'annotations');
-  const found = new Set<string>();
-  for (const m of maps) {
-    const strings: Record<string, string> = {};
-    for (const [k, v] of Object.entries(m as Record<string, unknown>)) strings[k] = String(v);
-    const parsed = parseAnnotations(strings);
-    if (parsed.ok) continue;
-    for (const p of parsed.problems)
-      found.add(KNOWN_ANNOTATIONS.includes(p.annotation) ? p.annotation : 'unknown');
-  }
-  return found.size > 0 ? [...found] : [''];
 }

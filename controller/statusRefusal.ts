@@ -6,13 +6,15 @@
  * it already has (which fits), and a Warning Event. Both pure: the classification of the API's answer and the
  * status that carries the condition.
  */
+
 import { KubeApiError } from '../api/kubeClient.ts';
+import type { ConditionReason } from '../api/reasons.ts';
 import type { Condition } from '../api/types.ts';
 import { setCondition } from './arbitration/conditions.ts';
 import { jsonEqual } from './arbitration/statusEquality.ts';
 import { toIso } from './arbitration/timestamps.ts';
 
-export type RefusalReason = 'StatusTooLarge' | 'StatusInvalid';
+export type RefusalReason = Extract<ConditionReason, 'StatusTooLarge' | 'StatusInvalid'>;
 
 export interface StatusRefusal {
   reason: RefusalReason;

@@ -6,6 +6,7 @@
  * per-key exponential backoff. Delays of any length work (api/longTimer.ts): a ttl of 600h requeues in
  * 600h, not in 1 ms.
  */
+import { backoffDelay, RECONCILE_BACKOFF } from '../api/backoff.ts';
 import { setLongTimeout } from '../api/longTimer.ts';
 
 export type ProcessResult = { requeueAfterMs?: number } | undefined;
@@ -112,9 +113,11 @@ export class WorkQueue {
       const attempt = (this.failures.get(key) ?? 0) + 1;
       this.failures.set(key, attempt);
       this.opts.onError?.(key, err, attempt);
-      const min = this.opts.minRetryMs ?? 5;
-      const max = this.opts.maxRetryMs ?? 5000;
-      this.addAfter(key, Math.min(max, min * 2 ** Math.min(attempt - 1, 12)));
+      const policy = {
+        baseMs: this.opts.minRetryMs ?? RECONCILE_BACKOFF.baseMs,
+        maxMs: this.opts.maxRetryMs ?? RECONCILE_BACKOFF.maxMs,
+      };
+      this.addAfter(key, backoffDelay(attempt - 1, Math.random, policy));
     } finally {
       this.processing.delete(key);
       this.active--;

@@ -9,12 +9,14 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { KonductorError } from '../api/errors.ts';
-import { isNotFound, KubeClient, type KubeConnection } from '../api/kubeClient.ts';
+import { type KonductorError, konductorError } from '../api/errors.ts';
+import { isNotFound, KubeClient } from '../api/kubeClient.ts';
+import type { KubeConnection } from '../api/kubeRequest.ts';
 import { ensureK8sBinaries, type K8sBinaries } from './binaries.ts';
 import { writeClusterPki } from './pki.ts';
 import { assertPortFree, getFreePorts, LOOPBACK } from './ports.ts';
-import { logTail, type ManagedProcess, ProcessGroup, reapStaleClusters } from './processes.ts';
+import { type ManagedProcess, ProcessGroup, reapStaleClusters } from './processes.ts';
+import { logTail } from './processInfo.ts';
 
 export interface StartClusterOptions {
   /** Parent directory of the cluster directory (default: the OS temp dir). */
@@ -120,7 +122,7 @@ function componentError(proc: ManagedProcess, what: string): KonductorError {
   const exit = proc.exitInfo
     ? ` (exit ${proc.exitInfo.code ?? ''}${proc.exitInfo.signal ? ` signal ${proc.exitInfo.signal}` : ''})`
     : '';
-  return new KonductorError(
+  return konductorError(
     portInUse ? 'KDR_DEVCLUSTER_PORT_IN_USE' : 'KDR_DEVCLUSTER_COMPONENT_FAILED',
     [
       `${proc.component} ${what}${exit}${portInUse ? ': its port is already in use by another process' : ''}.`,

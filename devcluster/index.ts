@@ -2,15 +2,7 @@
  * Public API of the devcluster: a real local Kubernetes control plane for the demo and the tests
  * (DESIGN §7). See devcluster/README.md.
  */
-export {
-  type EnsureOptions,
-  ensureGoTools,
-  ensureK8sBinaries,
-  GO_TOOLSETS,
-  type GoToolset,
-  K8S_VERSION,
-  type K8sBinaries,
-} from './binaries.ts';
+export { type EnsureOptions, ensureGoTools, ensureK8sBinaries, type K8sBinaries } from './binaries.ts';
 export {
   API_AUDIENCES,
   type DevCluster,
@@ -19,9 +11,11 @@ export {
   type StartClusterOptions,
   startCluster,
 } from './controlPlane.ts';
+export { GO_TOOLSETS, type GoToolset, K8S_VERSION } from './goToolsets.ts';
 export { type CertAndKey, type CertRequest, createCa, signCertificate } from './pki.ts';
 export { assertPortFree, getFreePort, getFreePorts } from './ports.ts';
-export { isProcessAlive, reapStaleClusters } from './processes.ts';
+export { reapStaleClusters } from './processes.ts';
+export { isProcessAlive } from './processInfo.ts';
 export {
   findLeftovers,
   type RealCluster,

@@ -8,21 +8,20 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildAdmissionPolicies } from '../api/admissionPolicies.ts';
 import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
-import { loadCrdManifests } from '../api/crds.ts';
-import { type KubeClient, resourcePath } from '../api/kubeClient.ts';
-import { buildAdmissionPolicies } from '../webhook/admissionPolicies.ts';
-import { buildWebhookConfiguration, webhookNamespaceSelector } from '../webhook/webhookConfiguration.ts';
+import { buildWebhookConfiguration, webhookNamespaceSelector } from '../api/webhookConfiguration.ts';
 import type { DevCluster } from './controlPlane.ts';
 import { ensureManagerIdentity } from './managerIdentity.ts';
 
 /** What installKonductor needs of a cluster (a DevCluster, or a test worker's view of the global one). */
 export type ClusterHandle = Pick<DevCluster, 'client' | 'kubeconfigPath' | 'dataDir' | 'processes'>;
 
+import { installCrds } from './crds.ts';
 import { createCa, signCertificate } from './pki.ts';
 import { getFreePorts } from './ports.ts';
-import { logTail, type ManagedProcess } from './processes.ts';
-
+import type { ManagedProcess } from './processes.ts';
+import { logTail } from './processInfo.ts';
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const WEBHOOK_CONFIGURATION_NAME = 'konductor-devcluster';
 /** The manager's ServiceAccount (in its service namespace: the scope, or `default`). */
@@ -105,48 +104,6 @@ export interface KonductorInstall {
   stopManager(signal?: NodeJS.Signals): Promise<void>;
   /** Removes the webhook configuration and stops the manager. */
   uninstall(): Promise<void>;
-}
-
-/** Server-side applies the CRDs and waits until every one is Established. */
-export async function installCrds(client: KubeClient, timeoutMs = 30_000): Promise<void> {
-  const crds = loadCrdManifests() as { metadata: { name: string } }[];
-  for (const crd of crds) {
-    await client.apply(
-      resourcePath({
-        group: 'apiextensions.k8s.io',
-        version: 'v1',
-        plural: 'customresourcedefinitions',
-        name: crd.metadata.name,
-      }),
-      crd,
-      'konductor-devcluster',
-    );
-  }
-  const deadline = Date.now() + timeoutMs;
-  for (const crd of crds) {
-    for (;;) {
-      const got = await client.get<{ status?: { conditions?: { type: string; status: string }[] } }>(
-        `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`,
-      );
-      if (got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
-      if (Date.now() > deadline)
-        throw new Error(`CRD ${crd.metadata.name} not Established after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  // The API server serves a new CRD's REST endpoint a moment after Established; wait for discovery.
-  for (const crd of crds) {
-    const [plural, ...group] = crd.metadata.name.split('.');
-    for (;;) {
-      try {
-        await client.list(`/apis/${group.join('.')}/v1/${plural}`, { limit: 1 });
-        break;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-  }
 }
 
 async function waitReady(url: string, proc: ManagedProcess, timeoutMs: number): Promise<void> {

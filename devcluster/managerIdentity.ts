@@ -9,10 +9,10 @@ import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { stringify as toYaml } from 'yaml';
+import { serviceAccountUsername } from '../api/admissionPolicies.ts';
 import { GROUP, KINDS } from '../api/constants.ts';
 import type { KubeClient } from '../api/kubeClient.ts';
 import { loadKubeConfig } from '../api/kubeconfig.ts';
-import { serviceAccountUsername } from '../webhook/admissionPolicies.ts';
 
 export interface PolicyRule {
   apiGroups: string[];

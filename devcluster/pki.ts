@@ -1,24 +1,15 @@
 /**
  * The devcluster's PKI: a cluster CA and the certificates the control plane needs (apiserver serving,
  * admin client, controller-manager client, apiserver -> kubelet client) plus the service-account
- * signing key pair. RSA keys come from node:crypto (fast, async); node-forge builds the certificates.
+ * signing key pair, made by konductor's one certificate builder (certs/certificateBuilder.ts).
  * `signCertificate` is exported so the process kubelet can issue its serving certificate from the
  * same CA.
  */
-import { generateKeyPair, randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import forge from 'node-forge';
+import { type CertificateAndKey, issueCertificate, rsaKeyPair } from '../certs/certificateBuilder.ts';
 
-export interface KeyPairPem {
-  privateKeyPem: string;
-  publicKeyPem: string;
-}
-
-export interface CertAndKey {
-  certPem: string;
-  keyPem: string;
-}
+export type CertAndKey = CertificateAndKey;
 
 export interface CertRequest {
   commonName: string;
@@ -29,84 +20,22 @@ export interface CertRequest {
   validDays?: number;
 }
 
-export function generateRsaKeyPair(bits = 2048): Promise<KeyPairPem> {
-  return new Promise((resolve, reject) => {
-    generateKeyPair(
-      'rsa',
-      {
-        modulusLength: bits,
-        publicKeyEncoding: { type: 'spki', format: 'pem' },
-        privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-      },
-      (err, publicKeyPem, privateKeyPem) => (err ? reject(err) : resolve({ publicKeyPem, privateKeyPem })),
-    );
-  });
-}
-
-/** A positive random serial (hex, high bit cleared). */
-function randomSerial(): string {
-  const b = randomBytes(16);
-  b[0] = (b[0] ?? 0) & 0x7f;
-  return b.toString('hex');
-}
-
-function validity(cert: forge.pki.Certificate, days: number) {
-  const now = Date.now();
-  cert.validity.notBefore = new Date(now - 5 * 60_000);
-  cert.validity.notAfter = new Date(now + days * 86_400_000);
-}
-
-export async function createCa(
-  commonName = 'konductor-devcluster-ca',
-  validDays = 3650,
-): Promise<CertAndKey> {
-  const keys = await generateRsaKeyPair();
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
-  cert.serialNumber = randomSerial();
-  validity(cert, validDays);
-  const attrs = [{ name: 'commonName', value: commonName }];
-  cert.setSubject(attrs);
-  cert.setIssuer(attrs);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-  ]);
-  cert.sign(forge.pki.privateKeyFromPem(keys.privateKeyPem), forge.md.sha256.create());
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.privateKeyPem };
+/** A self-signed CA (konductor's one certificate builder, certs/certificateBuilder.ts). */
+export function createCa(commonName = 'konductor-devcluster-ca', validDays = 3650): Promise<CertAndKey> {
+  return issueCertificate({ commonName, isCA: true, validityDays: validDays });
 }
 
 /** Issues a leaf certificate signed by `ca`. */
-export async function signCertificate(ca: CertAndKey, req: CertRequest): Promise<CertAndKey> {
-  const keys = await generateRsaKeyPair();
-  const caCert = forge.pki.certificateFromPem(ca.certPem);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
-  cert.serialNumber = randomSerial();
-  validity(cert, req.validDays ?? 365);
-  const subject: forge.pki.CertificateField[] = [{ name: 'commonName', value: req.commonName }];
-  for (const o of req.organizations ?? []) subject.push({ name: 'organizationName', value: o });
-  cert.setSubject(subject);
-  cert.setIssuer(caCert.subject.attributes);
-  const altNames = [
-    ...(req.dnsNames ?? []).map((value) => ({ type: 2, value })),
-    ...(req.ipAddresses ?? []).map((ip) => ({ type: 7, ip })),
-  ];
-  const extensions: Record<string, unknown>[] = [
-    { name: 'basicConstraints', cA: false, critical: true },
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    {
-      name: 'extKeyUsage',
-      serverAuth: req.usage !== 'client',
-      clientAuth: req.usage !== 'server',
-    },
-    { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
-  ];
-  if (altNames.length) extensions.push({ name: 'subjectAltName', altNames });
-  cert.setExtensions(extensions);
-  cert.sign(forge.pki.privateKeyFromPem(ca.keyPem), forge.md.sha256.create());
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.privateKeyPem };
+export function signCertificate(ca: CertAndKey, req: CertRequest): Promise<CertAndKey> {
+  return issueCertificate({
+    commonName: req.commonName,
+    issuer: ca,
+    usage: req.usage,
+    validityDays: req.validDays ?? 365,
+    ...(req.organizations ? { organizations: req.organizations } : {}),
+    ...(req.dnsNames ? { dnsNames: req.dnsNames } : {}),
+    ...(req.ipAddresses ? { ipAddresses: req.ipAddresses } : {}),
+  });
 }
 
 /** Paths of the files written by `writeClusterPki`. */
@@ -174,7 +103,7 @@ export async function writeClusterPki(
       organizations: ['system:masters'],
       usage: 'client',
     }),
-    generateRsaKeyPair(),
+    rsaKeyPair(),
   ]);
   const p = (name: string) => join(dir, name);
   const paths: ClusterPkiPaths = {
@@ -192,17 +121,18 @@ export async function writeClusterPki(
     serviceAccountKey: p('sa.key'),
     serviceAccountPub: p('sa.pub'),
   };
-  const files: [string, string, number][] = [
-    [paths.caCert, ca.certPem, 0o644],
-    [paths.caKey, ca.keyPem, 0o600],
-    [paths.apiserverCert, apiserver.certPem, 0o644],
-    [paths.apiserverKey, apiserver.keyPem, 0o600],
-    [paths.adminCert, admin.certPem, 0o644],
-    [paths.adminKey, admin.keyPem, 0o600],
-    [paths.controllerManagerCert, kcm.certPem, 0o644],
-    [paths.controllerManagerKey, kcm.keyPem, 0o600],
-    [paths.kubeletClientCert, kubeletClient.certPem, 0o644],
-    [paths.kubeletClientKey, kubeletClient.keyPem, 0o600],
+  // Certificates are world-readable, keys the owner's only.
+  const pair = (cert: string, key: string, issued: { certPem: string; keyPem: string }) =>
+    [
+      [cert, issued.certPem, 0o644],
+      [key, issued.keyPem, 0o600],
+    ] as const;
+  const files: (readonly [string, string, number])[] = [
+    ...pair(paths.caCert, paths.caKey, ca),
+    ...pair(paths.apiserverCert, paths.apiserverKey, apiserver),
+    ...pair(paths.adminCert, paths.adminKey, admin),
+    ...pair(paths.controllerManagerCert, paths.controllerManagerKey, kcm),
+    ...pair(paths.kubeletClientCert, paths.kubeletClientKey, kubeletClient),
     [paths.serviceAccountKey, sa.privateKeyPem, 0o600],
     [paths.serviceAccountPub, sa.publicKeyPem, 0o644],
   ];

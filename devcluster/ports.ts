@@ -1,6 +1,6 @@
 /** Loopback port helpers: pick a free port, and check that a requested port is free. */
 import { createServer } from 'node:net';
-import { KonductorError } from '../api/errors.ts';
+import { konductorError } from '../api/errors.ts';
 
 export const LOOPBACK = '127.0.0.1';
 
@@ -33,7 +33,7 @@ export function assertPortFree(port: number, component: string, host = LOOPBACK)
     srv.once('error', (err: NodeJS.ErrnoException) => {
       reject(
         err.code === 'EADDRINUSE'
-          ? new KonductorError(
+          ? konductorError(
               'KDR_DEVCLUSTER_PORT_IN_USE',
               `${component}: port ${host}:${port} is already in use by another process. ` +
                 `Stop that process (e.g. \`ss -ltnp 'sport = :${port}'\` shows it) or choose another port ` +

@@ -13,17 +13,15 @@ import {
   openSync,
   readdirSync,
   readFileSync,
-  readSync,
   renameSync,
   rmSync,
-  statSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-
+import { isProcessAlive, processStartTime } from './processInfo.ts';
 export interface ExitInfo {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -71,32 +69,6 @@ export function defaultRegistryDir(): string {
   return join(tmpdir(), `konductor-devcluster-${user}`);
 }
 
-/** The process's start time in clock ticks since boot (Linux), or undefined elsewhere/if gone. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19];
-  } catch {
-    return undefined;
-  }
-}
-
-export function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // A zombie (exited, not yet reaped) counts as gone.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
-}
-
 /** True when `pid` is alive and still the process recorded in `entry`. */
 function isSameProcess(entry: { pid: number; startTime?: string; bin: string }): boolean {
   if (!isProcessAlive(entry.pid)) return false;
@@ -106,24 +78,6 @@ function isSameProcess(entry: { pid: number; startTime?: string; bin: string }):
     return readFileSync(`/proc/${entry.pid}/cmdline`, 'utf8').includes(entry.bin);
   } catch {
     return false;
-  }
-}
-
-/** Last `lines` lines of a log file ('' if unreadable). */
-export function logTail(path: string, lines = 25): string {
-  try {
-    const size = statSync(path).size;
-    const len = Math.min(size, 64 * 1024);
-    const buf = Buffer.alloc(len);
-    const fd = openSync(path, 'r');
-    try {
-      readSync(fd, buf, 0, len, size - len);
-    } finally {
-      closeSync(fd);
-    }
-    return buf.toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
   }
 }
 

@@ -4,10 +4,11 @@
  * the primitives and the managed pods. No extra server.
  */
 import { parseArgs } from 'node:util';
-import { KonductorError } from '../api/errors.ts';
-import { isNotFound, KubeClient, resourcePath } from '../api/kubeClient.ts';
+import { konductorError } from '../api/errors.ts';
+import { isNotFound, KubeClient } from '../api/kubeClient.ts';
 import { resolveKubeconfig } from '../api/kubeconfig.ts';
 import { connectKubeconfig } from '../api/kubeconfigSource.ts';
+import { resourcePath } from '../api/kubeRequest.ts';
 import type { Pod } from '../api/types.ts';
 import { parsePrimitiveRef } from './refs.ts';
 import {
@@ -19,7 +20,8 @@ import {
   renderWhy,
 } from './render.ts';
 import { loadSnapshot, type Snapshot, watchSnapshot } from './snapshot.ts';
-import { holdersView, queueView, statusView, whyView } from './views.ts';
+import { holdersView, queueView, statusView } from './views.ts';
+import { whyView } from './why.ts';
 
 export const PLUGIN_HELP = `kubectl konductor — see konductor's queues: who holds, who waits, and why
 
@@ -78,7 +80,7 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
   const [command, target, ...rest] = positionals;
   if (values.help || command === undefined || command === 'help') return 'help';
   const bad = (msg: string): never => {
-    throw new KonductorError('KDR_PLUGIN_USAGE', `${msg} (kubectl konductor --help)`, 400);
+    throw konductorError('KDR_PLUGIN_USAGE', msg);
   };
   if (command !== 'status' && command !== 'queue' && command !== 'why' && command !== 'holders') {
     bad(`unknown command "${command}": expected status, queue, why or holders`);
@@ -118,11 +120,7 @@ export function renderInvocation(inv: Invocation, s: Snapshot, namespace: string
       const ref = parsePrimitiveRef(inv.target);
       const view = inv.command === 'queue' ? queueView(s, namespace, ref) : holdersView(s, namespace, ref);
       if (!view) {
-        throw new KonductorError(
-          'KDR_PLUGIN_NOT_FOUND',
-          `${ref.kind.toLowerCase()} ${namespace}/${ref.name} not found`,
-          404,
-        );
+        throw konductorError('KDR_PLUGIN_NOT_FOUND', `${ref.kind.toLowerCase()} ${namespace}/${ref.name}`);
       }
       return out(view, () =>
         inv.command === 'queue'
@@ -131,8 +129,7 @@ export function renderInvocation(inv: Invocation, s: Snapshot, namespace: string
       );
     }
     case 'why': {
-      if (!pod)
-        throw new KonductorError('KDR_PLUGIN_NOT_FOUND', `pod ${namespace}/${inv.target} not found`, 404);
+      if (!pod) throw konductorError('KDR_PLUGIN_NOT_FOUND', `pod ${namespace}/${inv.target}`);
       const view = whyView(s, pod);
       return out(view, () => renderWhy(view, s.now));
     }

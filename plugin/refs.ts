@@ -4,7 +4,7 @@
  * (`semaphores.sync.konductor.io/x`).
  */
 import { GROUP, KINDS, type PrimitiveKind } from '../api/constants.ts';
-import { KonductorError } from '../api/errors.ts';
+import { konductorError } from '../api/errors.ts';
 
 export interface PrimitiveRef {
   kind: PrimitiveKind;
@@ -15,6 +15,11 @@ const NAMES = new Map<string, PrimitiveKind>();
 for (const [kind, k] of Object.entries(KINDS) as [PrimitiveKind, (typeof KINDS)[PrimitiveKind]][]) {
   for (const n of [kind.toLowerCase(), k.plural, k.singular, ...k.shortNames]) NAMES.set(n, kind);
 }
+
+/** `semaphore|sem, lease|klease, ...`: each kind by its singular and short names, for usage messages. */
+export const KIND_NAMES = Object.values(KINDS)
+  .map((k) => `${k.singular}|${k.shortNames[0]}`)
+  .join(', ');
 
 /** The kind a name means (`sem`, `semaphores`, `Semaphore`, `leases.sync.konductor.io`), or undefined. */
 export function kindOf(name: string): PrimitiveKind | undefined {
@@ -28,11 +33,7 @@ export function parsePrimitiveRef(arg: string | undefined): PrimitiveRef {
   const kind = arg && slash > 0 ? kindOf(arg.slice(0, slash)) : undefined;
   const name = arg && slash > 0 ? arg.slice(slash + 1) : '';
   if (!arg || !kind || !name) {
-    throw new KonductorError(
-      'KDR_PLUGIN_BAD_REFERENCE',
-      `expected KIND/NAME, e.g. semaphore/batch-slots (kinds: semaphore|sem, lease|klease, barrier|kbar, gate|kgate); got ${JSON.stringify(arg ?? '')}`,
-      400,
-    );
+    throw konductorError('KDR_PLUGIN_BAD_REFERENCE', KIND_NAMES, arg ?? '');
   }
   return { kind, name };
 }

@@ -4,7 +4,9 @@
  * `-o yaml` print the views themselves (plugin/views.ts).
  */
 import { stringify } from 'yaml';
-import type { HoldersView, QueueView, StatusRow, WhyView } from './views.ts';
+import { rulesOf } from '../controller/arbitration/kinds.ts';
+import type { HoldersView, PrimitiveSummary, QueueView, StatusRow } from './views.ts';
+import type { WhyView } from './why.ts';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';
 
@@ -72,25 +74,9 @@ export function renderStatus(rows: readonly StatusRow[], now: number, allNamespa
   );
 }
 
-function headline(v: {
-  kind: string;
-  namespace: string;
-  name: string;
-  phase: string;
-  capacity: number;
-  inUse: number;
-}) {
-  const what = `${v.kind.toLowerCase()} ${v.namespace}/${v.name}`;
-  switch (v.kind) {
-    case 'Semaphore':
-      return `${what}: ${v.inUse}/${v.capacity} permits in use (${v.phase})`;
-    case 'Lease':
-      return `${what}: ${v.inUse ? 'held' : 'free'} (${v.phase})`;
-    case 'Barrier':
-      return `${what}: ${v.inUse} of ${v.capacity} arrived (${v.phase})`;
-    default:
-      return `${what}: ${v.inUse} of ${v.capacity} conditions met (${v.phase})`;
-  }
+function headline(v: PrimitiveSummary) {
+  const use = rulesOf(v.kind).explain.use({ capacity: v.capacity, inUse: v.inUse, waiting: 0 });
+  return `${v.kind.toLowerCase()} ${v.namespace}/${v.name}: ${use} (${v.phase})`;
 }
 
 export function renderQueue(v: QueueView, now: number): string {
@@ -114,8 +100,9 @@ export function renderQueue(v: QueueView, now: number): string {
 
 export function renderHolders(v: HoldersView, now: number): string {
   const head = `${headline(v)}\n${v.note ? `${v.note}\n` : ''}`;
-  if (v.holders.length === 0) return `${head}${v.kind === 'Gate' ? '' : 'No holders.\n'}`;
-  if (v.kind === 'Barrier') {
+  const columns = rulesOf(v.kind).explain.holderColumns;
+  if (v.holders.length === 0) return `${head}${columns === 'none' ? '' : 'No holders.\n'}`;
+  if (columns === 'arrivals') {
     return (
       head +
       table(

@@ -4,11 +4,12 @@
  * are indexed with the controller's own PodIndex, so their stages (acquisition order) are the manager's.
  */
 import { GROUP, KINDS, MANAGED_LABEL, type PrimitiveKind, VERSION } from '../api/constants.ts';
-import { KonductorError } from '../api/errors.ts';
+import { konductorError } from '../api/errors.ts';
 import { Informer } from '../api/informer.ts';
-import { isNotFound, type KubeClient, resourcePath } from '../api/kubeClient.ts';
+import { isNotFound, type KubeClient } from '../api/kubeClient.ts';
+import { resourcePath } from '../api/kubeRequest.ts';
 import type { Pod, Primitive } from '../api/types.ts';
-import { PodIndex, type PrimitiveKey, primitiveKey } from '../controller/podIndex.ts';
+import { PodIndex, type PrimitiveKey, primitiveKey } from '../controller/arbitration/podIndex.ts';
 
 export const PRIMITIVE_KINDS = Object.keys(KINDS) as PrimitiveKind[];
 
@@ -36,7 +37,7 @@ export function buildSnapshot(
   return { namespace, primitives: byKey, pods: index, now };
 }
 
-/** The snapshot as the figures (controller/queueFigures.ts) read it. */
+/** The snapshot as the figures (controller/arbitration/queueFigures.ts) read it. */
 export function figuresSource(s: Snapshot) {
   return {
     primitives: () => s.primitives.values(),
@@ -53,12 +54,7 @@ const MANAGED = `${MANAGED_LABEL}=true`;
 
 function crdsMissing(err: unknown): never {
   if (isNotFound(err)) {
-    throw new KonductorError(
-      'KDR_PLUGIN_NO_CRDS',
-      `konductor's custom resources (${GROUP}) are not installed in this cluster: install the chart first`,
-      404,
-      { cause: err },
-    );
+    throw konductorError('KDR_PLUGIN_NO_CRDS', GROUP).causedBy(err);
   }
   throw err;
 }

@@ -55,12 +55,25 @@ async function buildAtomically(options: BuildOptions): Promise<void> {
   }
 }
 
+/**
+ * The one Node.js target of the project: the major of package.json's engines.node (`>=24` -> `node24`). The
+ * images' NODE_IMAGE, the `node` devDependency and the docs name the same major (test/unit/node-target.test.ts).
+ */
+export function nodeTarget(pkg: { engines?: { node?: string } }): string {
+  const major = /(\d+)/.exec(pkg.engines?.node ?? '')?.[1];
+  if (!major) throw new Error('package.json has no engines.node to take the Node.js target from');
+  return `node${major}`;
+}
+
 async function common(): Promise<BuildOptions> {
-  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+    version: string;
+    engines?: { node?: string };
+  };
   return {
     bundle: true,
     platform: 'node',
-    target: 'node22',
+    target: nodeTarget(pkg),
     format: 'esm',
     banner: BANNER,
     logLevel: 'warning',

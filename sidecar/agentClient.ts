@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request } from 'node:https';
-import { KonductorError } from '../api/errors.ts';
+import { type ErrorCode, konductorError } from '../api/errors.ts';
 import {
   AGENT_API,
   BEARER_PREFIX,
@@ -18,7 +18,7 @@ import {
   type WaitEvent,
 } from '../api/protocol.ts';
 
-export const AGENT_TOKEN_UNREADABLE = 'KDR_AGENT_TOKEN_UNREADABLE';
+export const AGENT_TOKEN_UNREADABLE = 'KDR_AGENT_TOKEN_UNREADABLE' satisfies ErrorCode;
 
 /** A wait stream with no byte for this long (three missed heartbeats) is considered dead. */
 export const WAIT_IDLE_TIMEOUT_MS = 3 * HEARTBEAT_INTERVAL_MS;
@@ -69,15 +69,10 @@ export function readToken(path: string): string {
     token = readFileSync(path, 'utf8').trim();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new KonductorError(
-      AGENT_TOKEN_UNREADABLE,
-      `cannot read the service-account token ${path} (${code}); the webhook mounts it as a projected volume`,
-      500,
-      { cause: err },
-    );
+    throw konductorError(AGENT_TOKEN_UNREADABLE, path, code).causedBy(err);
   }
   if (token === '') {
-    throw new KonductorError(AGENT_TOKEN_UNREADABLE, `the service-account token file ${path} is empty`, 500);
+    throw konductorError(AGENT_TOKEN_UNREADABLE, path);
   }
   return token;
 }

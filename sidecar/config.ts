@@ -6,9 +6,9 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { AGENT_ENV, GRANT_FILE, SHARED_MOUNT_PATH, TOKEN_FILE } from '../api/constants.ts';
-import { KonductorError } from '../api/errors.ts';
+import { type ErrorCode, type KonductorError, konductorError } from '../api/errors.ts';
 
-export const AGENT_CONFIG_INVALID = 'KDR_AGENT_CONFIG_INVALID';
+export const AGENT_CONFIG_INVALID = 'KDR_AGENT_CONFIG_INVALID' satisfies ErrorCode;
 
 /** Re-exported for existing importers; defined in api/constants.ts. */
 export { AGENT_ENV };
@@ -101,6 +101,6 @@ function required(env: Readonly<Record<string, string | undefined>>, name: strin
   return value;
 }
 
-function invalid(message: string): KonductorError {
-  return new KonductorError(AGENT_CONFIG_INVALID, message, 400);
+function invalid(problem: string): KonductorError {
+  return konductorError(AGENT_CONFIG_INVALID, problem);
 }

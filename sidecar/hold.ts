@@ -10,7 +10,7 @@ import { isKonductorError } from '../api/errors.ts';
 import type { ReleaseResponse } from '../api/protocol.ts';
 import type { AgentCallResult, AgentClient } from './agentClient.ts';
 import type { AgentConfig } from './config.ts';
-import { type AgentGrantFile, describePrimitive } from './wait.ts';
+import { type AgentGrantFile, describeGrant } from './waitProgress.ts';
 
 export interface ReleasePolicy {
   attempts: number;
@@ -28,11 +28,6 @@ export const RELEASE_POLICY: ReleasePolicy = {
   attemptTimeoutMs: 600,
   pauseMs: (retry) => 100 * 2 ** retry,
 };
-
-const describeGrant = (r: ReleaseResponse['released'][number]) =>
-  r.kind === 'Barrier' || r.kind === 'Gate'
-    ? describePrimitive(r)
-    : `${describePrimitive(r)} (token ${r.token})`;
 
 /**
  * `released semaphore default/batch-slots (token 7)`, or what stays held until the pod's status shows its
@@ -56,13 +51,7 @@ export function describeRelease(response: ReleaseResponse): string {
 export function describeHeld(file: AgentGrantFile | undefined): string | undefined {
   const grants = file?.grants;
   if (!Array.isArray(grants) || grants.length === 0) return undefined;
-  return grants
-    .map((g) =>
-      g.kind === 'Barrier' || g.kind === 'Gate'
-        ? describePrimitive(g)
-        : `${describePrimitive(g)} (token ${g.token})`,
-    )
-    .join(', ');
+  return grants.map(describeGrant).join(', ');
 }
 
 export interface HoldIO {

@@ -17,7 +17,7 @@
  * Idempotent by container name: a pod that already has `konductor-wait` gets an empty patch, so the
  * webhook can be re-invoked (`reinvocationPolicy: IfNeeded`) safely.
  */
-import type { Operation } from 'fast-json-patch';
+import jsonpatch, { type Operation } from 'fast-json-patch';
 import { type KonductorRequest, parseAnnotations } from '../api/annotations.ts';
 import {
   AGENT_ENV,
@@ -74,11 +74,6 @@ export const DEFAULT_AGENT_RESOURCES: Readonly<ResourceRequirements> = Object.fr
   limits: { memory: '128Mi' },
 });
 
-/** Escapes one JSON-pointer reference token (RFC 6901): `~` -> `~0`, `/` -> `~1`. */
-export function escapePointer(token: string): string {
-  return token.replace(/~/g, '~0').replace(/\//g, '~1');
-}
-
 /** True when the pod already carries the injected wait container. */
 export function isInjected(pod: Pick<Pod, 'spec'>): boolean {
   return (pod.spec?.initContainers ?? []).some((c) => c?.name === WAIT_CONTAINER);
@@ -133,7 +128,7 @@ export function buildInjectionPatch(
       hasMap || ops.some((op) => op.path === '/metadata/annotations' || op.path === '/metadata')
         ? {
             op: 'add',
-            path: `/metadata/annotations/${escapePointer(WEBHOOK_ANNOTATIONS.admittedAt)}`,
+            path: `/metadata/annotations/${jsonpatch.escapePathComponent(WEBHOOK_ANNOTATIONS.admittedAt)}`,
             value: config.admittedAt,
           }
         : {
@@ -199,7 +194,7 @@ function setMapEntry(
     return [{ op: 'add', path: mapPath, value: { [key]: value } }];
   }
   if (map[key] === value) return [];
-  return [{ op: 'add', path: `${mapPath}/${escapePointer(key)}`, value }];
+  return [{ op: 'add', path: `${mapPath}/${jsonpatch.escapePathComponent(key)}`, value }];
 }
 
 function agentEnv(config: InjectionConfig, waitTimeoutMs: number | undefined): EnvVar[] {

@@ -20,12 +20,10 @@ import Fastify, {
   type FastifyServerOptions,
   LogController,
 } from 'fastify';
-import {
-  type AdmissionDeps,
-  type AdmissionReview,
-  admissionReviewProblem,
-  reviewAdmission,
-} from './admission.ts';
+import type { AnnotationProblem } from '../api/annotations.ts';
+import { errorBody, konductorError } from '../api/errors.ts';
+import { type AdmissionDeps, decideAdmission } from './admission.ts';
+import { type AdmissionReview, admissionReviewProblem } from './admissionReview.ts';
 
 /**
  * Big enough for every AdmissionReview the API server can send: it stores objects of at most 1.5 MiB (etcd's
@@ -111,8 +109,15 @@ export interface MutateRoutesOptions extends AdmissionDeps {
   healthz?: boolean;
   /** AdmissionReview bytes in flight at most (default MUTATE_INFLIGHT_BYTES). */
   maxInflightBytes?: number;
-  /** Called after each AdmissionReview is answered (metrics): the review, its response, seconds taken. */
-  onReviewed?: (review: unknown, response: AdmissionReview['response'], seconds: number) => void;
+  /**
+   * Called after each AdmissionReview is answered (metrics): its response, seconds taken, and the annotation
+   * problems a denial names (as the decision found them: nothing is parsed twice).
+   */
+  onReviewed?: (
+    response: AdmissionReview['response'],
+    seconds: number,
+    problems: readonly AnnotationProblem[],
+  ) => void;
 }
 
 interface BadRequestBody {
@@ -136,10 +141,12 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
     if (status >= 400 && status < 500) {
       request.log.info({ code: err.code, reason: err.message }, 'rejected malformed admission request');
+      // fastify's own code (FST_ERR_...) when it raised the error, else ours
       const body: BadRequestBody = {
         error: status === 400 ? 'BadRequest' : httpReason(status),
-        code: err.code ?? 'KDR_WEBHOOK_BAD_REQUEST',
-        message: err.message,
+        ...(err.code
+          ? { code: err.code, message: err.message }
+          : errorBody(konductorError('KDR_WEBHOOK_BAD_REQUEST', err.message))),
       };
       return reply.code(status).send(body);
     }
@@ -163,9 +170,8 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
       };
       return reply.code(200).send(review);
     }
-    return reply
-      .code(500)
-      .send({ error: 'InternalError', code: 'KDR_WEBHOOK_INTERNAL', message: err.message });
+    const internal = konductorError('KDR_WEBHOOK_INTERNAL', err.message);
+    return reply.code(internal.statusCode).send({ error: 'InternalError', ...errorBody(internal) });
   });
 
   // Memory: the bytes of the reviews being read and decided are budgeted; over budget, 429 before reading.
@@ -176,14 +182,11 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
     const bytes = Number.isFinite(declared) && declared >= 0 ? declared : MUTATE_BODY_LIMIT;
     if (budget.used > 0 && budget.used + bytes > budget.max) {
       request.log.warn({ inFlightBytes: budget.used, bytes }, 'admission busy: request refused');
+      const busy = konductorError('KDR_WEBHOOK_BUSY', budget.used);
       return reply
-        .code(429)
+        .code(busy.statusCode)
         .header('retry-after', '1')
-        .send({
-          error: 'TooManyRequests',
-          code: 'KDR_WEBHOOK_BUSY',
-          message: `admission reviews of ${budget.used} bytes are in progress; retry`,
-        });
+        .send({ error: 'TooManyRequests', ...errorBody(busy) });
     }
     budget.used += bytes;
     charged.set(request, bytes);
@@ -204,16 +207,15 @@ export const mutateRoutes: FastifyPluginAsync<MutateRoutesOptions> = async (app,
       if (problem !== null) {
         const body: BadRequestBody = {
           error: 'BadRequest',
-          code: 'KDR_WEBHOOK_NOT_ADMISSION_REVIEW',
-          message: problem,
+          ...errorBody(konductorError('KDR_WEBHOOK_NOT_ADMISSION_REVIEW', problem)),
         };
         request.log.info({ reason: problem }, 'rejected request that is not an AdmissionReview');
         return reply.code(400).send(body);
       }
       const started = performance.now();
-      const review = await reviewAdmission(request.body as AdmissionReview, deps);
+      const { review, problems } = await decideAdmission(request.body as AdmissionReview, deps);
       const res = review.response;
-      opts.onReviewed?.(request.body, res, (performance.now() - started) / 1000);
+      opts.onReviewed?.(res, (performance.now() - started) / 1000, problems);
       if (res && !res.allowed) {
         request.log.info({ uid: res.uid, reason: res.status?.message }, 'admission denied');
       }

@@ -3,11 +3,10 @@
  * metadata into its pod template, so the pods it creates carry them and get injected. Values already set
  * on the template win. Pure.
  */
-import type { Operation } from 'fast-json-patch';
+import jsonpatch, { type Operation } from 'fast-json-patch';
 import { type ParseResult, parseAnnotations } from '../api/annotations.ts';
 import { ANNOTATION_PREFIX, RESERVED_ANNOTATIONS } from '../api/constants.ts';
 import type { CronJob, Job, ObjectMeta } from '../api/types.ts';
-import { escapePointer } from './injectionPatch.ts';
 
 export interface TemplateAnnotationResult {
   /** The patch copying the annotations into the template (empty when nothing is to copy). */
@@ -40,19 +39,10 @@ export function konductorAnnotationsOf(
   return out;
 }
 
-export function buildTemplateAnnotationPatch(job: Job): TemplateAnnotationResult;
-export function buildTemplateAnnotationPatch(cronJob: CronJob, kind: 'CronJob'): TemplateAnnotationResult;
-export function buildTemplateAnnotationPatch(
-  obj: Job | CronJob,
-  kind?: TemplateOwnerKind,
-): TemplateAnnotationResult;
-export function buildTemplateAnnotationPatch(
-  obj: Job | CronJob,
-  kind: TemplateOwnerKind = (obj as { kind?: string }).kind === 'CronJob' ? 'CronJob' : 'Job',
-): TemplateAnnotationResult {
+/** The template's place in the object, and the konductor annotations its pods will carry (nothing parsed). */
+function locateTemplate(obj: Job | CronJob, kind: TemplateOwnerKind) {
   const path = TEMPLATE_PATH[kind];
   const fromObject = konductorAnnotationsOf(obj?.metadata?.annotations);
-
   // Walk to the template, noting the first missing level (created as a whole by the patch).
   let node: unknown = obj;
   let missingAt = -1;
@@ -69,13 +59,36 @@ export function buildTemplateAnnotationPatch(
   const templateAnnotations = isObject(templateMeta?.annotations)
     ? (templateMeta.annotations as Record<string, string>)
     : undefined;
-  const fromTemplate = konductorAnnotationsOf(templateAnnotations);
+  const effective = { ...fromObject, ...konductorAnnotationsOf(templateAnnotations) };
+  return { path, fromObject, missingAt, templateMeta, templateAnnotations, effective };
+}
 
+/** The konductor annotations a Job's (CronJob's) pods will carry: the object's merged under the template's. */
+export function effectiveTemplateAnnotations(
+  obj: Job | CronJob,
+  kind: TemplateOwnerKind,
+): Record<string, string> {
+  return locateTemplate(obj, kind).effective;
+}
+
+export function buildTemplateAnnotationPatch(job: Job): TemplateAnnotationResult;
+export function buildTemplateAnnotationPatch(cronJob: CronJob, kind: 'CronJob'): TemplateAnnotationResult;
+export function buildTemplateAnnotationPatch(
+  obj: Job | CronJob,
+  kind?: TemplateOwnerKind,
+): TemplateAnnotationResult;
+export function buildTemplateAnnotationPatch(
+  obj: Job | CronJob,
+  kind: TemplateOwnerKind = (obj as { kind?: string }).kind === 'CronJob' ? 'CronJob' : 'Job',
+): TemplateAnnotationResult {
+  const { path, fromObject, missingAt, templateMeta, templateAnnotations, effective } = locateTemplate(
+    obj,
+    kind,
+  );
   const toCopy: Record<string, string> = {};
   for (const [k, v] of Object.entries(fromObject)) {
     if (templateAnnotations?.[k] === undefined) toCopy[k] = v;
   }
-  const effective = { ...fromObject, ...fromTemplate };
   const parsed = parseAnnotations(effective);
 
   const patch: Operation[] = [];
@@ -92,7 +105,11 @@ export function buildTemplateAnnotationPatch(
       patch.push({ op: 'add', path: `${base}/metadata/annotations`, value: toCopy });
     } else {
       for (const [k, v] of Object.entries(toCopy)) {
-        patch.push({ op: 'add', path: `${base}/metadata/annotations/${escapePointer(k)}`, value: v });
+        patch.push({
+          op: 'add',
+          path: `${base}/metadata/annotations/${jsonpatch.escapePathComponent(k)}`,
+          value: v,
+        });
       }
     }
   }

@@ -14,12 +14,13 @@
  */
 import { MAX_ARRIVALS } from '../../api/limits.ts';
 import type { Arrival, Barrier, BarrierStatus } from '../../api/types.ts';
-import { type ConditionUpdate, findCondition, latchedReady, withReady } from './conditions.ts';
+import { findCondition, latchedReady, type ReadyDecision, readyDecision } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
+import type { KindRules } from './kindRules.ts';
 import type { PodView } from './podView.ts';
-import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
 import { indexByUid } from './waitingQueue.ts';
+import { plural } from './wording.ts';
 
 export interface BarrierArbitrationInput {
   barrier: Barrier;
@@ -28,13 +29,8 @@ export interface BarrierArbitrationInput {
   now: number;
 }
 
-export interface BarrierArbitrationResult {
-  status: BarrierStatus;
-  changed: boolean;
-  events: PlannedEvent[];
-  /** Arbitrate again after this many ms (the timeout deadline), while Waiting. */
-  requeueAfterMs?: number;
-}
+/** Its status with the Ready condition, whether it changed, its Events; requeueAfterMs: the timeout deadline. */
+export type BarrierArbitrationResult = ReadyDecision<BarrierStatus>;
 
 export type BarrierVerdict = 'wait' | 'pass' | { failed: string };
 
@@ -64,12 +60,7 @@ export function arbitrateBarrier(input: BarrierArbitrationInput): BarrierArbitra
   const needed = barrierNeeded(barrier);
   const timeout = readDuration('timeout', barrier.spec?.timeout);
 
-  const finish = (status: BarrierStatus, ready: ConditionUpdate, requeueAfterMs?: number) => {
-    withReady(old, status, ready, generation, nowIso);
-    const result: BarrierArbitrationResult = { status, changed: !jsonEqual(old, status), events };
-    if (requeueAfterMs !== undefined) result.requeueAfterMs = requeueAfterMs;
-    return result;
-  };
+  const finish = readyDecision<BarrierStatus>(old, generation, nowIso, events);
 
   // Latched: an Open or Failed barrier never changes its verdict.
   if (old !== undefined && (old.phase === 'Open' || old.phase === 'Failed')) {
@@ -162,3 +153,58 @@ export function barrierVerdict(status: BarrierStatus | undefined, _podUid: strin
 function cmp(a: number | string, b: number | string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** The Barrier's row of the kind table (./kinds.ts). */
+export const barrierRules: KindRules<Barrier> = {
+  arbitrate: ({ primitive, pods, now }) => arbitrateBarrier({ barrier: primitive, pods, now }),
+  readsPods: true,
+  holders: () => [],
+  grantOf: (b, uid) =>
+    barrierVerdict(b.status, uid) === 'pass' ? { token: 0, grantedAt: b.status?.openedAt } : undefined,
+  standing: (b, _stage, pod) => {
+    const verdict = barrierVerdict(b.status, pod.uid);
+    if (typeof verdict === 'object') {
+      // The arbiter's own verdict ("barrier ns/x timed out 3s after the first arrival: arrived 2 of 3
+      // expected"), so the pod's log, the Event and the Ready condition say the same thing.
+      return { failed: { reason: 'BarrierFailed', message: verdict.failed } };
+    }
+    const arrived = b.status?.arrived ?? 0;
+    return { waiting: { position: 0, queueLength: 0, arrived, expected: b.spec.quorum ?? b.spec.expected } };
+  },
+  figures: (b) => ({
+    capacity: b.spec?.quorum ?? b.spec?.expected ?? 0,
+    inUse: b.status?.arrived ?? 0,
+    waiting: 0,
+  }),
+  explain: {
+    use: (f) => `${f.inUse} of ${f.capacity} arrived`,
+    passed: (_stage, g) => `open since ${g.grantedAt}`,
+    queueReason: (b) => {
+      if (b.status?.phase === 'Failed')
+        return `the barrier failed: ${findCondition(b.status.conditions, 'Ready')?.message ?? 'timed out'}`;
+      const need = barrierNeeded(b) ?? b.spec?.expected ?? 0;
+      const arrived = b.status?.arrived ?? 0;
+      return `opens at ${need} arrivals, ${arrived} arrived: ${Math.max(0, need - arrived)} more must arrive`;
+    },
+    waiting: (b, _stage, standing) => {
+      const need = standing.expected ?? 0;
+      const arrived = standing.arrived ?? 0;
+      const timeout = b.spec?.timeout;
+      return {
+        detail: `${arrived} of ${need} pods arrived`,
+        toStart: `${plural(Math.max(0, need - arrived), 'more pod')} must arrive${timeout ? ` within ${timeout} of the first arrival` : ''}`,
+      };
+    },
+    holderColumns: 'arrivals',
+    listed: (b) => ({
+      rows: (b.status?.arrivals ?? []).map((a) => ({
+        pod: a.pod,
+        uid: a.uid,
+        permits: 0,
+        token: 0,
+        grantedAt: a.arrivedAt,
+      })),
+      note: 'a barrier holds nothing: these are its arrivals (grantedAt: when each arrived)',
+    }),
+  },
+};

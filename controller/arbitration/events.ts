@@ -4,30 +4,14 @@
  * announces a decision that was lost to a write conflict.
  */
 
+import type { EventReason } from '../../api/reasons.ts';
+
+export type { EventReason };
+
 /** Where an event goes: the primitive being arbitrated, or one pod (named and identified by UID). */
 export type EventTarget = 'primitive' | { pod: string; uid: string };
 
 export type EventType = 'Normal' | 'Warning';
-
-export type EventReason =
-  /** A pod joined the head of a semaphore or lease queue (see docs/arbitration.md, "Queued events"). */
-  | 'Queued'
-  /** A pod was granted permits of a semaphore or the lease. */
-  | 'Granted'
-  /** A holder gave its grant back (its pod finished, or was deleted and its containers stopped, or is gone). */
-  | 'Released'
-  /** A holder exceeded the ttl and lost its grant. */
-  | 'Expired'
-  /** A new object adopted a pod that still runs on a grant of an earlier object of the same name. */
-  | 'Adopted'
-  /** A pod asks for more permits than the semaphore has at all; it is skipped, not queued ahead of others. */
-  | 'PermitsExceedCapacity'
-  /** A pod arrived at a barrier. */
-  | 'Arrived'
-  /** A barrier or gate opened. */
-  | 'Opened'
-  /** A barrier or gate timed out and failed. */
-  | 'Failed';
 
 export interface PlannedEvent {
   target: EventTarget;

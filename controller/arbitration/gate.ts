@@ -18,25 +18,30 @@
  */
 
 import { GATE_READERS_ANNOTATION } from '../../api/constants.ts';
+import { GATE_CONDITION_STATES, KINDS } from '../../api/kinds.ts';
 import type {
-  Barrier,
   Gate,
   GateCondition,
   GateConditionStatus,
   GateConditionType,
   GateStatus,
   Job,
-  Lease,
-  Semaphore,
+  Primitive,
 } from '../../api/types.ts';
-import { GATE_CONDITION_STATES } from '../../api/types.ts';
-import { type ConditionUpdate, findCondition, latchedReady, statusMessage, withReady } from './conditions.ts';
+import {
+  findCondition,
+  latchedReady,
+  type ReadyDecision,
+  readyDecision,
+  statusMessage,
+} from './conditions.ts';
 import { type PlannedEvent, primitiveEvent } from './events.ts';
-import { jsonEqual } from './statusEquality.ts';
+import type { KindRules, ReadTarget } from './kindRules.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
+import { plural } from './wording.ts';
 
 /** What a gate condition may point at. */
-export type GateTarget = Job | Semaphore | Barrier | Lease | Gate;
+export type GateTarget = ReadTarget;
 
 /** Returns the object a condition references (from the controller's caches), or undefined when absent. */
 export type GateLookup = (type: GateConditionType, namespace: string, name: string) => GateTarget | undefined;
@@ -65,13 +70,8 @@ export function gateReadersAllow(annotations: Record<string, string> | undefined
     .some((v) => v === '*' || v === from);
 }
 
-export interface GateEvaluationResult {
-  status: GateStatus;
-  changed: boolean;
-  events: PlannedEvent[];
-  /** Evaluate again after this many ms (the timeout deadline), while Waiting. */
-  requeueAfterMs?: number;
-}
+/** Its status with the Ready condition, whether it changed, its Events; requeueAfterMs: the timeout deadline. */
+export type GateEvaluationResult = ReadyDecision<GateStatus>;
 
 export interface GateReference {
   type: GateConditionType;
@@ -133,43 +133,39 @@ export function evaluateCondition(
   const target = lookup(condition.type, namespace, condition.name);
   if (target === undefined) return result(false, `${ref} not found`);
 
-  switch (condition.type) {
-    case 'Job': {
-      const job = target as Job;
-      const has = (type: string) =>
-        (job.status?.conditions ?? []).some((c) => c.type === type && c.status === 'True');
-      if (has(condition.state)) return result(true, `${ref} is ${condition.state}`);
-      const other = condition.state === 'Complete' ? 'Failed' : 'Complete';
-      if (has(other)) return result(false, `${ref} is ${other}, needs ${condition.state}`);
-      const s = job.status;
-      return result(
-        false,
-        `${ref} is not ${condition.state} yet (active ${s?.active ?? 0}, succeeded ${s?.succeeded ?? 0}, failed ${s?.failed ?? 0})`,
-      );
-    }
-    case 'Semaphore': {
-      const needs = condition.value ?? 1;
-      const available = (target as Semaphore).status?.available;
-      if (available === undefined) return result(false, `${ref} has no status yet, needs ${needs} available`);
-      return result(
-        available >= needs,
-        available >= needs
-          ? `${ref} has at least ${needs} available`
-          : `${ref} has ${available} available, needs ${needs}`,
-      );
-    }
-    case 'Barrier':
-    case 'Gate':
-    case 'Lease': {
-      const phase = (target as Barrier | Gate | Lease).status?.phase;
-      if (phase === undefined) return result(false, `${ref} has no status yet, needs ${condition.state}`);
-      return result(
-        phase === condition.state,
-        phase === condition.state ? `${ref} is ${phase}` : `${ref} is ${phase}, needs ${condition.state}`,
-      );
-    }
+  if (condition.type === 'Job') {
+    const job = target as Job;
+    const has = (type: string) =>
+      (job.status?.conditions ?? []).some((c) => c.type === type && c.status === 'True');
+    if (has(condition.state)) return result(true, `${ref} is ${condition.state}`);
+    const other = condition.state === 'Complete' ? 'Failed' : 'Complete';
+    if (has(other)) return result(false, `${ref} is ${other}, needs ${condition.state}`);
+    const s = job.status;
+    return result(
+      false,
+      `${ref} is not ${condition.state} yet (active ${s?.active ?? 0}, succeeded ${s?.succeeded ?? 0}, failed ${s?.failed ?? 0})`,
+    );
   }
-  return result(false, `unsupported condition type ${JSON.stringify(condition.type)}`);
+  // A primitive (api/kinds.ts gateStates): a counted kind is Available with at least `value` permits free,
+  // any other state is a status.phase.
+  const status = (target as Primitive).status as { phase?: string; available?: number } | undefined;
+  if (KINDS[condition.type].holds === 'permits' && condition.state === 'Available') {
+    const needs = condition.value ?? 1;
+    const available = status?.available;
+    if (available === undefined) return result(false, `${ref} has no status yet, needs ${needs} available`);
+    return result(
+      available >= needs,
+      available >= needs
+        ? `${ref} has at least ${needs} available`
+        : `${ref} has ${available} available, needs ${needs}`,
+    );
+  }
+  const phase = status?.phase;
+  if (phase === undefined) return result(false, `${ref} has no status yet, needs ${condition.state}`);
+  return result(
+    phase === condition.state,
+    phase === condition.state ? `${ref} is ${phase}` : `${ref} is ${phase}, needs ${condition.state}`,
+  );
 }
 
 export function evaluateGate(input: GateEvaluationInput): GateEvaluationResult {
@@ -182,12 +178,7 @@ export function evaluateGate(input: GateEvaluationInput): GateEvaluationResult {
   const generation = gate.metadata.generation;
   const events: PlannedEvent[] = [];
 
-  const finish = (status: GateStatus, ready: ConditionUpdate, requeueAfterMs?: number) => {
-    withReady(old, status, ready, generation, nowIso);
-    const result: GateEvaluationResult = { status, changed: !jsonEqual(old, status), events };
-    if (requeueAfterMs !== undefined) result.requeueAfterMs = requeueAfterMs;
-    return result;
-  };
+  const finish = readyDecision<GateStatus>(old, generation, nowIso, events);
 
   if (old !== undefined && (old.phase === 'Open' || old.phase === 'Failed')) {
     return finish({ ...old }, latchedReady(old, ref));
@@ -244,3 +235,62 @@ export function gateVerdict(status: GateStatus | undefined): 'wait' | 'pass' | {
   }
   return 'wait';
 }
+
+function gateFailure(g: Gate): string {
+  const unmet = (g.status?.conditionStatuses ?? []).filter((c) => !c.met).map((c) => c.message);
+  return unmet.length
+    ? `timed out (${g.spec.timeout ?? ''}) with unmet conditions: ${unmet.join('; ')}`
+    : 'timed out';
+}
+
+const unmetOf = (g: Gate) => (g.status?.conditionStatuses ?? []).filter((c) => !c.met).map((c) => c.message);
+
+/** The Gate's row of the kind table (./kinds.ts). */
+export const gateRules: KindRules<Gate> = {
+  arbitrate: ({ primitive, now, reads }) =>
+    evaluateGate({
+      gate: primitive,
+      now,
+      lookup: (t, ns, n) => reads.lookup(t, ns, n),
+      mayRead: (t, f) => reads.mayRead(t, f),
+    }),
+  readsPods: false,
+  holders: () => [],
+  grantOf: (g) =>
+    gateVerdict(g.status) === 'pass' ? { token: 0, grantedAt: g.status?.openedAt } : undefined,
+  standing: (g, stage, pod) =>
+    typeof gateVerdict(g.status) === 'object'
+      ? {
+          failed: {
+            reason: 'GateFailed',
+            message: `gate ${pod.namespace}/${stage.name} failed: ${gateFailure(g)}`,
+          },
+        }
+      : { waiting: { position: 0, queueLength: 0, unmet: unmetOf(g) } },
+  figures: (g) => ({
+    capacity: g.spec?.conditions?.length ?? 0,
+    inUse: (g.status?.conditionStatuses ?? []).filter((c) => c.met).length,
+    waiting: 0,
+  }),
+  references: referencesOf,
+  settled: (g) => g.status?.phase === 'Open' || g.status?.phase === 'Failed',
+  explain: {
+    use: (f) => `${f.inUse} of ${f.capacity} conditions met`,
+    passed: (_stage, g) => `open since ${g.grantedAt}`,
+    queueReason: (g) => {
+      if (g.status?.phase === 'Failed')
+        return `the gate failed: ${findCondition(g.status.conditions, 'Ready')?.message ?? 'timed out'}`;
+      const unmet = unmetOf(g);
+      return unmet.length > 0 ? `conditions not met: ${unmet.join('; ')}` : 'conditions not evaluated yet';
+    },
+    waiting: (_g, _stage, standing) => {
+      const unmet = standing.unmet ?? [];
+      return {
+        detail: unmet.length > 0 ? `${plural(unmet.length, 'condition')} not met` : 'not evaluated yet',
+        toStart: unmet.length > 0 ? unmet.join('; ') : 'the manager must evaluate the gate (is it running?)',
+      };
+    },
+    holderColumns: 'none',
+    listed: () => ({ rows: [], note: 'a gate holds nothing: pods pass while it is open' }),
+  },
+};

@@ -17,19 +17,15 @@
  */
 import type { Lease, LeaseHolder, LeaseStatus } from '../../api/types.ts';
 import { adoptionMessage, adoptLeaseHolder, firstToken } from './adoption.ts';
-import { type ConditionUpdate, setConditions } from './conditions.ts';
+import { type ConditionUpdate, withReady } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
-import { holdStartedAt, type PodView, releaseReason } from './podView.ts';
+import { queuedEvents, reviewHolder } from './holding.ts';
+import type { Decision, KindRules } from './kindRules.ts';
+import type { PodView } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
-import {
-  indexByUid,
-  isWaiting,
-  oldestArrival,
-  orderWaiters,
-  QUEUE_STATUS_LIMIT,
-  toQueueEntry,
-} from './waitingQueue.ts';
+import { indexByUid, oldestArrival, queueEntries, waitersInOrder } from './waitingQueue.ts';
+import { plural, podNames } from './wording.ts';
 
 export interface LeaseArbitrationInput {
   lease: Lease;
@@ -41,24 +37,17 @@ export interface LeaseArbitrationInput {
   now: number;
 }
 
-export interface LeaseArbitrationResult {
+export interface LeaseArbitrationResult extends Decision {
   status: LeaseStatus;
-  changed: boolean;
-  events: PlannedEvent[];
   /** The holder granted by this decision, if any. */
   granted?: LeaseHolder;
   /** The holder removed by this decision (released or expired), if any. */
   removed?: LeaseHolder;
-  /** Arbitrate again after this many ms (the holder's expiry). */
-  requeueAfterMs?: number;
 }
 
 /** The lease's waiters in grant order (the holder excluded), unset priorities defaulted to spec.priority. */
 export function leaseQueue(lease: Lease, pods: readonly PodView[], holderUid: string | undefined): PodView[] {
-  return orderWaiters(
-    pods.filter((p) => isWaiting(p) && p.uid !== holderUid),
-    lease.spec?.priority ?? 0,
-  );
+  return waitersInOrder(pods, (uid) => uid === holderUid, lease.spec?.priority ?? 0);
 }
 
 export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationResult {
@@ -85,28 +74,15 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
 
   // 1. Release or expire the holder.
   if (holder !== undefined) {
-    const pod = pods.get(holder.uid);
-    const why = releaseReason(pod);
-    const acquiredAt = fromIso(holder.acquiredAt);
     const what = `${ref} (token ${holder.token})`;
-    if (why !== undefined) {
+    const held = { pod: holder.pod, uid: holder.uid, grantedAt: holder.acquiredAt };
+    const review = reviewHolder(held, pods.get(holder.uid), ttl, lease.spec?.ttl, now, what, events);
+    if (review.fate !== 'kept') {
       result.removed = holder;
-      events.push(podEvent(holder, 'Normal', 'Released', `released ${what}: ${why}`));
-      events.push(primitiveEvent('Normal', 'Released', `pod ${holder.pod} released ${what}: ${why}`));
       holder = undefined;
-    } else if (
-      ttl.kind === 'valid' &&
-      acquiredAt !== undefined &&
-      (holdStartedAt(pod!, acquiredAt) ?? Number.POSITIVE_INFINITY) + ttl.ms <= now
-    ) {
-      result.removed = holder;
-      const msg = `held for longer than ttl ${lease.spec.ttl} since ${holder.acquiredAt}`;
-      events.push(podEvent(holder, 'Warning', 'Expired', `lost ${what}: ${msg}`));
-      events.push(primitiveEvent('Warning', 'Expired', `pod ${holder.pod} lost ${what}: ${msg}`));
-      holder = undefined;
-    } else if (ttl.kind === 'valid' && acquiredAt !== undefined) {
+    } else if (review.expiresAt !== undefined) {
       // follows spec.ttl changes; counts from the end of the pod's wait (see holdStartedAt)
-      holder = { ...holder, expiresAt: toIso((holdStartedAt(pod!, acquiredAt) ?? acquiredAt) + ttl.ms) };
+      holder = { ...holder, expiresAt: review.expiresAt };
     }
   }
 
@@ -136,16 +112,9 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
   }
   const remaining = queue.slice(served);
 
-  const previouslyListed = new Set((old?.queue ?? []).map((e) => e.uid));
-  remaining.slice(0, QUEUE_STATUS_LIMIT).forEach((pod, i) => {
-    if (previouslyListed.has(pod.uid)) return;
-    events.push(
-      podEvent(pod, 'Normal', 'Queued', `waiting for ${ref}: position ${i + 1} of ${remaining.length}`),
-    );
-  });
+  queuedEvents(old?.queue, remaining, () => ref, events);
 
   // 3. Status.
-  const generation = lease.metadata.generation;
   const ready: ConditionUpdate =
     specProblem !== undefined
       ? { type: 'Ready', status: 'False', reason: 'InvalidSpec', message: specProblem }
@@ -157,7 +126,6 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
             message: `held by pod ${holder.pod} until ${holder.expiresAt}, ${remaining.length} waiting`,
           }
         : { type: 'Ready', status: 'True', reason: 'Available', message: 'not held' };
-  ready.observedGeneration = generation;
   const status: LeaseStatus = {
     phase: holder !== undefined ? 'Held' : 'Available',
     waiting: remaining.length,
@@ -169,11 +137,10 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
     status.acquiredAt = holder.acquiredAt;
     status.expiresAt = holder.expiresAt;
   }
-  status.queue = remaining.slice(0, QUEUE_STATUS_LIMIT).map(toQueueEntry);
+  status.queue = queueEntries(remaining);
   const oldest = oldestArrival(remaining);
   if (oldest !== undefined) status.oldestWaitingSince = oldest;
-  status.conditions = setConditions(old?.conditions, [ready], nowIso);
-  if (generation !== undefined) status.observedGeneration = generation;
+  withReady(old, status, ready, lease.metadata.generation, nowIso);
 
   const out: LeaseArbitrationResult = { status, changed: !jsonEqual(old, status), ...result };
   const expiresAt = fromIso(holder?.expiresAt);
@@ -184,3 +151,62 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
   }
   return out;
 }
+
+/** The Lease's row of the kind table (./kinds.ts). */
+export const leaseRules: KindRules<Lease> = {
+  arbitrate: ({ primitive, pods, now }) => arbitrateLease({ lease: primitive, pods, now }),
+  readsPods: true,
+  holders: (l) => {
+    const h = l.status?.holder;
+    return h
+      ? [
+          {
+            pod: h.pod,
+            uid: h.uid,
+            permits: 1,
+            token: h.token,
+            grantedAt: h.acquiredAt,
+            expiresAt: h.expiresAt,
+          },
+        ]
+      : [];
+  },
+  grantOf: (l, uid) => {
+    const h = l.status?.holder;
+    return h?.uid === uid ? { token: h.token, grantedAt: h.acquiredAt } : undefined;
+  },
+  queue: (l, views) => leaseQueue(l, views, l.status?.holder?.uid),
+  standing: (l, _stage, _pod, place) => ({ waiting: { ...place(), holder: l.status?.holder?.pod } }),
+  figures: (l) => ({ capacity: 1, inUse: l.status?.holder ? 1 : 0, waiting: l.status?.waiting ?? 0 }),
+  explain: {
+    use: (f) => (f.inUse ? 'held' : 'free'),
+    passed: (_stage, g) => `granted at ${g.grantedAt} (token ${g.token})`,
+    queueReason: (l, i) => {
+      const holder = l.status?.holder;
+      if (i > 0) return `behind ${plural(i, 'pod')}`;
+      return holder
+        ? `next: held by pod ${holder.pod} until it finishes or its ttl ends at ${holder.expiresAt}`
+        : 'next: the lease is free, the manager grants it now';
+    },
+    waiting: (l, _stage, standing, ahead) => {
+      const holder = l.status?.holder;
+      const detail = holder
+        ? `held by pod ${holder.pod} (token ${holder.token}) until ${holder.expiresAt}`
+        : 'not held';
+      if (!standing.position) return { detail, toStart: 'the pod must be scheduled first' };
+      const before = ahead();
+      const parts: string[] = [];
+      if (holder) parts.push(`pod ${holder.pod} must finish, or its hold expire at ${holder.expiresAt}`);
+      if (before.length > 0)
+        parts.push(
+          `the ${plural(before.length, 'pod')} ahead of it (${podNames(before)}) must hold it and finish`,
+        );
+      return {
+        detail,
+        toStart: parts.length > 0 ? parts.join('; then ') : 'nothing: the manager grants it now',
+      };
+    },
+    holderColumns: 'grants',
+    listed: (l) => ({ rows: [...leaseRules.holders(l)] }),
+  },
+};

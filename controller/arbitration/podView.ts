@@ -4,8 +4,14 @@
  * looks at a raw Pod, and nothing in a PodView comes from the controller's memory or from what an agent
  * said: a grant is given back only on evidence in the API (docs/security.md, "Arbitration guarantees").
  */
-import type { KonductorRequest } from '../../api/annotations.ts';
-import { ANNOTATIONS, type PrimitiveKind, WAIT_CONTAINER, WEBHOOK_ANNOTATIONS } from '../../api/constants.ts';
+import { type KonductorRequest, requestOf } from '../../api/annotations.ts';
+import {
+  ANNOTATIONS,
+  KINDS,
+  type PrimitiveKind,
+  WAIT_CONTAINER,
+  WEBHOOK_ANNOTATIONS,
+} from '../../api/constants.ts';
 import type { ContainerStatus, Pod } from '../../api/types.ts';
 import { fromIso } from './timestamps.ts';
 
@@ -66,7 +72,7 @@ export interface PodExtras {
 export function podRequestFor(pod: Pod, request: KonductorRequest, kind: PrimitiveKind): PodRequest {
   const annotated = pod.metadata.annotations?.[ANNOTATIONS.priority] !== undefined;
   return {
-    permits: kind === 'Semaphore' ? (request.semaphore?.permits ?? 1) : 1,
+    permits: KINDS[kind].holds === 'permits' ? (requestOf(request, kind)?.permits ?? 1) : 1,
     priority: annotated ? request.priority : undefined,
   };
 }

@@ -1,70 +1,55 @@
 /**
  * Semaphore arbitration: one pure decision from (the Semaphore, the pods that reference it, now) to the
- * next status, the events to record and when to look again.
+ * next status, the events to record and when to look again; and the Semaphore's row of the kind table.
  *
  * Policy (docs/arbitration.md has the long form):
- * - Releases first: a holder whose pod is gone or finished (phase terminal, or its main containers
- *   terminated: for a pod being deleted, ALL of them — a deletionTimestamp alone releases nothing) is removed
- *   (Released); a holder older than spec.ttl is removed (Expired, a Warning on pod and semaphore).
- *   The grants those releases make possible are decided in the same call, so they land in the same write.
- * - The first decision of a Semaphore (no status yet) adopts the pods that still run on a grant of an
- *   earlier Semaphore of the same name and starts its tokens above every earlier one (adoption.ts).
- * - Waiters are granted in arbitration order (priority desc, arrival asc, UID asc) with STRICT
- *   HEAD-OF-LINE BLOCKING: when the head of the queue needs more permits than are free, nobody behind it is
- *   granted, even a request that would fit. Letting small requests bypass would starve a big request
- *   forever under steady small load; blocking guarantees the head is served as soon as enough permits come
- *   back, and FIFO-within-priority stays the only rule a user has to understand.
- * - A request for more permits than spec.permits can never be granted. It would block the queue forever,
- *   so it is taken out of the queue order (listed at the end of status.queue, counted in status.waiting),
- *   gets a PermitsExceedCapacity Warning and the Satisfiable=False condition, and is granted in its normal
- *   place once spec.permits grows enough.
- * - Every grant takes the fencing token status.nextToken and increments it (the first decision starts it at
- *   firstToken(resourceVersion), so tokens also grow across a delete and recreate).
- * - Lowering spec.permits never revokes a live holder: nothing is granted until inUse drops below it.
- * - An invalid spec (permits < 1, unparsable ttl) stops new grants; releases still happen.
+ * - Releases first (holding.ts: pod gone or finished -> Released; held past spec.ttl -> Expired); the grants
+ *   they make possible are decided in the same call, so they land in the same write.
+ * - The first decision (no status yet) adopts the pods still running on a grant of an earlier Semaphore of
+ *   the same name and starts its tokens above every earlier one (adoption.ts).
+ * - Waiters are granted in arbitration order (priority desc, arrival asc, UID asc) with STRICT HEAD-OF-LINE
+ *   BLOCKING: when the head needs more permits than are free, nobody behind it is granted, even a request
+ *   that would fit (bypass would starve a big request forever under steady small load).
+ * - A request for more than spec.permits can never be granted: it leaves the queue order (listed last in
+ *   status.queue, counted in status.waiting), gets a PermitsExceedCapacity Warning and Satisfiable=False,
+ *   and is granted in its normal place once spec.permits grows enough.
+ * - Every grant takes the fencing token status.nextToken and increments it.
+ * - Lowering spec.permits never revokes a live holder; an invalid spec stops grants, releases still happen.
  *
- * Safety: holders' permits never exceed spec.permits through a grant (a grant needs permits <= free where
- * free = spec.permits - inUse), so if the invariant held before a decision it holds after it.
+ * Safety: a grant needs permits <= spec.permits - inUse, so if the invariant held before a decision it
+ * holds after it.
  */
 import type { Holder, QueueEntry, Semaphore, SemaphoreStatus } from '../../api/types.ts';
 import { adoptionMessage, adoptSemaphoreHolders, firstToken } from './adoption.ts';
-import { type ConditionUpdate, setConditions } from './conditions.ts';
+import { type ConditionUpdate, withReady } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
-import { holdStartedAt, type PodView, releaseReason } from './podView.ts';
+import { queuedEvents, reviewHolder } from './holding.ts';
+import type { Decision, KindRules } from './kindRules.ts';
+import { holdStartedAt, type PodView } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { type DurationField, fromIso, readDuration, toIso } from './timestamps.ts';
 import {
   indexByUid,
-  isWaiting,
   oldestArrival,
-  orderWaiters,
-  plural,
   QUEUE_STATUS_LIMIT,
-  toQueueEntry,
+  queueEntries,
+  waitersInOrder,
 } from './waitingQueue.ts';
+import { plural, podNames } from './wording.ts';
 
+/** `pods`: as ArbitrationInput's (kindRules.ts), every holder's pod that still exists included. */
 export interface SemaphoreArbitrationInput {
   semaphore: Semaphore;
-  /**
-   * The managed pods that reference this semaphore (any state), plus a view of every holder's pod that still
-   * exists: a holder without a view is released as gone, so the caller confirms absence with a GET.
-   */
   pods: readonly PodView[];
-  /** Decision time, epoch ms. */
   now: number;
 }
 
-export interface SemaphoreArbitrationResult {
+export interface SemaphoreArbitrationResult extends Decision {
   status: SemaphoreStatus;
-  /** False when `status` deep-equals the current status: the caller skips the write. */
-  changed: boolean;
-  events: PlannedEvent[];
-  /** Holders granted by this decision (to notify their agents once the write succeeded). */
+  /** Holders granted by this decision. */
   granted: Holder[];
   /** Holders removed by this decision (released or expired). */
   removed: Holder[];
-  /** Arbitrate again after this many ms (the earliest ttl expiry); absent when nothing expires. */
-  requeueAfterMs?: number;
 }
 
 /** The waiters of a semaphore as arbitration sees them (before this decision's grants). */
@@ -81,7 +66,7 @@ export function semaphoreQueue(
   pods: readonly PodView[],
   holderUids: ReadonlySet<string>,
 ): SemaphoreQueue {
-  const waiting = orderWaiters(pods.filter((p) => isWaiting(p) && !holderUids.has(p.uid)));
+  const waiting = waitersInOrder(pods, (uid) => holderUids.has(uid));
   return {
     ordered: waiting.filter((p) => p.permits <= capacity),
     oversize: waiting.filter((p) => p.permits > capacity),
@@ -124,33 +109,10 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
   const kept: Holder[] = [];
   const removed: Holder[] = [];
   for (const holder of fresh ? adopted : uniqueHolders(old?.holders ?? [])) {
-    const pod = pods.get(holder.uid);
-    const why = releaseReason(pod);
-    const grantedAt = fromIso(holder.grantedAt);
-    if (why !== undefined) {
-      removed.push(holder);
-      const what = `${plural(holder.permits, 'permit')} of ${ref} (token ${holder.token})`;
-      events.push(podEvent(holder, 'Normal', 'Released', `released ${what}: ${why}`));
-      events.push(primitiveEvent('Normal', 'Released', `pod ${holder.pod} released ${what}: ${why}`));
-    } else if (
-      ttl.kind === 'valid' &&
-      grantedAt !== undefined &&
-      (holdStartedAt(pod!, grantedAt) ?? Number.POSITIVE_INFINITY) + ttl.ms <= now
-    ) {
-      removed.push(holder);
-      const what = `${plural(holder.permits, 'permit')} of ${ref} (token ${holder.token})`;
-      const msg = `held for longer than ttl ${semaphore.spec.ttl} since ${holder.grantedAt}`;
-      events.push(podEvent(holder, 'Warning', 'Expired', `lost ${what}: ${msg}`));
-      events.push(primitiveEvent('Warning', 'Expired', `pod ${holder.pod} lost ${what}: ${msg}`));
-    } else {
-      kept.push(
-        withExpiry(
-          holder,
-          grantedAt === undefined ? undefined : (holdStartedAt(pod!, grantedAt) ?? grantedAt),
-          ttl,
-        ),
-      );
-    }
+    const what = `${plural(holder.permits, 'permit')} of ${ref} (token ${holder.token})`;
+    const review = reviewHolder(holder, pods.get(holder.uid), ttl, semaphore.spec?.ttl, now, what, events);
+    if (review.fate !== 'kept') removed.push(holder);
+    else kept.push(withExpiry(holder, review.expiresAt));
   }
 
   // 2. Grants, in arbitration order, head-of-line blocking.
@@ -169,8 +131,7 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
       if (pod.permits > capacity - inUse) break; // strict head-of-line blocking
       const holder = withExpiry(
         { pod: pod.name, uid: pod.uid, permits: pod.permits, token: nextToken, grantedAt: nowIso },
-        now,
-        ttl,
+        ttl.kind === 'valid' ? toIso(now + ttl.ms) : undefined,
       );
       nextToken += 1;
       inUse += pod.permits;
@@ -191,16 +152,9 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
   const waiting = remaining.length + queue.oversize.length;
 
   // 3. Queue display and queue events (only for pods newly listed, so re-arbitration repeats nothing).
-  const queueEntries: QueueEntry[] = [
-    ...remaining.slice(0, QUEUE_STATUS_LIMIT).map(toQueueEntry),
-    ...queue.oversize.slice(0, QUEUE_STATUS_LIMIT).map(toQueueEntry),
-  ];
+  const listed: QueueEntry[] = [...queueEntries(remaining), ...queueEntries(queue.oversize)];
+  queuedEvents(old?.queue, remaining, (pod) => `${plural(pod.permits, 'permit')} of ${ref}`, events);
   const previouslyListed = new Set((old?.queue ?? []).map((e) => e.uid));
-  remaining.slice(0, QUEUE_STATUS_LIMIT).forEach((pod, i) => {
-    if (previouslyListed.has(pod.uid)) return;
-    const msg = `waiting for ${plural(pod.permits, 'permit')} of ${ref}: position ${i + 1} of ${remaining.length}`;
-    events.push(podEvent(pod, 'Normal', 'Queued', msg));
-  });
   for (const pod of queue.oversize.slice(0, QUEUE_STATUS_LIMIT)) {
     if (previouslyListed.has(pod.uid)) continue;
     const msg = `pod ${pod.name} asks for ${plural(pod.permits, 'permit')} but ${ref} has only ${capacity ?? 0}; it cannot be granted until spec.permits is raised`;
@@ -212,8 +166,7 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
   const holders = [...kept, ...granted].sort((a, b) => a.token - b.token);
   const cap = capacity ?? 0;
   const available = Math.max(0, cap - inUse);
-  const generation = semaphore.metadata.generation;
-  const conditions: ConditionUpdate[] = [
+  const ready: ConditionUpdate =
     specProblem !== undefined
       ? { type: 'Ready', status: 'False', reason: 'InvalidSpec', message: specProblem }
       : {
@@ -225,7 +178,8 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
             (inUse > cap
               ? ' (spec.permits was lowered below the permits held; no grants until they return)'
               : ''),
-        },
+        };
+  const satisfiable: ConditionUpdate =
     queue.oversize.length > 0
       ? {
           type: 'Satisfiable',
@@ -238,23 +192,19 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
           status: 'True',
           reason: 'RequestsFit',
           message: 'every waiting pod asks for at most spec.permits',
-        },
-  ];
-  for (const c of conditions) c.observedGeneration = generation;
-
+        };
   const status: SemaphoreStatus = {
     inUse,
     available,
     phase: available === 0 ? 'Full' : 'Ready',
     holders,
     waiting,
-    queue: queueEntries,
+    queue: listed,
     nextToken,
-    conditions: setConditions(old?.conditions, conditions, nowIso),
   };
-  if (generation !== undefined) status.observedGeneration = generation;
   const oldest = oldestArrival([...remaining, ...queue.oversize]);
   if (oldest !== undefined) status.oldestWaitingSince = oldest;
+  withReady(old, status, ready, semaphore.metadata.generation, nowIso, [satisfiable]);
 
   const result: SemaphoreArbitrationResult = {
     status,
@@ -280,11 +230,10 @@ function uniqueHolders(holders: readonly Holder[]): Holder[] {
   return out;
 }
 
-/** The holder with expiresAt = grantedAt + ttl under the current spec (none without a valid ttl). */
-function withExpiry(holder: Holder, grantedAt: number | undefined, ttl: DurationField): Holder {
+/** The holder with its expiry under the current spec (none without a valid ttl). */
+function withExpiry(holder: Holder, expiresAt: string | undefined): Holder {
   const { expiresAt: _dropped, ...rest } = holder;
-  if (ttl.kind !== 'valid' || grantedAt === undefined) return rest;
-  return { ...rest, expiresAt: toIso(grantedAt + ttl.ms) };
+  return expiresAt === undefined ? rest : { ...rest, expiresAt };
 }
 
 function earliestExpiry(
@@ -312,3 +261,81 @@ function describeOversize(pods: readonly PodView[]): string {
   const more = pods.length > 5 ? ` and ${pods.length - 5} more` : '';
   return `${pods.length === 1 ? 'pod' : 'pods'} ${shown.join(', ')}${more} ${pods.length === 1 ? 'asks' : 'ask'} for`;
 }
+
+/** The Semaphore's row of the kind table (./kinds.ts). */
+export const semaphoreRules: KindRules<Semaphore> = {
+  arbitrate: ({ primitive, pods, now }) => arbitrateSemaphore({ semaphore: primitive, pods, now }),
+  readsPods: true,
+  holders: (s) =>
+    (s.status?.holders ?? []).map((h) => ({
+      pod: h.pod,
+      uid: h.uid,
+      permits: h.permits,
+      token: h.token,
+      grantedAt: h.grantedAt,
+      ...(h.expiresAt ? { expiresAt: h.expiresAt } : {}),
+    })),
+  grantOf: (s, uid) => {
+    const held = (s.status?.holders ?? []).find((h) => h.uid === uid);
+    return held && { token: held.token, grantedAt: held.grantedAt };
+  },
+  queue: (s, views) => {
+    const q = semaphoreQueue(
+      semaphoreCapacity(s) ?? 0,
+      views,
+      new Set((s.status?.holders ?? []).map((h) => h.uid)),
+    );
+    return [...q.ordered, ...q.oversize];
+  },
+  standing: (s, stage, _pod, place) => ({
+    waiting: { ...place(), inUse: s.status?.inUse ?? 0, capacity: s.spec.permits, requested: stage.permits },
+  }),
+  figures: (s) => ({
+    capacity: s.spec?.permits ?? 0,
+    inUse: s.status?.inUse ?? 0,
+    waiting: s.status?.waiting ?? 0,
+  }),
+  explain: {
+    use: (f) => `${f.inUse}/${f.capacity} permits in use`,
+    passed: (stage, g) => `granted ${plural(stage.permits, 'permit')} at ${g.grantedAt} (token ${g.token})`,
+    queueReason: (s, i, v) => {
+      const cap = semaphoreCapacity(s) ?? 0;
+      const free = Math.max(0, cap - (s.status?.inUse ?? 0));
+      if (v.permits > cap)
+        return `asks ${plural(v.permits, 'permit')}, more than spec.permits ${cap}: not granted until spec.permits is raised`;
+      if (i > 0) return `behind ${plural(i, 'pod')} (strict order: nobody is granted past the head)`;
+      return v.permits <= free
+        ? `next: ${plural(free, 'permit')} free, the manager grants it now`
+        : `needs ${plural(v.permits, 'permit')}, ${free} free: waits for holders to release ${v.permits - free} more`;
+    },
+    waiting: (s, stage, standing, ahead) => {
+      const cap = semaphoreCapacity(s) ?? 0;
+      const inUse = s.status?.inUse ?? 0;
+      const asks = standing.requested ?? stage.permits;
+      const detail = `${inUse}/${cap} permits in use; it asks ${asks}`;
+      if (!standing.position) return { detail, toStart: 'the pod must be scheduled first' };
+      if (asks > cap) return { detail, toStart: `spec.permits (${cap}) must be raised to at least ${asks}` };
+      const before = ahead();
+      const release = Math.max(
+        0,
+        before.reduce((n, p) => n + p.permits, 0) + asks - Math.max(0, cap - inUse),
+      );
+      const holders = (s.status?.holders ?? []).map((h) => `${h.pod} (${plural(h.permits, 'permit')})`);
+      const parts: string[] = [];
+      if (before.length > 0)
+        parts.push(
+          `the ${plural(before.length, 'pod')} ahead of it (${podNames(before)}) must be granted first`,
+        );
+      if (release > 0)
+        parts.push(
+          `${plural(release, 'permit')} must be released (held now by ${holders.join(', ') || 'nobody'})`,
+        );
+      return {
+        detail,
+        toStart: parts.length > 0 ? parts.join('; then ') : 'nothing: the manager grants it now',
+      };
+    },
+    holderColumns: 'grants',
+    listed: (s) => ({ rows: [...semaphoreRules.holders(s)] }),
+  },
+};

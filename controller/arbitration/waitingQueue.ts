@@ -1,6 +1,7 @@
 /**
  * Who waits, and how a waiter is shown in a primitive's status.queue. Shared by the Semaphore and Lease
- * arbitration and by queuePosition, so the agent API reports exactly the order arbitration grants in.
+ * arbitration and by the queue order of the agent API's progress lines (stages.ts), so the agent API reports
+ * exactly the order arbitration grants in.
  */
 import type { QueueEntry } from '../../api/types.ts';
 import { compareWaiters, type PodView } from './podView.ts';
@@ -19,6 +20,18 @@ export const QUEUE_STATUS_LIMIT = 20;
  */
 export function isWaiting(view: PodView): boolean {
   return view.bound && !view.finished && !view.terminating && view.eligible && !view.passedWait;
+}
+
+/** The pods waiting for a primitive that do not hold it already, in grant order (see orderWaiters). */
+export function waitersInOrder(
+  pods: readonly PodView[],
+  holds: (uid: string) => boolean,
+  priorityFallback = 0,
+): PodView[] {
+  return orderWaiters(
+    pods.filter((p) => isWaiting(p) && !holds(p.uid)),
+    priorityFallback,
+  );
 }
 
 /** Pods in arbitration order (see compareWaiters), one per UID, with `priorityFallback` for unset priorities. */
@@ -54,6 +67,7 @@ export function toQueueEntry(view: PodView): QueueEntry {
   return { pod: view.name, uid: view.uid, permits: view.permits, priority: view.priority ?? 0 };
 }
 
-export function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
+/** The first QUEUE_STATUS_LIMIT waiters as status.queue shows them (status.waiting counts them all). */
+export function queueEntries(waiters: readonly PodView[]): QueueEntry[] {
+  return waiters.slice(0, QUEUE_STATUS_LIMIT).map(toQueueEntry);
 }

@@ -11,8 +11,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { cp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { KonductorError } from '../../api/errors.ts';
-import { cacheRootDir, GO_TOOLSETS } from '../binaries.ts';
+import { konductorError } from '../../api/errors.ts';
+import { cacheRootDir } from '../binaries.ts';
+import { GO_TOOLSETS } from '../goToolsets.ts';
 
 export const CERT_MANAGER_MODULE = 'github.com/cert-manager/cert-manager';
 /** Bumped when the assembly below changes. */
@@ -20,7 +21,7 @@ const CHART_FORMAT = 'v1';
 
 function toolset() {
   const t = GO_TOOLSETS['cert-manager'];
-  if (!t) throw new KonductorError('KDR_CERTMANAGER_TOOLSET', 'GO_TOOLSETS has no cert-manager entry');
+  if (!t) throw konductorError('KDR_CERTMANAGER_TOOLSET', 'GO_TOOLSETS has no cert-manager entry');
   return t;
 }
 
@@ -39,7 +40,7 @@ export function certManagerModuleDir(): string {
   if (!r.ok || !r.out || !existsSync(r.out)) {
     const dl = go(['mod', 'download', CERT_MANAGER_MODULE], moduleDir);
     if (!dl.ok) {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_CERTMANAGER_MODULE',
         `go mod download ${CERT_MANAGER_MODULE} failed in ${moduleDir} (Go and the module proxy are needed):\n${dl.out}`,
       );
@@ -47,7 +48,7 @@ export function certManagerModuleDir(): string {
     r = list();
   }
   if (!r.ok || !existsSync(r.out)) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_CERTMANAGER_MODULE',
       `cannot locate ${CERT_MANAGER_MODULE} in the module cache: ${r.out}`,
     );
@@ -63,10 +64,7 @@ export function crdsTemplate(crdDir: string): string {
   const bodies = files.map((f) => {
     const text = readFileSync(join(crdDir, f), 'utf8');
     if (text.includes('%YAML')) {
-      throw new KonductorError(
-        'KDR_CERTMANAGER_CHART',
-        `${f} has a %YAML directive that cannot be concatenated`,
-      );
+      throw konductorError('KDR_CERTMANAGER_CHART', `${f} has a %YAML directive that cannot be concatenated`);
     }
     return text.endsWith('\n') ? text : `${text}\n`;
   });

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import { KubeClient } from '../../api/kubeClient.ts';
 import { ensureGoTools } from '../binaries.ts';
 import { CERT_MANAGER_VERSION, ensureCertManagerChart } from './chart.ts';
@@ -90,7 +90,7 @@ export async function waitForCertManagerWebhook(opts: WaitForCertManagerOptions)
       last = (err as Error).message;
     }
     if (Date.now() >= deadline) {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_CERTMANAGER_NOT_READY',
         `cert-manager's webhook did not answer within ${Math.round((Date.now() - started) / 1000)} s ` +
           `(dry-run Certificate create in ${ns}); last error: ${last}`,
@@ -197,7 +197,7 @@ export async function installCertManager(opts: InstallCertManagerOptions): Promi
   const started = Date.now();
   const r = await withHelmHome((env) => runHelm(helm, args, env));
   if (r.code !== 0) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_CERTMANAGER_INSTALL_FAILED',
       `helm ${args.join(' ')} failed:\n${r.out.slice(-3000)}`,
     );

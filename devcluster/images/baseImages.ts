@@ -4,37 +4,19 @@
  * - `pause`   the pod sandbox: `pause.c` built with `gcc -Os -static` (a few hundred KiB, no libc needed);
  * - `busybox` Debian's busybox-static (`apt-get download` + `dpkg -x`), its applets as symlinks, and a
  *             minimal /etc (passwd/group with root, nobody and nonroot 65532);
- * - `node`    the Node.js 24 binary of the `node` npm package (this repository's devDependency; debug info
- *             stripped like Debian's nodejs), the libraries it links (libc6, libstdc++6, libgcc-s1 from
- *             Debian, their copyright files kept), npm (the `npm` package's tarball, pinned) and the busybox
- *             layer for `sh`/`env`, which npm's scripts and shebangs need. It stands in for `node:24-slim`
- *             through the Dockerfiles' `NODE_IMAGE` build argument.
- *
- * The node image reuses the busybox image's layer blob as its bottom layer (same digest), so containerd
- * stores it once.
+ * - `node`    Node.js 24 with npm on the busybox layer: ./nodeImage.ts.
  */
 import { spawnSync } from 'node:child_process';
-import {
-  chmodSync,
-  cpSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  realpathSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { createRequire } from 'node:module';
+import { chmodSync, cpSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import { type CacheOptions, cachedImage, defaultImageLog, hashFile, type ImageRecord } from './cache.ts';
 import { type DebInfo, debCandidates, ensureHostTools, fetchDebs } from './debian.ts';
-import { readOciArchive, writeLayer, writeOciArchive } from './oci.ts';
+import { type ArchiveInfo, writeLayer, writeOciArchive } from './oci.ts';
 import { directoryEntries } from './tar.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = join(HERE, '..', '..');
 
 /** The npm that goes into the node image (the 11.x line ships with Node.js 24). */
 export const NPM_VERSION = '11.21.2';
@@ -105,10 +87,10 @@ export function writeSkeleton(root: string): void {
 export const skeletonOwner = (rel: string) =>
   rel === 'home/nonroot' ? { uid: NONROOT_UID, gid: NONROOT_UID } : { uid: 0, gid: 0 };
 
-function run(cmd: string, args: string[], what: string): string {
+export function run(cmd: string, args: string[], what: string): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   if (r.error || r.status !== 0) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_IMAGES_TOOL_FAILED',
       `${what}: \`${cmd} ${args.join(' ')}\` failed: ${r.error?.message ?? ''}${r.stderr ?? ''}`.trim(),
     );
@@ -116,12 +98,32 @@ function run(cmd: string, args: string[], what: string): string {
   return r.stdout;
 }
 
-function toolVersion(cmd: string, args: string[]): string {
+export function toolVersion(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   return (r.stdout ?? '').split('\n')[0]?.trim() || 'unknown';
 }
 
-const debInput = (d: DebInfo) => `${d.version} ${d.sha256}`;
+export const debInput = (d: DebInfo) => `${d.version} ${d.sha256}`;
+
+/** One base image from the cache, or built by `build` from an empty root filesystem directory `root`. */
+export function cachedBaseImage(
+  name: keyof typeof BASE_IMAGE_REFS,
+  inputs: Record<string, string>,
+  opts: CacheOptions,
+  build: (root: string, work: string, out: string) => Promise<ArchiveInfo>,
+): Promise<ImageRecord> {
+  return cachedImage(
+    name,
+    BASE_IMAGE_REFS[name],
+    inputs,
+    (work, out) => {
+      const root = join(work, 'rootfs');
+      mkdirSync(root, { recursive: true });
+      return build(root, work, out);
+    },
+    opts,
+  );
+}
 
 /** The pod sandbox image: a static pause binary, run as 65535 like the upstream one. */
 export async function ensurePauseImage(opts: CacheOptions = {}): Promise<ImageRecord> {
@@ -144,29 +146,21 @@ export async function ensurePauseImage(opts: CacheOptions = {}): Promise<ImageRe
     flags: flags.join(' '),
     format: 'v1',
   };
-  return cachedImage(
-    'pause',
-    BASE_IMAGE_REFS.pause,
-    inputs,
-    async (work, out) => {
-      const root = join(work, 'rootfs');
-      mkdirSync(root);
-      run('gcc', [...flags, '-o', join(root, 'pause'), source], 'compiling pause.c');
-      run('strip', [join(root, 'pause')], 'stripping pause');
-      chmodSync(join(root, 'pause'), 0o755);
-      const layer = await writeLayer(directoryEntries(root, { owner: () => ({ uid: 0, gid: 0 }) }), work);
-      return writeOciArchive(
-        {
-          name: BASE_IMAGE_REFS.pause,
-          config: { User: '65535:65535', Entrypoint: ['/pause'] },
-          layers: [layer],
-          history: ['pause.c built with gcc -Os -static'],
-        },
-        out,
-      );
-    },
-    opts,
-  );
+  return cachedBaseImage('pause', inputs, opts, async (root, work, out) => {
+    run('gcc', [...flags, '-o', join(root, 'pause'), source], 'compiling pause.c');
+    run('strip', [join(root, 'pause')], 'stripping pause');
+    chmodSync(join(root, 'pause'), 0o755);
+    const layer = await writeLayer(directoryEntries(root, { owner: () => ({ uid: 0, gid: 0 }) }), work);
+    return writeOciArchive(
+      {
+        name: BASE_IMAGE_REFS.pause,
+        config: { User: '65535:65535', Entrypoint: ['/pause'] },
+        layers: [layer],
+        history: ['pause.c built with gcc -Os -static'],
+      },
+      out,
+    );
+  });
 }
 
 /** busybox-static + applet symlinks + the skeleton /etc. The node image's bottom layer too. */
@@ -178,180 +172,37 @@ export async function ensureBusyboxImage(opts: CacheOptions = {}): Promise<Image
     skeleton: `${PASSWD}${GROUP}${NSSWITCH}${writeSkeleton.toString()}`,
     format: 'v1',
   };
-  return cachedImage(
-    'busybox',
-    BASE_IMAGE_REFS.busybox,
-    inputs,
-    async (work, out) => {
-      const debs = await fetchDebs(['busybox-static'], join(work, 'debs'), log);
-      const root = join(work, 'rootfs');
-      writeSkeleton(root);
-      const busybox = join(root, 'bin/busybox');
-      cpSync(join(debs['busybox-static'] as string, 'bin/busybox'), busybox);
-      chmodSync(busybox, 0o755);
-      const applets = run(busybox, ['--list-full'], 'listing the busybox applets')
-        .split('\n')
-        .map((l) => l.trim())
-        .filter((l) => l.includes('/') && !l.includes('..') && l !== 'bin/busybox');
-      for (const a of applets) {
-        const p = join(root, a);
-        if (existsSync(p)) continue;
-        mkdirSync(dirname(p), { recursive: true });
-        symlinkSync('/bin/busybox', p);
-      }
-      const copyright = join(debs['busybox-static'] as string, 'usr/share/doc/busybox-static/copyright');
-      if (existsSync(copyright)) {
-        mkdirSync(join(root, 'usr/share/doc/busybox-static'), { recursive: true });
-        cpSync(copyright, join(root, 'usr/share/doc/busybox-static/copyright'));
-      }
-      const layer = await writeLayer(directoryEntries(root, { owner: skeletonOwner }), work);
-      log(`busybox: ${applets.length} applets`);
-      return writeOciArchive(
-        {
-          name: BASE_IMAGE_REFS.busybox,
-          config: { Env: [DEFAULT_PATH], Cmd: ['sh'] },
-          layers: [layer],
-          history: [`busybox-static ${deb?.version} + applet symlinks + /etc`],
-        },
-        out,
-      );
-    },
-    opts,
-  );
-}
-
-/** The Node.js binary of the `node` npm package this repository installs (node_modules/node). */
-export function nodePackageBinary(): { path: string; version: string } {
-  const require = createRequire(join(REPO, 'package.json'));
-  let pkgJson: string;
-  try {
-    pkgJson = require.resolve('node/package.json');
-  } catch {
-    throw new KonductorError(
-      'KDR_IMAGES_NODE_MISSING',
-      'the `node` npm package is not installed (devDependency of this repository): run `npm ci`',
+  return cachedBaseImage('busybox', inputs, opts, async (root, work, out) => {
+    const debs = await fetchDebs(['busybox-static'], join(work, 'debs'), log);
+    writeSkeleton(root);
+    const busybox = join(root, 'bin/busybox');
+    cpSync(join(debs['busybox-static'] as string, 'bin/busybox'), busybox);
+    chmodSync(busybox, 0o755);
+    const applets = run(busybox, ['--list-full'], 'listing the busybox applets')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.includes('/') && !l.includes('..') && l !== 'bin/busybox');
+    for (const a of applets) {
+      const p = join(root, a);
+      if (existsSync(p)) continue;
+      mkdirSync(dirname(p), { recursive: true });
+      symlinkSync('/bin/busybox', p);
+    }
+    const copyright = join(debs['busybox-static'] as string, 'usr/share/doc/busybox-static/copyright');
+    if (existsSync(copyright)) {
+      mkdirSync(join(root, 'usr/share/doc/busybox-static'), { recursive: true });
+      cpSync(copyright, join(root, 'usr/share/doc/busybox-static/copyright'));
+    }
+    const layer = await writeLayer(directoryEntries(root, { owner: skeletonOwner }), work);
+    log(`busybox: ${applets.length} applets`);
+    return writeOciArchive(
+      {
+        name: BASE_IMAGE_REFS.busybox,
+        config: { Env: [DEFAULT_PATH], Cmd: ['sh'] },
+        layers: [layer],
+        history: [`busybox-static ${deb?.version} + applet symlinks + /etc`],
+      },
+      out,
     );
-  }
-  const version = (require(pkgJson) as { version: string }).version;
-  const bin = realpathSync(join(dirname(pkgJson), 'bin', 'node'));
-  if (!existsSync(bin)) {
-    throw new KonductorError(
-      'KDR_IMAGES_NODE_MISSING',
-      `${bin} is missing: run \`npm ci\` (its install script fetches it)`,
-    );
-  }
-  return { path: bin, version };
-}
-
-const LIB_DEBS = ['libc6', 'libstdc++6', 'libgcc-s1'] as const;
-
-/**
- * From the unpacked library packages, only what a dynamically linked program needs at run time:
- * /lib, /lib64, /etc/ld.so.conf.d, the shared objects in /usr/lib/x86_64-linux-gnu (not gconv, not
- * gdb or python helpers) and each package's copyright file.
- */
-export function isRuntimeLibraryPath(rel: string, pkg: string): boolean {
-  if (rel === '' || rel === 'usr' || rel === 'usr/lib' || rel === 'usr/share' || rel === 'usr/share/doc')
-    return true;
-  if (/^(lib|lib64|etc\/ld\.so\.conf\.d|etc)(\/|$)/.test(rel)) return true;
-  if (rel === 'usr/lib/x86_64-linux-gnu') return true;
-  if (/^usr\/lib\/x86_64-linux-gnu\/[^/]+\.so(\.[\d.]+)?$/.test(rel)) return true;
-  if (rel === `usr/share/doc/${pkg}` || rel === `usr/share/doc/${pkg}/copyright`) return true;
-  return false;
-}
-
-/**
- * The Node.js 24 base image (`konductor/node:24`): root user like node:24-slim, PATH with
- * /usr/local/bin, node at /usr/local/bin/node, npm under /usr/local/lib/node_modules/npm.
- */
-export async function ensureNodeImage(opts: CacheOptions = {}): Promise<ImageRecord> {
-  const log = opts.log ?? defaultImageLog;
-  ensureHostTools([{ command: 'strip', package: 'binutils' }], log, 'the node image (strip)');
-  const busybox = await ensureBusyboxImage(opts);
-  const node = nodePackageBinary();
-  const libs = debCandidates([...LIB_DEBS], log, opts.cacheRoot);
-  const inputs: Record<string, string> = {
-    busybox: busybox.manifestDigest,
-    node: `${node.version} ${hashFile(node.path, opts.cacheRoot)}`,
-    npm: NPM_VERSION,
-    strip: toolVersion('strip', ['--version']),
-    libraries: isRuntimeLibraryPath.toString(),
-    format: 'v1',
-  };
-  for (const d of libs) inputs[d.package] = debInput(d);
-  return cachedImage(
-    'node',
-    BASE_IMAGE_REFS.node,
-    inputs,
-    async (work, out) => {
-      const base = await readOciArchive(busybox.archive);
-      const owner = () => ({ uid: 0, gid: 0 });
-
-      const debs = await fetchDebs([...LIB_DEBS], join(work, 'debs'), log);
-      const libRoot = join(work, 'libs');
-      mkdirSync(libRoot);
-      for (const pkg of LIB_DEBS) {
-        const from = debs[pkg] as string;
-        cpSync(from, libRoot, {
-          recursive: true,
-          verbatimSymlinks: true,
-          filter: (src) => isRuntimeLibraryPath(src.slice(from.length + 1), pkg),
-        });
-      }
-      const libLayer = await writeLayer(directoryEntries(libRoot, { owner }), work);
-
-      const nodeRoot = join(work, 'node');
-      mkdirSync(join(nodeRoot, 'usr/local/bin'), { recursive: true });
-      const nodeBin = join(nodeRoot, 'usr/local/bin/node');
-      log(`node ${node.version}: stripping debug info from ${node.path}`);
-      run('strip', ['-o', nodeBin, node.path], 'stripping node');
-      chmodSync(nodeBin, 0o755);
-      const licence = join(dirname(node.path), '..', 'LICENSE');
-      if (existsSync(licence)) {
-        mkdirSync(join(nodeRoot, 'usr/local/share/doc/node'), { recursive: true });
-        cpSync(licence, join(nodeRoot, 'usr/local/share/doc/node/LICENSE'));
-      }
-      const nodeLayer = await writeLayer(directoryEntries(nodeRoot, { owner }), work);
-
-      const npmRoot = join(work, 'npm');
-      await unpackNpm(npmRoot, join(work, 'npm-pack'), log);
-      const npmLayer = await writeLayer(directoryEntries(npmRoot, { owner }), work);
-
-      return writeOciArchive(
-        {
-          name: BASE_IMAGE_REFS.node,
-          config: { Env: [DEFAULT_PATH, `NODE_VERSION=${node.version}`], Cmd: ['node'] },
-          layers: [...base.layers, libLayer, nodeLayer, npmLayer],
-          history: [
-            'busybox + /etc (konductor/busybox)',
-            `${libs.map((d) => `${d.package} ${d.version}`).join(', ')} (runtime libraries)`,
-            `node ${node.version} from the node npm package (stripped)`,
-            `npm ${NPM_VERSION}`,
-          ],
-        },
-        out,
-      );
-    },
-    opts,
-  );
-}
-
-/** npm from its registry tarball (`npm pack`, integrity checked by npm) into usr/local/lib/node_modules/npm. */
-async function unpackNpm(root: string, packDir: string, log: (l: string) => void): Promise<void> {
-  mkdirSync(packDir, { recursive: true });
-  log(`npm ${NPM_VERSION}: npm pack`);
-  run('npm', ['pack', `npm@${NPM_VERSION}`, '--pack-destination', packDir, '--silent'], 'fetching npm');
-  const tgz = readdirSync(packDir).find((f) => f.endsWith('.tgz'));
-  if (!tgz) throw new KonductorError('KDR_IMAGES_TOOL_FAILED', `npm pack left no tarball in ${packDir}`);
-  const dest = join(root, 'usr/local/lib/node_modules/npm');
-  mkdirSync(dest, { recursive: true });
-  run(
-    'tar',
-    ['-xzf', join(packDir, tgz), '-C', dest, '--strip-components=1', '--no-same-owner'],
-    'unpacking npm',
-  );
-  mkdirSync(join(root, 'usr/local/bin'), { recursive: true });
-  symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', join(root, 'usr/local/bin/npm'));
-  symlinkSync('../lib/node_modules/npm/bin/npx-cli.js', join(root, 'usr/local/bin/npx'));
-  for (const f of ['npm-cli.js', 'npx-cli.js']) chmodSync(join(dest, 'bin', f), 0o755);
+  });
 }

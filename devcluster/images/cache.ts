@@ -17,8 +17,9 @@ import {
 } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
-import { cacheRootDir, withBuildLock } from '../binaries.ts';
+import { KonductorError, konductorError } from '../../api/errors.ts';
+import { cacheRootDir } from '../binaries.ts';
+import { withBuildLock } from '../buildLock.ts';
 import type { ArchiveInfo, ImageRuntimeConfig } from './oci.ts';
 
 /** What `ensure*Image()` returns: the archive and what it is. */
@@ -179,14 +180,10 @@ export async function cachedImage(
       return rec;
     } catch (err) {
       if (err instanceof KonductorError) throw err;
-      throw new KonductorError(
+      throw konductorError(
         'KDR_IMAGES_BUILD_FAILED',
         `building image ${ref} failed: ${(err as Error).message}`,
-        500,
-        {
-          cause: err,
-        },
-      );
+      ).causedBy(err);
     } finally {
       await rm(work, { recursive: true, force: true });
       await rm(staged, { recursive: true, force: true });

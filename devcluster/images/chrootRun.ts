@@ -11,7 +11,7 @@
  * if this process crashes. Needs root (CAP_SYS_ADMIN, CAP_SYS_CHROOT).
  */
 import { spawn } from 'node:child_process';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 
 /** Runs in the new namespaces on the host's /bin/sh, then execs the command inside the root. */
 const SETUP = `set -eu
@@ -60,7 +60,7 @@ export interface ChrootRunResult {
 export function chrootRun(opts: ChrootRunOptions): Promise<ChrootRunResult> {
   if (process.getuid?.() !== 0) {
     return Promise.reject(
-      new KonductorError(
+      konductorError(
         'KDR_IMAGES_NEEDS_ROOT',
         'a Dockerfile RUN step runs in a chroot with its own mount and PID namespaces: run the image build as root',
       ),

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import { memoized } from './cache.ts';
 
 export interface DebInfo {
@@ -53,7 +53,7 @@ function aptUpdate(log: Log): void {
   log('apt-get update (the package lists are missing or stale)');
   const r = run('apt-get', ['-o', APT_LOCK_WAIT, 'update', '-qq']);
   if (!r.ok) {
-    throw new KonductorError('KDR_IMAGES_APT_FAILED', `apt-get update failed:\n${r.out.slice(-2000)}`);
+    throw konductorError('KDR_IMAGES_APT_FAILED', `apt-get update failed:\n${r.out.slice(-2000)}`);
   }
 }
 
@@ -78,7 +78,7 @@ function queryDebCandidates(packages: string[], log: Log): DebInfo[] {
   }
   const missing = packages.filter((p) => !found.some((d) => d.package === p));
   if (missing.length > 0) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_IMAGES_DEB_UNKNOWN',
       `Debian package(s) ${missing.join(', ')} unknown to apt${isRoot() ? ' (after apt-get update)' : ''}: ` +
         'the image build takes them from the Debian archive (apt sources of Debian 12 bookworm).',
@@ -100,7 +100,7 @@ export async function fetchDebs(packages: string[], dir: string, log: Log): Prom
     dl = run('apt-get', ['download', '-q', ...infos.map((d) => `${d.package}=${d.version}`)], { cwd: dir });
   }
   if (!dl.ok) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_IMAGES_APT_FAILED',
       `apt-get download ${packages.join(' ')} failed (is the Debian archive reachable?):\n${dl.out.slice(-2000)}`,
     );
@@ -110,14 +110,13 @@ export async function fetchDebs(packages: string[], dir: string, log: Log): Prom
   for (const info of infos) {
     const deb = debs.find((f) => f.startsWith(`${info.package}_`));
     if (!deb)
-      throw new KonductorError(
+      throw konductorError(
         'KDR_IMAGES_APT_FAILED',
         `apt-get download left no ${info.package}_*.deb in ${dir}`,
       );
     const target = join(dir, info.package);
     const x = run('dpkg', ['-x', join(dir, deb), target]);
-    if (!x.ok)
-      throw new KonductorError('KDR_IMAGES_APT_FAILED', `dpkg -x ${deb} failed:\n${x.out.slice(-2000)}`);
+    if (!x.ok) throw konductorError('KDR_IMAGES_APT_FAILED', `dpkg -x ${deb} failed:\n${x.out.slice(-2000)}`);
     out[info.package] = target;
   }
   return out;
@@ -143,7 +142,7 @@ export function ensureHostTools(tools: HostTool[], log: Log, why: string): void 
   if (missing.length === 0) return;
   const pkgs = [...new Set(missing.map((t) => t.package))];
   if (!isRoot()) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_IMAGES_TOOLS_MISSING',
       `${why} needs ${missing.map((t) => t.command).join(', ')}: run \`apt-get install -y ${pkgs.join(' ')}\` as root`,
     );
@@ -157,7 +156,7 @@ export function ensureHostTools(tools: HostTool[], log: Log, why: string): void 
   }
   const still = tools.filter((t) => !onPath(t.command));
   if (!r.ok || still.length > 0) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_IMAGES_TOOLS_MISSING',
       `apt-get install ${pkgs.join(' ')} failed (${why}):\n${r.out.slice(-2000)}`,
     );

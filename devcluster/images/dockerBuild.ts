@@ -18,44 +18,17 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmdirSync,
-} from 'node:fs';
-import { join, posix } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
-import { BUILD_CA_PATH, chrootRun } from './chrootRun.ts';
-import {
-  type Dockerfile,
-  expandVariables,
-  type Instruction,
-  parseDockerfile,
-  type Stage,
-} from './dockerfile.ts';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { konductorError } from '../../api/errors.ts';
+import { BUILD_CA_PATH } from './chrootRun.ts';
+import type { Stage } from './dockerfile.ts';
 import { dockerignoreMatcher } from './dockerignore.ts';
-import {
-  type ImageRuntimeConfig,
-  type LayerBlob,
-  normalizeImageName,
-  type ParsedArchive,
-  readOciArchive,
-  writeLayer,
-} from './oci.ts';
-import {
-  copyInto,
-  diffEntries,
-  mkdirInRoot,
-  resolveInRoot,
-  type Snapshot,
-  snapshot,
-  unpackLayers,
-} from './rootfs.ts';
-
+import { envFromConfig, type Plan, planDockerBuild } from './dockerPlan.ts';
+import { describeStage, execute } from './dockerSteps.ts';
+import { type ImageRuntimeConfig, type LayerBlob, writeLayer } from './oci.ts';
+import { type ParsedArchive, readOciArchive } from './ociArchiveReader.ts';
+import { diffEntries, type Snapshot, snapshot, unpackLayers } from './rootfs.ts';
 /** Bumped when the interpreter's output for the same inputs changes (part of every key). */
 export const BUILDER_VERSION = 'konductor-dockerfile-v1';
 
@@ -111,7 +84,7 @@ export interface DockerBuildResult {
   history: string[];
 }
 
-interface StageState {
+export interface StageState {
   env: [string, string][];
   args: Map<string, string>;
   workdir: string;
@@ -123,7 +96,7 @@ interface StageState {
   labels: Record<string, string>;
 }
 
-interface BuiltStage {
+export interface BuiltStage {
   key: string;
   root: string;
   baseLayers: LayerBlob[];
@@ -176,8 +149,7 @@ function unpackedBase(session: BuildSession, image: LocalImage): Promise<Unpacke
 /** `cp -a`: owners, modes, links and times kept (the snapshot after it is the stage's base). */
 function copyTree(from: string, to: string): void {
   const cp = spawnSync('cp', ['-a', from, to], { encoding: 'utf8' });
-  if (cp.status !== 0)
-    throw new KonductorError('KDR_IMAGES_BUILD_FAILED', `cp -a ${from} ${to}: ${cp.stderr}`);
+  if (cp.status !== 0) throw konductorError('KDR_IMAGES_BUILD_FAILED', `cp -a ${from} ${to}: ${cp.stderr}`);
 }
 
 export interface DockerBuildRequest {
@@ -190,188 +162,6 @@ export interface DockerBuildRequest {
   images: LocalImage[];
   /** Target stage name (default: the last stage). */
   target?: string;
-}
-
-const h = (...parts: string[]) => {
-  const hash = createHash('sha256');
-  for (const p of parts) hash.update(`${p}\n`);
-  return hash.digest('hex');
-};
-
-function stripLine(i: Instruction): string {
-  const { line: _line, ...rest } = i;
-  return JSON.stringify(rest);
-}
-
-interface Plan {
-  df: Dockerfile;
-  globals: Record<string, string>;
-  keys: string[];
-  /** Stage index -> what its FROM resolved to. */
-  bases: ({ image: LocalImage } | { stage: number })[];
-  target: number;
-  needed: number[];
-}
-
-function stageIndex(df: Dockerfile, ref: string, before: number): number | undefined {
-  const byName = df.stages.findIndex((s, i) => i < before && s.name === ref.toLowerCase());
-  if (byName >= 0) return byName;
-  if (/^\d+$/.test(ref) && Number(ref) < before) return Number(ref);
-  return undefined;
-}
-
-/** The variables of a stage at an instruction: ARGs then ENVs (ENV wins). Used for keys and expansion. */
-function varsOf(state: Pick<StageState, 'env' | 'args'>): Record<string, string> {
-  return { ...Object.fromEntries(state.args), ...Object.fromEntries(state.env) };
-}
-
-function envFromConfig(config: ImageRuntimeConfig): [string, string][] {
-  return (config.Env ?? []).map((kv) => {
-    const eq = kv.indexOf('=');
-    return [kv.slice(0, eq), kv.slice(eq + 1)];
-  });
-}
-
-function contextHash(ctx: BuildContext, source: string, label: string, line: number): string {
-  const rel = posix
-    .normalize(source)
-    .replace(/^(\.\/|\/)+/, '')
-    .replace(/\/$/, '');
-  if (rel.startsWith('..')) {
-    throw new KonductorError(
-      'KDR_IMAGES_COPY_SOURCE',
-      `${label} line ${line}: COPY source ${source} is outside the context`,
-    );
-  }
-  const all = rel === '' || rel === '.';
-  const parts = [...ctx.files].filter(([p]) => all || p === rel || p.startsWith(`${rel}/`));
-  if (parts.length === 0) {
-    throw new KonductorError(
-      'KDR_IMAGES_COPY_SOURCE',
-      `${label} line ${line}: COPY source ${source} not found in the build context (or excluded by .dockerignore)`,
-    );
-  }
-  return h(...parts.map(([p, v]) => `${p} ${v}`));
-}
-
-/** Resolves FROMs and computes every needed stage's key, without touching any root filesystem. */
-export function planDockerBuild(req: DockerBuildRequest): Plan {
-  const df = parseDockerfile(req.dockerfile);
-  const buildArgs = req.buildArgs ?? {};
-  const globals: Record<string, string> = {};
-  for (const a of df.globalArgs) {
-    const v =
-      buildArgs[a.name] ?? (a.default !== undefined ? expandVariables(a.default, globals) : undefined);
-    if (v !== undefined) globals[a.name] = v;
-  }
-  const target =
-    req.target === undefined ? df.stages.length - 1 : df.stages.findIndex((s) => s.name === req.target);
-  if (target < 0)
-    throw new KonductorError('KDR_IMAGES_DOCKERFILE_INVALID', `${req.label}: no stage ${req.target}`);
-  const keys: string[] = [];
-  const bases: Plan['bases'] = [];
-  const deps: number[][] = [];
-  for (const stage of df.stages) {
-    const fromRef = expandVariables(stage.from, globals);
-    const parent = stageIndex(df, fromRef, stage.index);
-    let baseKey: string;
-    let state: Pick<StageState, 'env' | 'args'>;
-    const stageDeps: number[] = [];
-    if (parent !== undefined) {
-      bases.push({ stage: parent });
-      baseKey = `stage ${keys[parent]}`;
-      stageDeps.push(parent);
-      state = { env: [], args: new Map() };
-    } else {
-      const name = normalizeImageName(fromRef);
-      const image = req.images.find((i) => i.name === name);
-      if (!image) {
-        throw new KonductorError(
-          'KDR_IMAGES_BASE_MISSING',
-          `${req.label} line ${stage.line}: FROM ${fromRef} (${name}) is not a local image and nothing is pulled ` +
-            `from a registry; local images: ${req.images.map((i) => i.name).join(', ') || 'none'}`,
-        );
-      }
-      bases.push({ image });
-      baseKey = `image ${image.manifestDigest}`;
-      state = { env: envFromConfig(image.config), args: new Map() };
-    }
-    const parts = [BUILDER_VERSION, baseKey, JSON.stringify(globals), JSON.stringify(buildArgs)];
-    for (const ins of stage.instructions) {
-      parts.push(stripLine(ins));
-      if (ins.kind === 'ARG') {
-        const v =
-          buildArgs[ins.name] ??
-          (ins.default !== undefined ? expandVariables(ins.default, varsOf(state)) : globals[ins.name]);
-        if (v !== undefined) state.args.set(ins.name, v);
-      } else if (ins.kind === 'ENV') {
-        for (const [k, v] of ins.pairs) {
-          state.env = [...state.env.filter(([n]) => n !== k), [k, expandVariables(v, varsOf(state))]];
-        }
-      } else if (ins.kind === 'COPY') {
-        if (ins.from !== undefined) {
-          const from = stageIndex(df, expandVariables(ins.from, varsOf(state)), stage.index);
-          if (from === undefined) {
-            throw new KonductorError(
-              'KDR_IMAGES_DOCKERFILE_UNSUPPORTED',
-              `${req.label} line ${ins.line}: COPY --from=${ins.from} must name an earlier stage (images are not supported)`,
-            );
-          }
-          stageDeps.push(from);
-          parts.push(`from ${keys[from]}`);
-        } else {
-          for (const s of ins.sources) {
-            parts.push(
-              `context ${contextHash(req.context, expandVariables(s, varsOf(state)), req.label, ins.line)}`,
-            );
-          }
-        }
-      }
-    }
-    keys.push(h(...parts));
-    deps.push(stageDeps);
-  }
-  const needed = new Set<number>();
-  const visit = (i: number) => {
-    if (needed.has(i)) return;
-    needed.add(i);
-    for (const d of deps[i] ?? []) visit(d);
-  };
-  visit(target);
-  return { df, globals, keys, bases, target, needed: [...needed].sort((a, b) => a - b) };
-}
-
-function passwdLookup(root: string, file: 'passwd' | 'group', name: string): number | undefined {
-  const p = resolveInRoot(root, `/etc/${file}`);
-  if (!existsSync(p)) return undefined;
-  for (const line of readFileSync(p, 'utf8').split('\n')) {
-    const f = line.split(':');
-    if (f[0] === name && f[2] !== undefined) return Number(f[2]);
-  }
-  return undefined;
-}
-
-/** `USER` as numeric uid:gid (names from the stage's /etc/passwd and /etc/group) and the home directory. */
-function resolveUser(root: string, user: string | undefined): { spec: string; home: string } {
-  if (!user) return { spec: '0:0', home: '/root' };
-  const [u = '', g] = user.split(':');
-  const uid = /^\d+$/.test(u) ? Number(u) : passwdLookup(root, 'passwd', u);
-  if (uid === undefined)
-    throw new KonductorError('KDR_IMAGES_USER_UNKNOWN', `USER ${user}: no such user in the stage`);
-  let gid = g === undefined ? undefined : /^\d+$/.test(g) ? Number(g) : passwdLookup(root, 'group', g);
-  let home = '/';
-  const passwd = resolveInRoot(root, '/etc/passwd');
-  if (existsSync(passwd)) {
-    for (const line of readFileSync(passwd, 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (Number(f[2]) === uid) {
-        gid ??= Number(f[3]);
-        home = f[5] || '/';
-        break;
-      }
-    }
-  }
-  return { spec: `${uid}:${gid ?? uid}`, home };
 }
 
 async function stageLayer(session: BuildSession, st: BuiltStage): Promise<LayerBlob> {
@@ -476,156 +266,6 @@ export function hostBuildEnvironment(env: NodeJS.ProcessEnv = process.env): {
     return { env: out, caFile: ca };
   }
   return { env: out };
-}
-
-function describeStage(s: Stage): string {
-  return `${s.index}${s.name ? ` (${s.name})` : ''} FROM ${s.from}`;
-}
-
-async function execute(
-  session: BuildSession,
-  req: DockerBuildRequest,
-  plan: Plan,
-  st: BuiltStage,
-  ins: Instruction,
-): Promise<void> {
-  const s = st.state;
-  const x = (t: string) => expandVariables(t, varsOf(s));
-  const where = `${req.label} line ${ins.line}`;
-  switch (ins.kind) {
-    case 'ARG': {
-      const v =
-        req.buildArgs?.[ins.name] ?? (ins.default !== undefined ? x(ins.default) : plan.globals[ins.name]);
-      if (v !== undefined) s.args.set(ins.name, v);
-      return;
-    }
-    case 'ENV':
-      for (const [k, v] of ins.pairs) s.env = [...s.env.filter(([n]) => n !== k), [k, x(v)]];
-      return;
-    case 'LABEL':
-      for (const [k, v] of ins.pairs) s.labels[x(k)] = x(v);
-      return;
-    case 'WORKDIR':
-      s.workdir = posix.resolve(s.workdir, x(ins.path));
-      mkdirInRoot(st.root, s.workdir);
-      return;
-    case 'USER':
-      s.user = x(ins.user);
-      return;
-    case 'EXPOSE':
-      for (const p of ins.ports.map(x)) s.exposed.add(p.includes('/') ? p : `${p}/tcp`);
-      return;
-    case 'ENTRYPOINT':
-      s.entrypoint = ins.argv;
-      if (s.cmdFromBase) delete s.cmd;
-      return;
-    case 'CMD':
-      s.cmd = ins.argv;
-      s.cmdFromBase = false;
-      return;
-    case 'COPY':
-      copy(session, req, plan, st, ins, x, where);
-      return;
-    case 'RUN': {
-      const argv = ins.argv ?? ['/bin/sh', '-c', ins.shell as string];
-      const user = resolveUser(st.root, s.user);
-      const env: Record<string, string> = {
-        PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-        HOME: user.home,
-        HOSTNAME: 'buildkitsandbox',
-        ...Object.fromEntries(s.args),
-        ...Object.fromEntries(s.env),
-      };
-      mkdirInRoot(st.root, s.workdir);
-      const host = hostBuildEnvironment();
-      for (const [k, v] of Object.entries(host.env)) env[k] ??= v;
-      // Mount points of the RUN's private mounts, removed afterwards when the image had none.
-      const made = ['proc', 'dev', ...(host.caFile ? ['run', 'run/konductor-build'] : [])].filter(
-        (d) => !existsSync(join(st.root, d)),
-      );
-      for (const d of made) mkdirSync(join(st.root, d));
-      session.log(`${where}: RUN ${ins.shell ?? JSON.stringify(ins.argv)}`);
-      const started = Date.now();
-      const heartbeat = setInterval(
-        () =>
-          session.log(`  ... ${where}: RUN still running, ${Math.round((Date.now() - started) / 1000)} s`),
-        session.heartbeatMs,
-      );
-      const r = await chrootRun({
-        root: st.root,
-        argv,
-        env,
-        cwd: s.workdir,
-        user: user.spec,
-        ...(host.caFile ? { caFile: host.caFile } : {}),
-        onLine: (l) => {
-          if (l.trim()) session.log(`  | ${l}`);
-        },
-      }).finally(() => clearInterval(heartbeat));
-      for (const d of made.reverse()) rmdirSync(join(st.root, d));
-      if (r.code !== 0) {
-        throw new KonductorError(
-          'KDR_IMAGES_RUN_FAILED',
-          `${where}: RUN ${ins.shell ?? JSON.stringify(ins.argv)} exited ${r.code}:\n${r.tail.slice(-30).join('\n')}`,
-        );
-      }
-      session.log(`${where}: RUN done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-      return;
-    }
-  }
-}
-
-function copy(
-  session: BuildSession,
-  req: DockerBuildRequest,
-  plan: Plan,
-  st: BuiltStage,
-  ins: Extract<Instruction, { kind: 'COPY' }>,
-  x: (t: string) => string,
-  where: string,
-): void {
-  const owner = { uid: 0, gid: 0 };
-  const sources = ins.sources.map(x);
-  const destRaw = x(ins.dest);
-  const dest = posix.resolve(st.state.workdir, destRaw);
-  const destIsDir = destRaw.endsWith('/') || destRaw === '.' || sources.length > 1;
-  let from: { root: string; inContext: boolean };
-  if (ins.from !== undefined) {
-    const idx = stageIndex(plan.df, x(ins.from), plan.df.stages.length) as number;
-    const src = session.stages.get(plan.keys[idx] as string);
-    if (!src)
-      throw new KonductorError('KDR_IMAGES_BUILD_FAILED', `${where}: stage ${ins.from} was not built`);
-    from = { root: src.root, inContext: false };
-  } else from = { root: req.context.dir, inContext: true };
-  for (const s of sources) {
-    const rel = posix.normalize(`/${s}`);
-    const host = from.inContext ? join(from.root, rel) : resolveInRoot(from.root, rel);
-    const relToContext = rel.slice(1);
-    if (!existsSync(host) || (from.inContext && relToContext && req.context.ignored(relToContext))) {
-      throw new KonductorError('KDR_IMAGES_COPY_SOURCE', `${where}: COPY source ${s} not found`);
-    }
-    const filter = from.inContext
-      ? (r: string) => !req.context.ignored(relToContext ? `${relToContext}/${r}` : r)
-      : () => true;
-    const isDir = lstatSync(host).isDirectory();
-    let target: string;
-    if (isDir) target = mkdirInRoot(st.root, dest, owner);
-    else {
-      const existingDir =
-        existsSync(resolveInRoot(st.root, dest)) && lstatSync(resolveInRoot(st.root, dest)).isDirectory();
-      if (destIsDir || existingDir) target = join(mkdirInRoot(st.root, dest, owner), posix.basename(rel));
-      else {
-        mkdirInRoot(st.root, posix.dirname(dest), owner);
-        target = join(resolveInRoot(st.root, posix.dirname(dest)), posix.basename(dest));
-      }
-    }
-    if (isDir) {
-      for (const n of readdirSync(host).sort()) {
-        if (!filter(n)) continue;
-        copyInto(join(host, n), join(target, n), owner, (r) => filter(`${n}/${r}`));
-      }
-    } else copyInto(host, target, owner);
-  }
 }
 
 /**

@@ -6,7 +6,7 @@
  * `KDR_IMAGES_DOCKERFILE_UNSUPPORTED` naming the line: an instruction is never skipped silently.
  * Variable substitution follows Docker's rules ($V, ${V}, ${V:-w}, ${V:+w}, `\$`). Pure.
  */
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 
 export type Instruction =
   | { kind: 'ARG'; line: number; name: string; default?: string }
@@ -35,14 +35,14 @@ export interface Dockerfile {
 }
 
 const unsupported = (line: number, what: string) =>
-  new KonductorError(
+  konductorError(
     'KDR_IMAGES_DOCKERFILE_UNSUPPORTED',
     `Dockerfile line ${line}: ${what} is not supported by devcluster/images (the Dockerfile interpreter ` +
       'implements FROM, ARG, ENV, WORKDIR, COPY [--from], RUN, USER, ENTRYPOINT, CMD, EXPOSE, LABEL)',
   );
 
 const invalid = (line: number, what: string) =>
-  new KonductorError('KDR_IMAGES_DOCKERFILE_INVALID', `Dockerfile line ${line}: ${what}`);
+  konductorError('KDR_IMAGES_DOCKERFILE_INVALID', `Dockerfile line ${line}: ${what}`);
 
 /**
  * Expands $VAR, ${VAR}, ${VAR:-default} and ${VAR:+alternative}; `\$` is a literal `$`. Unknown
@@ -69,7 +69,7 @@ export function expandVariables(text: string, vars: Record<string, string | unde
       }
       const body = text.slice(i + 2, end);
       const m = /^([A-Za-z_][A-Za-z0-9_]*)(?::([-+])(.*))?$/s.exec(body);
-      if (!m) throw new KonductorError('KDR_IMAGES_DOCKERFILE_INVALID', `bad substitution \${${body}}`);
+      if (!m) throw konductorError('KDR_IMAGES_DOCKERFILE_INVALID', `bad substitution \${${body}}`);
       const value = vars[m[1] as string];
       if (m[2] === '-') out += value ? value : expandVariables(m[3] ?? '', vars);
       else if (m[2] === '+') out += value ? expandVariables(m[3] ?? '', vars) : '';
@@ -115,7 +115,7 @@ export function splitWords(text: string): string[] {
       inWord = true;
     }
   }
-  if (quote) throw new KonductorError('KDR_IMAGES_DOCKERFILE_INVALID', `unterminated quote in: ${text}`);
+  if (quote) throw konductorError('KDR_IMAGES_DOCKERFILE_INVALID', `unterminated quote in: ${text}`);
   if (inWord) words.push(cur);
   return words;
 }
@@ -235,8 +235,7 @@ export function parseDockerfile(text: string): Dockerfile {
     if (!stage) throw invalid(line, `${kind} before the first FROM`);
     stage.instructions.push(parseInstruction(kind, args, line));
   }
-  if (df.stages.length === 0)
-    throw new KonductorError('KDR_IMAGES_DOCKERFILE_INVALID', 'Dockerfile has no FROM');
+  if (df.stages.length === 0) throw konductorError('KDR_IMAGES_DOCKERFILE_INVALID', 'Dockerfile has no FROM');
   return df;
 }
 

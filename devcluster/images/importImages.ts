@@ -4,10 +4,10 @@
  * socket address is always given, never a default (`/run/containerd` may belong to someone else).
  */
 import { spawn } from 'node:child_process';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import type { ImageRecord } from './cache.ts';
 import { defaultImageLog } from './cache.ts';
-import { readOciArchive } from './oci.ts';
+import { readOciArchive } from './ociArchiveReader.ts';
 
 export interface ImportImagesOptions {
   /** Path of the `ctr` binary. */
@@ -44,17 +44,13 @@ function ctr(opts: ImportImagesOptions, args: string[]): Promise<string> {
       err += c.toString();
     });
     child.on('error', (e) =>
-      reject(
-        new KonductorError('KDR_IMAGES_IMPORT_FAILED', `cannot run ${opts.ctr}: ${e.message}`, 500, {
-          cause: e,
-        }),
-      ),
+      reject(konductorError('KDR_IMAGES_IMPORT_FAILED', `cannot run ${opts.ctr}: ${e.message}`).causedBy(e)),
     );
     child.on('close', (code) => {
       if (code === 0) resolve(out);
       else
         reject(
-          new KonductorError(
+          konductorError(
             'KDR_IMAGES_IMPORT_FAILED',
             `\`ctr ${full.join(' ')}\` exited ${code}: ${(err || out).trim().slice(-2000)}`,
           ),
@@ -110,7 +106,7 @@ export async function importImages(opts: ImportImagesOptions): Promise<ImportedI
   for (const e of expected) {
     const got = listed.get(e.name);
     if (got !== e.digest) {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_IMAGES_IMPORT_FAILED',
         `after importing ${e.archive}, containerd (${opts.address}, namespace ${opts.namespace ?? 'k8s.io'}) has ` +
           `${e.name} at ${got ?? 'nothing'}, expected ${e.digest}`,

@@ -19,7 +19,6 @@ export {
   BASE_IMAGE_REFS,
   DEFAULT_PATH,
   ensureBusyboxImage,
-  ensureNodeImage,
   ensurePauseImage,
   NONROOT_UID,
   NPM_VERSION,
@@ -33,16 +32,17 @@ export {
   KONDUCTOR_IMAGE_REFS,
   type KonductorImages,
 } from './konductorImages.ts';
+export { ensureNodeImage } from './nodeImage.ts';
 export {
   type ArchiveInfo,
   type ImageRuntimeConfig,
   type ImageSpec,
   type LayerBlob,
   normalizeImageName,
-  readOciArchive,
   writeLayer,
   writeOciArchive,
 } from './oci.ts';
+export { readOciArchive } from './ociArchiveReader.ts';
 export { directoryEntries, type TarEntry } from './tar.ts';
 
 export interface RealNodeImages {

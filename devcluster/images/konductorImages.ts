@@ -8,7 +8,6 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureNodeImage } from './baseImages.ts';
 import { type CacheOptions, cachedImage, defaultImageLog, type ImageRecord, imagesDir } from './cache.ts';
 import {
   BUILDER_VERSION,
@@ -20,6 +19,7 @@ import {
   readBuildContext,
   runDockerBuild,
 } from './dockerBuild.ts';
+import { ensureNodeImage } from './nodeImage.ts';
 import { writeOciArchive } from './oci.ts';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -15,22 +15,14 @@
  * the CRI normalizes to the same `docker.io/...` name.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip, gunzipSync, constants as zlibConstants } from 'node:zlib';
-import { KonductorError } from '../../api/errors.ts';
-import {
-  entryHeader,
-  FIXED_EPOCH_SECONDS,
-  type ParsedTarEntry,
-  parseTar,
-  type TarEntry,
-  tarChunks,
-} from './tar.ts';
-
+import { createGzip, constants as zlibConstants } from 'node:zlib';
+import { konductorError } from '../../api/errors.ts';
+import { entryHeader, FIXED_EPOCH_SECONDS, type TarEntry, tarChunks } from './tar.ts';
 export const MEDIA_TYPES = {
   index: 'application/vnd.oci.image.index.v1+json',
   manifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -97,7 +89,7 @@ export interface ArchiveInfo {
   config: ImageRuntimeConfig;
 }
 
-const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+export const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const descriptor = (mediaType: string, bytes: Buffer): Descriptor => ({
   mediaType,
   digest: sha256(bytes),
@@ -127,7 +119,7 @@ export function normalizeImageName(ref: string): string {
       rest,
     )
   ) {
-    throw new KonductorError('KDR_IMAGES_BAD_NAME', `invalid image reference "${ref}"`);
+    throw konductorError('KDR_IMAGES_BAD_NAME', `invalid image reference "${ref}"`);
   }
   return `${domain}/${rest}${digest}`;
 }
@@ -239,7 +231,7 @@ function blobEntry(digest: string, size: number): TarEntry {
  */
 export async function writeOciArchive(spec: ImageSpec, out: string): Promise<ArchiveInfo> {
   if (spec.layers.length === 0) {
-    throw new KonductorError('KDR_IMAGES_NO_LAYERS', `image ${spec.name} has no layers`);
+    throw konductorError('KDR_IMAGES_NO_LAYERS', `image ${spec.name} has no layers`);
   }
   const name = normalizeImageName(spec.name);
   const config = configJson(spec);
@@ -306,10 +298,7 @@ export async function writeOciArchive(spec: ImageSpec, out: string): Promise<Arc
         yield c as Buffer;
       }
       if (n !== b.size) {
-        throw new KonductorError(
-          'KDR_IMAGES_BLOB_SIZE',
-          `blob ${b.digest}: expected ${b.size} bytes, read ${n}`,
-        );
+        throw konductorError('KDR_IMAGES_BLOB_SIZE', `blob ${b.digest}: expected ${b.size} bytes, read ${n}`);
       }
       if (b.size % 512) yield Buffer.alloc(512 - (b.size % 512));
     }
@@ -345,115 +334,5 @@ function* tarChunksNoEnd(entries: TarEntry[], fileSize?: number): Generator<Buff
       yield e.data;
       if (e.data.length % 512) yield Buffer.alloc(512 - (e.data.length % 512));
     }
-  }
-}
-
-/** An archive read back: its documents, its blobs' places in the file, and a reader for a layer. */
-export interface ParsedArchive {
-  path: string;
-  layout: { imageLayoutVersion: string };
-  index: {
-    schemaVersion: number;
-    mediaType?: string;
-    manifests: (Descriptor & {
-      annotations?: Record<string, string>;
-      platform?: { architecture: string; os: string };
-    })[];
-  };
-  manifest: { schemaVersion: number; mediaType?: string; config: Descriptor; layers: Descriptor[] };
-  config: {
-    created?: string;
-    architecture: string;
-    os: string;
-    config: ImageRuntimeConfig;
-    rootfs: { type: string; diff_ids: string[] };
-    history?: { created?: string; created_by?: string }[];
-  };
-  /** Normalized name from the index annotation. */
-  name: string;
-  /** Every blob: its offset and size in the archive, and whether its digest verified. */
-  blobs: Map<string, { offset: number; size: number }>;
-  /** The layers as blobs of this archive (to reuse them in a derived image without recompressing). */
-  layers: LayerBlob[];
-  /** The archive's own tar entries (names, modes, mtimes), for checks. */
-  entries: Omit<ParsedTarEntry, 'data'>[];
-}
-
-/**
- * Reads an OCI archive back and verifies it: every blob's sha256 matches its name, the index points at
- * the manifest, the manifest at the config and layers, and each layer's uncompressed digest matches the
- * config's diff_id. Throws `KDR_IMAGES_ARCHIVE_INVALID` otherwise.
- */
-export async function readOciArchive(path: string): Promise<ParsedArchive> {
-  const fail = (msg: string) => new KonductorError('KDR_IMAGES_ARCHIVE_INVALID', `${path}: ${msg}`);
-  const buf = readFileSync(path);
-  const entries = parseTar(buf);
-  const byName = new Map(entries.map((e) => [e.path, e]));
-  const json = <T>(name: string): T => {
-    const e = byName.get(name);
-    if (!e) throw fail(`missing ${name}`);
-    return JSON.parse(e.data.toString('utf8')) as T;
-  };
-  const blobs = new Map<string, { offset: number; size: number }>();
-  for (const e of entries) {
-    const m = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(e.path);
-    if (!m) continue;
-    const digest = `sha256:${m[1]}`;
-    if (sha256(e.data) !== digest) throw fail(`blob ${digest} does not match its content`);
-    blobs.set(digest, { offset: e.offset, size: e.size });
-  }
-  const blob = (d: Descriptor): Buffer => {
-    const b = blobs.get(d.digest);
-    if (!b) throw fail(`blob ${d.digest} (${d.mediaType}) is missing`);
-    if (b.size !== d.size) throw fail(`blob ${d.digest}: descriptor size ${d.size}, blob ${b.size}`);
-    return buf.subarray(b.offset, b.offset + b.size);
-  };
-  const layout = json<ParsedArchive['layout']>('oci-layout');
-  if (layout.imageLayoutVersion !== '1.0.0') throw fail(`oci-layout version ${layout.imageLayoutVersion}`);
-  const index = json<ParsedArchive['index']>('index.json');
-  const top = index.manifests[0];
-  if (index.manifests.length !== 1 || !top)
-    throw fail(`expected one manifest in index.json, found ${index.manifests.length}`);
-  const manifest = JSON.parse(blob(top).toString('utf8')) as ParsedArchive['manifest'];
-  const config = JSON.parse(blob(manifest.config).toString('utf8')) as ParsedArchive['config'];
-  if (config.rootfs.diff_ids.length !== manifest.layers.length)
-    throw fail('diff_ids and layers differ in number');
-  const layers: LayerBlob[] = manifest.layers.map((l, i) => {
-    const tar = gunzipSync(blob(l));
-    const diffId = sha256(tar);
-    if (diffId !== config.rootfs.diff_ids[i])
-      throw fail(`layer ${l.digest}: diff_id ${diffId} != ${config.rootfs.diff_ids[i]}`);
-    return {
-      ...l,
-      diffId,
-      uncompressedSize: tar.length,
-      file: path,
-      offset: blobs.get(l.digest)?.offset ?? 0,
-    };
-  });
-  const name = top.annotations?.[ANNOTATION_IMAGE_NAME];
-  if (!name) throw fail(`index.json has no ${ANNOTATION_IMAGE_NAME} annotation`);
-  return {
-    path,
-    layout,
-    index,
-    manifest,
-    config,
-    name,
-    blobs,
-    layers,
-    entries: entries.map(({ data: _data, ...rest }) => rest),
-  };
-}
-
-/** The uncompressed tar entries of one layer blob. */
-export async function readLayer(layer: LayerBlob): Promise<ParsedTarEntry[]> {
-  const fh = await open(layer.file, 'r');
-  try {
-    const b = Buffer.alloc(layer.size);
-    await fh.read(b, 0, layer.size, layer.offset ?? 0);
-    return parseTar(gunzipSync(b));
-  } finally {
-    await fh.close();
   }
 }

@@ -21,15 +21,16 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join, posix } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
-import { type LayerBlob, readLayer } from './oci.ts';
+import { konductorError } from '../../api/errors.ts';
+import type { LayerBlob } from './oci.ts';
+import { readLayer } from './ociArchiveReader.ts';
 import { fileEntry, type TarEntry } from './tar.ts';
 
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 
 const escapes = (path: string) =>
-  new KonductorError('KDR_IMAGES_PATH_ESCAPES', `path ${path} leaves the image's root filesystem`);
+  konductorError('KDR_IMAGES_PATH_ESCAPES', `path ${path} leaves the image's root filesystem`);
 
 /**
  * The host path of `path` inside `root`, with every symlink on the way resolved relative to `root`
@@ -55,8 +56,7 @@ export function resolveInRoot(root: string, path: string, followLast = true): st
       st = undefined;
     }
     if (st?.isSymbolicLink() && (followLast || pending.length > 0)) {
-      if (++hops > 40)
-        throw new KonductorError('KDR_IMAGES_PATH_LOOP', `too many symlinks resolving ${path}`);
+      if (++hops > 40) throw konductorError('KDR_IMAGES_PATH_LOOP', `too many symlinks resolving ${path}`);
       const target = readlinkSync(host);
       if (target.startsWith('/')) done.length = 0;
       pending.unshift(...target.split('/').filter(Boolean));
@@ -81,10 +81,7 @@ export function mkdirInRoot(root: string, path: string, owner = { uid: 0, gid: 0
       chmodSync(host, 0o755);
       chownSync(host, owner.uid, owner.gid);
     } else if (!lstatSync(host).isDirectory()) {
-      throw new KonductorError(
-        'KDR_IMAGES_NOT_A_DIRECTORY',
-        `${cur} exists in the image and is not a directory`,
-      );
+      throw konductorError('KDR_IMAGES_NOT_A_DIRECTORY', `${cur} exists in the image and is not a directory`);
     }
   }
   return resolveInRoot(root, path);
@@ -130,10 +127,7 @@ export async function unpackLayers(layers: LayerBlob[], root: string): Promise<v
       } else if (e.type === 'hardlink') {
         linkSync(resolveInRoot(root, e.linkname, false), host);
       } else {
-        throw new KonductorError(
-          'KDR_IMAGES_UNSUPPORTED_FILE',
-          `layer entry ${e.path} has tar type ${e.type}`,
-        );
+        throw konductorError('KDR_IMAGES_UNSUPPORTED_FILE', `layer entry ${e.path} has tar type ${e.type}`);
       }
       lutimesSync(host, e.mtime, e.mtime);
     }
@@ -242,7 +236,7 @@ export function diffEntries(root: string, before: Snapshot): TarEntry[] {
   }
   const entries: TarEntry[] = [...include].map((p) => {
     if (after.get(p)?.type === 'other') {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_IMAGES_UNSUPPORTED_FILE',
         `${p}: a device, socket or fifo cannot go into a layer`,
       );
@@ -289,7 +283,7 @@ export function copyInto(
   if (st.isDirectory()) {
     if (isDanglingLink(dest) || (existsSync(dest) && lstatSync(dest).isSymbolicLink())) {
       // Following it could leave the root; Docker would write through it inside the root, we refuse.
-      throw new KonductorError(
+      throw konductorError(
         'KDR_IMAGES_PATH_ESCAPES',
         `refusing to copy directory ${src} onto the symlink ${dest}`,
       );
@@ -300,17 +294,14 @@ export function copyInto(
       copyInto(join(src, n), join(dest, n), owner, (rel) => filter(`${n}/${rel}`));
     }
     if (!lstatSync(dest).isDirectory())
-      throw new KonductorError('KDR_IMAGES_NOT_A_DIRECTORY', `${dest} is not a directory`);
+      throw konductorError('KDR_IMAGES_NOT_A_DIRECTORY', `${dest} is not a directory`);
     chownSync(dest, owner.uid, owner.gid);
     chmodSync(dest, st.mode & 0o7777);
     return;
   }
   if (existsSync(dest) || isDanglingLink(dest)) {
     if (lstatSync(dest).isDirectory())
-      throw new KonductorError(
-        'KDR_IMAGES_NOT_A_DIRECTORY',
-        `cannot overwrite directory ${dest} with a file`,
-      );
+      throw konductorError('KDR_IMAGES_NOT_A_DIRECTORY', `cannot overwrite directory ${dest} with a file`);
     rmSync(dest, { force: true });
   }
   if (st.isSymbolicLink()) {
@@ -319,7 +310,7 @@ export function copyInto(
     return;
   }
   if (!st.isFile())
-    throw new KonductorError('KDR_IMAGES_UNSUPPORTED_FILE', `${src}: not a file, directory or symlink`);
+    throw konductorError('KDR_IMAGES_UNSUPPORTED_FILE', `${src}: not a file, directory or symlink`);
   cpSync(src, dest);
   chownSync(dest, owner.uid, owner.gid);
   chmodSync(dest, st.mode & 0o7777);

@@ -10,7 +10,7 @@
  */
 import { createReadStream, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 
 /** 2000-01-01T00:00:00Z: every entry's mtime and the images' `created` (reproducible builds). */
 export const FIXED_EPOCH_SECONDS = 946_684_800;
@@ -93,7 +93,7 @@ function entrySize(e: TarEntry): number {
   if (e.type !== 'file') return 0;
   const size = e.size ?? e.data?.length;
   if (size === undefined) {
-    throw new KonductorError('KDR_IMAGES_TAR_ENTRY', `tar entry ${e.path}: a file needs data or source+size`);
+    throw konductorError('KDR_IMAGES_TAR_ENTRY', `tar entry ${e.path}: a file needs data or source+size`);
   }
   return size;
 }
@@ -101,7 +101,7 @@ function entrySize(e: TarEntry): number {
 /** The header block(s) of one entry: a PAX `x` header first when the path or link does not fit ustar. */
 export function entryHeader(e: TarEntry): Buffer {
   const path = cleanPath(e.path);
-  if (!path) throw new KonductorError('KDR_IMAGES_TAR_ENTRY', 'tar entry with an empty path');
+  if (!path) throw konductorError('KDR_IMAGES_TAR_ENTRY', 'tar entry with an empty path');
   const name = e.type === 'dir' ? `${path}/` : path;
   const linkname = e.linkname ?? '';
   const size = entrySize(e);
@@ -153,7 +153,7 @@ export async function* tarChunks(
         yield chunk as Buffer;
       }
       if (read !== size) {
-        throw new KonductorError(
+        throw konductorError(
           'KDR_IMAGES_TAR_CHANGED',
           `${e.source} changed while it was archived (expected ${size} bytes, read ${read})`,
         );
@@ -199,7 +199,7 @@ export function fileEntry(abs: string, path: string): TarEntry {
   if (st.isDirectory()) return { ...base, type: 'dir' };
   if (st.isSymbolicLink()) return { ...base, type: 'symlink', linkname: readlinkSync(abs) };
   if (st.isFile()) return { ...base, type: 'file', source: abs, size: st.size };
-  throw new KonductorError(
+  throw konductorError(
     'KDR_IMAGES_UNSUPPORTED_FILE',
     `${abs}: only regular files, directories and symlinks go into an image layer`,
   );
@@ -268,7 +268,7 @@ export function parseTar(buf: Buffer): ParsedTarEntry[] {
     let sum = 0;
     for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (h[i] as number);
     if (sum !== parseOctal(h.subarray(148, 156))) {
-      throw new KonductorError('KDR_IMAGES_TAR_CORRUPT', `tar header checksum mismatch at offset ${off}`);
+      throw konductorError('KDR_IMAGES_TAR_CORRUPT', `tar header checksum mismatch at offset ${off}`);
     }
     const typeflag = String.fromCharCode(h[156] as number);
     let size = parseOctal(h.subarray(124, 136));

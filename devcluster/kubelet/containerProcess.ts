@@ -15,7 +15,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import type { ContainerLogWriter } from './containerLog.ts';
 
 export interface BindMount {
@@ -80,11 +80,7 @@ export function findProcessTools(path = process.env.PATH): ProcessTools {
   const unshare = which('unshare', path);
   const sh = which('sh', path);
   if (!unshare || !sh) {
-    throw new KonductorError(
-      'KDR_KUBELET_NO_UNSHARE',
-      `the process kubelet needs ${!unshare ? '`unshare` (util-linux)' : '`sh`'} on PATH to run containers in a ` +
-        'private mount namespace; install util-linux (and run as root, or with CAP_SYS_ADMIN)',
-    );
+    throw konductorError('KDR_KUBELET_NO_UNSHARE', !unshare ? '`unshare` (util-linux)' : '`sh`');
   }
   const setpriv = which('setpriv', path);
   return setpriv ? { unshare, sh, setpriv } : { unshare, sh };

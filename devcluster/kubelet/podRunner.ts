@@ -11,7 +11,8 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { isConflict, isNotFound, type KubeClient, resourcePath } from '../../api/kubeClient.ts';
+import { isConflict, isNotFound, type KubeClient } from '../../api/kubeClient.ts';
+import { resourcePath } from '../../api/kubeRequest.ts';
 import { ContainerLogWriter } from './containerLog.ts';
 import {
   type BindMount,

@@ -9,9 +9,10 @@ import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import { Informer } from '../../api/informer.ts';
-import { type KubeClient, resourcePath } from '../../api/kubeClient.ts';
+import type { KubeClient } from '../../api/kubeClient.ts';
+import { resourcePath } from '../../api/kubeRequest.ts';
 import { findProcessTools } from './containerProcess.ts';
 import { hostBaseEnv } from './env.ts';
 import { agentImageHandler, type ImageHandler, shellImageHandler } from './imageTable.ts';
@@ -86,10 +87,7 @@ export async function startProcessKubelet(options: ProcessKubeletOptions): Promi
   const client = options.client ?? c?.client;
   const caCertPath = options.caCertPath ?? c?.caCertPath;
   if (!client || !caCertPath) {
-    throw new KonductorError(
-      'KDR_KUBELET_OPTIONS',
-      'startProcessKubelet needs `cluster` (a devcluster) or both `client` and `caCertPath`',
-    );
+    throw konductorError('KDR_KUBELET_OPTIONS');
   }
   const opts = {
     ...options,
@@ -107,10 +105,7 @@ export async function startProcessKubelet(options: ProcessKubeletOptions): Promi
   try {
     clusterCaPem = readFileSync(opts.caCertPath, 'utf8');
   } catch (err) {
-    throw new KonductorError(
-      'KDR_KUBELET_CA',
-      `process kubelet: cannot read the cluster CA ${opts.caCertPath}: ${(err as Error).message}`,
-    );
+    throw konductorError('KDR_KUBELET_CA', opts.caCertPath, (err as Error).message);
   }
   const capacity = hostCapacity();
   const images: ImageHandler[] = [
@@ -163,10 +158,7 @@ export async function startProcessKubelet(options: ProcessKubeletOptions): Promi
     await heartbeat.start();
   } catch (err) {
     await logServer.close();
-    throw new KonductorError(
-      'KDR_KUBELET_REGISTER',
-      `process kubelet: cannot register node ${nodeName}: ${(err as Error).message}`,
-    );
+    throw konductorError('KDR_KUBELET_REGISTER', nodeName, (err as Error).message);
   }
 
   const newRunner = (pod: KPod): PodRunner =>

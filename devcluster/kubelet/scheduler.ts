@@ -5,7 +5,8 @@
  * terminating pods. It does not evaluate nodeSelector, affinity, taints or resources.
  */
 import { Informer } from '../../api/informer.ts';
-import { isConflict, isNotFound, type KubeClient, resourcePath } from '../../api/kubeClient.ts';
+import { isConflict, isNotFound, type KubeClient } from '../../api/kubeClient.ts';
+import { resourcePath } from '../../api/kubeRequest.ts';
 import type { KPod } from './podTypes.ts';
 
 export function needsBinding(pod: KPod): boolean {

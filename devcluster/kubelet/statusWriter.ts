@@ -5,7 +5,8 @@
  * and go out in the next write at once. A terminated state is thus never held back by more than one
  * in-flight write.
  */
-import { isConflict, isNotFound, type KubeClient, resourcePath } from '../../api/kubeClient.ts';
+import { isConflict, isNotFound, type KubeClient } from '../../api/kubeClient.ts';
+import { resourcePath } from '../../api/kubeRequest.ts';
 import type { PodRunner } from './podRunner.ts';
 import { computePodStatus } from './podStatus.ts';
 import type { KPod } from './podTypes.ts';

@@ -10,8 +10,9 @@
  */
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, normalize } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
-import { isNotFound, type KubeClient, resourcePath } from '../../api/kubeClient.ts';
+import { KonductorError, konductorError } from '../../api/errors.ts';
+import { isNotFound, type KubeClient } from '../../api/kubeClient.ts';
+import { resourcePath } from '../../api/kubeRequest.ts';
 import { fieldRefValue, resourceFieldValue } from './env.ts';
 import type { DownwardApiFile, KeyToPath, KPod, KVolume } from './podTypes.ts';
 
@@ -36,9 +37,11 @@ interface TokenRequestResponse {
 const MIN_REFRESH_MS = 5_000;
 
 function volumeError(pod: KPod, volume: string, message: string): KonductorError {
-  return new KonductorError(
+  return konductorError(
     'KDR_KUBELET_VOLUME',
-    `MountVolume.SetUp failed for volume "${volume}" of pod ${pod.metadata.namespace}/${pod.metadata.name}: ${message}`,
+    volume,
+    `${pod.metadata.namespace}/${pod.metadata.name}`,
+    message,
   );
 }
 

@@ -4,7 +4,7 @@
  * cached and stamped by devcluster/binaries.ts; runc from Debian (packages.ts).
  */
 import { join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import { type EnsureOptions, ensureGoTools } from '../binaries.ts';
 import { findExecutable } from './packages.ts';
 
@@ -28,7 +28,7 @@ export async function ensureRealNodeBinaries(opts: EnsureOptions = {}): Promise<
   const coredns = await ensureGoTools('coredns', opts);
   const runc = findExecutable('runc');
   if (!runc) {
-    throw new KonductorError('KDR_REALNODE_PACKAGES_MISSING', 'runc is missing: apt-get install runc');
+    throw konductorError('KDR_REALNODE_PACKAGES_MISSING', 'runc is missing: apt-get install runc');
   }
   return {
     kubelet: join(k8s, 'kubelet'),

@@ -13,7 +13,8 @@ import {
   startCluster,
 } from '../controlPlane.ts';
 import { type ImageRecord, importImages } from '../images/index.ts';
-import { logTail, ProcessGroup } from '../processes.ts';
+import { ProcessGroup } from '../processes.ts';
+import { logTail } from '../processInfo.ts';
 import type { RealNodeBinaries } from './binaries.ts';
 import { type SweepReport, sweepRealNode, sweptAnything } from './cleanup.ts';
 import { type Containerd, startContainerd } from './containerd.ts';

@@ -8,8 +8,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
-import { logTail, type ManagedProcess, type ProcessGroup } from '../processes.ts';
+import { konductorError } from '../../api/errors.ts';
+import type { ManagedProcess, ProcessGroup } from '../processes.ts';
+import { logTail } from '../processInfo.ts';
 import { exec } from './exec.ts';
 import type { HostFacts } from './hostCheck.ts';
 import type { StateLayout } from './layout.ts';
@@ -112,7 +113,7 @@ export async function startContainerd(opts: {
   const ctr = async (args: string[]) => {
     const res = await exec(bins.ctr, ['-a', layout.containerdSocket, '-n', K8S_NAMESPACE, ...args]);
     if (res.code !== 0) {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_REALNODE_CONTAINERD_FAILED',
         `ctr ${args.join(' ')} failed (exit ${res.code}): ${res.stderr}`,
       );
@@ -122,7 +123,7 @@ export async function startContainerd(opts: {
   const deadline = Date.now() + opts.timeoutMs;
   for (;;) {
     if (proc.exitInfo) {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_REALNODE_CONTAINERD_FAILED',
         `containerd exited during start-up (log ${opts.logPath}):\n${logTail(opts.logPath, 20)}`,
       );
@@ -133,7 +134,7 @@ export async function startContainerd(opts: {
     )
       break;
     if (Date.now() > deadline) {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_REALNODE_CONTAINERD_FAILED',
         `containerd did not answer on ${layout.containerdSocket} within ${opts.timeoutMs / 1000} s (log ${opts.logPath}):\n${logTail(opts.logPath, 20)}`,
       );

@@ -1,6 +1,6 @@
 /** Runs a host command (ip, iptables, umount, ctr) and collects its output. */
 import { spawn } from 'node:child_process';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 
 export interface ExecResult {
   code: number;
@@ -41,7 +41,7 @@ export function exec(cmd: string, args: string[], opts: ExecOptions = {}): Promi
 export async function execOk(cmd: string, args: string[], opts: ExecOptions = {}): Promise<string> {
   const res = await exec(cmd, args, opts);
   if (res.code !== 0) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_REALNODE_COMMAND_FAILED',
       `\`${[cmd, ...args].join(' ')}\` failed (exit ${res.code}): ${res.stderr || res.stdout}`,
     );

@@ -5,7 +5,7 @@
  * -> containerd's restrict_oom_score_adj) and lines the start log prints, so a developer sees why.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 
 export type CgroupLayout = 'v1' | 'hybrid' | 'v2' | 'unknown';
 
@@ -120,7 +120,7 @@ export function assertHostUsable(facts: HostFacts): void {
     );
   }
   if (problems.length) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_REALNODE_HOST_UNSUPPORTED',
       `this host cannot run the devcluster's real node:\n${problems.map((p) => `  - ${p}`).join('\n')}\n` +
         'The process kubelet (`npm run cluster`, the integration tests) needs none of this.',

@@ -6,7 +6,7 @@
  * the e2e tests run helm themselves.
  */
 import { join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import { ensureGoTools } from '../binaries.ts';
 import { ensureCertManagerImages, installCertManager } from '../certmanager/index.ts';
 import { ensureImages, type ImageRecord, konductorChartImageArgs } from '../images/index.ts';
@@ -58,7 +58,7 @@ export async function installKonductorChart(cluster: RealCluster, opts: InstallO
   ];
   const res = await exec(helm, args, { timeoutMs: 330_000 });
   if (res.code !== 0) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_REALNODE_HELM_FAILED',
       `helm ${args.join(' ')} failed:\n${res.stderr || res.stdout}`,
     );
@@ -74,7 +74,7 @@ export async function installKonductorChart(cluster: RealCluster, opts: InstallO
       .catch(() => undefined);
     if (cfg?.webhooks?.length && cfg.webhooks.every((w) => w.clientConfig?.caBundle)) break;
     if (Date.now() > deadline) {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_REALNODE_HELM_FAILED',
         'the webhook configuration got no caBundle within 120 s',
       );

@@ -8,9 +8,10 @@ import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import type { KubeClient } from '../../api/kubeClient.ts';
-import { logTail, type ManagedProcess, type ProcessGroup } from '../processes.ts';
+import type { ManagedProcess, ProcessGroup } from '../processes.ts';
+import { logTail } from '../processInfo.ts';
 import type { HostFacts } from './hostCheck.ts';
 import {
   CGROUP_ROOT,
@@ -148,7 +149,7 @@ export async function waitNodeReady(client: KubeClient, kubelet: Kubelet, timeou
   let last = 'not registered yet';
   for (;;) {
     if (kubelet.process.exitInfo) {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_REALNODE_KUBELET_FAILED',
         `the kubelet exited during start-up (log ${kubelet.process.logPath}):\n${logTail(kubelet.process.logPath, 25)}`,
       );
@@ -163,7 +164,7 @@ export async function waitNodeReady(client: KubeClient, kubelet: Kubelet, timeou
       last = (err as Error).message.split('\n')[0] ?? '';
     }
     if (Date.now() > deadline) {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_REALNODE_KUBELET_FAILED',
         `node ${kubelet.nodeName} did not become Ready within ${timeoutMs / 1000} s (last: ${last}); ` +
           `kubelet log ${kubelet.process.logPath}:\n${logTail(kubelet.process.logPath, 25)}`,

@@ -6,8 +6,8 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
-import { isProcessAlive, processStartTime } from '../processes.ts';
+import { konductorError } from '../../api/errors.ts';
+import { isProcessAlive, processStartTime } from '../processInfo.ts';
 
 export const DEFAULT_LOCK_DIR = '/run/lock/konductor-realnode';
 
@@ -93,7 +93,7 @@ export async function acquireMachineLock(opts: AcquireLockOptions = {}): Promise
     }
     const holder = `pid ${owner.pid} since ${owner.since}: ${owner.command}`;
     if (Date.now() >= deadline) {
-      throw new KonductorError(
+      throw konductorError(
         'KDR_REALNODE_BUSY',
         `a real node already runs on this machine (${holder}). One per machine: it owns host-wide ` +
           `state (iptables, the bridge, ports 10250/10256). Stop it, or wait for it (lock ${dir}).`,

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 import { exec, execOk } from './exec.ts';
 import {
   BRIDGE,
@@ -29,7 +29,7 @@ export async function createNodeInterface(): Promise<void> {
     .split('\n')
     .find((l) => l.includes(` ${NODE_IP}/`) && !l.includes(` ${DUMMY_INTERFACE} `));
   if (holder) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_REALNODE_ADDRESS_IN_USE',
       `the real node's address ${NODE_IP} is already on another interface: ${holder.trim()}`,
     );

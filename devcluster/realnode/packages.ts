@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { KonductorError } from '../../api/errors.ts';
+import { konductorError } from '../../api/errors.ts';
 
 export interface DebianPackage {
   name: string;
@@ -81,7 +81,7 @@ export async function ensureDebianPackages(
   const names = missing.map((p) => p.name);
   const command = `apt-get install -y --no-install-recommends ${names.join(' ')}`;
   if (process.getuid?.() !== 0 || !findExecutable('apt-get')) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_REALNODE_PACKAGES_MISSING',
       `the real node needs these Debian packages: ${names.join(', ')}. Install them (as root): ${command}`,
     );
@@ -97,7 +97,7 @@ export async function ensureDebianPackages(
   }
   const still = missingPackages(packages);
   if (res.code !== 0 || still.length) {
-    throw new KonductorError(
+    throw konductorError(
       'KDR_REALNODE_PACKAGES_MISSING',
       `installing ${names.join(', ')} with apt-get failed (exit ${res.code}); run \`${command}\` and retry.\n${res.tail}`,
     );

@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { processStartTime } from '../processes.ts';
+import { processStartTime } from '../processInfo.ts';
 
 export interface RealNodeRecord {
   ownerPid: number;

@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, inject } from 'vitest';
 import { type Interval, maxConcurrent } from '../../devcluster/intervals.ts';
+import { CHART_DIR, REPO } from '../helpers/chartTools.ts';
 import { clusterInfo } from '../helpers/cluster.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { runProcess } from '../helpers/process.ts';
 import { waitFor } from '../helpers/waitFor.ts';
-import { CHART_DIR, REPO } from '../unit/chart-tools.ts';
 
 export interface E2eInfo {
   helmPath: string;

@@ -6,8 +6,8 @@
  * denied at the Job; a pod asking for more permits than its Semaphore has gets a warning.
  */
 import { describe, expect, it } from 'vitest';
+import { IMMUTABLE_METADATA_MESSAGE } from '../../api/admissionPolicies.ts';
 import type { Pod, Semaphore } from '../../api/types.ts';
-import { IMMUTABLE_METADATA_MESSAGE } from '../../webhook/admissionPolicies.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';

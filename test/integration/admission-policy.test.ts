@@ -20,14 +20,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jsonpatch from 'fast-json-patch';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IMMUTABLE_METADATA_MESSAGE } from '../../api/admissionPolicies.ts';
 import type { Pod } from '../../api/types.ts';
-import { installCrds } from '../../devcluster/konductor.ts';
-import { IMMUTABLE_METADATA_MESSAGE } from '../../webhook/admissionPolicies.ts';
+import { installCrds } from '../../devcluster/crds.ts';
 import { buildInjectionPatch } from '../../webhook/injectionPatch.ts';
+import { CHART_DIR, findChartTools, helm, type Json, parseManifests } from '../helpers/chartTools.ts';
 import { kubectl } from '../helpers/kubectl.ts';
 import { testNamespace } from '../helpers/namespace.ts';
 import { waitFor } from '../helpers/waitFor.ts';
-import { CHART_DIR, findChartTools, helm, type Json, parseManifests } from '../unit/chart-tools.ts';
 
 const ns = testNamespace('admission-policy');
 const RELEASE = `kvap-${randomBytes(3).toString('hex')}`;

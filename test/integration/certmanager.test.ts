@@ -31,9 +31,9 @@ import {
   waitForCertManagerWebhook,
 } from '../../devcluster/certmanager/index.ts';
 import { type DevCluster, getFreePorts, startCluster } from '../../devcluster/index.ts';
+import { CHART_DIR, findChartTools } from '../helpers/chartTools.ts';
 import { runProcess } from '../helpers/process.ts';
 import { waitFor } from '../helpers/waitFor.ts';
-import { CHART_DIR, findChartTools } from '../unit/chart-tools.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects of many kinds
 type Obj = any;

@@ -9,10 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { DASHBOARD_FILE } from '../helpers/dashboard.ts';
-import { kubectl } from '../helpers/kubectl.ts';
-import { testNamespace } from '../helpers/namespace.ts';
-import { waitFor } from '../helpers/waitFor.ts';
 import {
   type ChartTools,
   findChartTools,
@@ -21,7 +17,11 @@ import {
   parseManifests,
   REPO,
   templateArgs,
-} from '../unit/chart-tools.ts';
+} from '../helpers/chartTools.ts';
+import { DASHBOARD_FILE } from '../helpers/dashboard.ts';
+import { kubectl } from '../helpers/kubectl.ts';
+import { testNamespace } from '../helpers/namespace.ts';
+import { waitFor } from '../helpers/waitFor.ts';
 
 const ns = testNamespace('chart-obs');
 const CRD = join(REPO, 'test/fixtures/crds/servicemonitors.monitoring.coreos.com.yaml');

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Semaphore } from '../../api/types.ts';
-import { isProcessAlive } from '../../devcluster/processes.ts';
+import { isProcessAlive } from '../../devcluster/processInfo.ts';
 import { useKonductor } from '../helpers/konductor.ts';
 import { testNamespace } from '../helpers/namespace.ts';
 import { mainRunning, namespacePods, release, untilReleased } from '../helpers/pods.ts';

@@ -27,12 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { installCrds } from '../../devcluster/konductor.ts';
-import { clusterInfo, useAdminClient } from '../helpers/cluster.ts';
-import { kubectl } from '../helpers/kubectl.ts';
-import { type TestNamespace, testNamespace } from '../helpers/namespace.ts';
-import { runProcess } from '../helpers/process.ts';
-import { waitFor } from '../helpers/waitFor.ts';
+import { installCrds } from '../../devcluster/crds.ts';
 import {
   CHART_DIR,
   type ChartTools,
@@ -42,7 +37,12 @@ import {
   type Json,
   parseManifests,
   REPO,
-} from '../unit/chart-tools.ts';
+} from '../helpers/chartTools.ts';
+import { clusterInfo, useAdminClient } from '../helpers/cluster.ts';
+import { kubectl } from '../helpers/kubectl.ts';
+import { type TestNamespace, testNamespace } from '../helpers/namespace.ts';
+import { runProcess } from '../helpers/process.ts';
+import { waitFor } from '../helpers/waitFor.ts';
 
 const FIXTURE_CRDS = join(REPO, 'test/fixtures/crds');
 const FIXTURE_CRD_FIELD_MANAGER = 'konductor-test-fixtures';

@@ -24,7 +24,7 @@ import {
   readOciArchive,
   writeOciArchive,
 } from '../../devcluster/images/index.ts';
-import { readLayer } from '../../devcluster/images/oci.ts';
+import { readLayer } from '../../devcluster/images/ociArchiveReader.ts';
 import { type PrivateContainerd, startPrivateContainerd } from '../helpers/privateContainerd.ts';
 import { runProcess } from '../helpers/process.ts';
 

@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isProcessAlive } from '../../devcluster/processes.ts';
+import { isProcessAlive } from '../../devcluster/processInfo.ts';
 import {
   DEFAULT_LOCK_DIR,
   findLeftovers,
@@ -92,7 +92,7 @@ describe('real node life cycle', () => {
     before = hostSnapshot();
 
     // 1. A first run in its own process (as `npm run cluster -- --node real`), with a pod.
-    child = spawn(NODE, [join(ROOT, 'devcluster', 'cli.ts'), '--node', 'real', '--no-konductor'], {
+    child = spawn(NODE, [join(ROOT, 'scripts', 'cluster.ts'), '--node', 'real', '--no-konductor'], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

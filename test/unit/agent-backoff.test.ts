@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, RECONNECT_BACKOFF } from '../../sidecar/backoff.ts';
+import { backoffDelay, RECONNECT_BACKOFF } from '../../api/backoff.ts';
 
 describe('backoffDelay', () => {
   it('starts at the base delay and caps at the maximum', () => {

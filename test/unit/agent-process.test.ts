@@ -20,7 +20,7 @@ import {
   SEMAPHORE,
   startFakeManager,
   streamEvents,
-} from './agent-fake-manager.ts';
+} from '../helpers/fakeManager.ts';
 
 let manager: FakeManager;
 let sandbox: AgentSandbox;

@@ -11,7 +11,7 @@ import { firstToken, TOKENS_PER_REVISION } from '../../controller/arbitration/ad
 import { arbitrateLease } from '../../controller/arbitration/lease.ts';
 import type { PodView } from '../../controller/arbitration/podView.ts';
 import { arbitrateSemaphore } from '../../controller/arbitration/semaphore.ts';
-import { lease, semaphore, T0, view } from './arbitrationFixtures.ts';
+import { lease, semaphore, T0, view } from '../helpers/arbitrationFixtures.ts';
 
 const at = (s: Semaphore, resourceVersion: string): Semaphore => ({
   ...s,

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { Barrier } from '../../api/types.ts';
 import { arbitrateBarrier, barrierVerdict } from '../../controller/arbitration/barrier.ts';
 import type { PodView } from '../../controller/arbitration/podView.ts';
-import { barrier, T0, view } from './arbitrationFixtures.ts';
+import { barrier, T0, view } from '../helpers/arbitrationFixtures.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 

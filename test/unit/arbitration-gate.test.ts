@@ -9,7 +9,7 @@ import {
   gateVerdict,
   referencesOf,
 } from '../../controller/arbitration/gate.ts';
-import { barrier, gate, lease, semaphore, T0 } from './arbitrationFixtures.ts';
+import { barrier, gate, lease, semaphore, T0 } from '../helpers/arbitrationFixtures.ts';
 
 const job = (conditions: { type: string; status: 'True' | 'False' }[], active = 0): Job => ({
   metadata: { name: 'prep', namespace: 'default' },

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { Lease } from '../../api/types.ts';
 import { arbitrateLease } from '../../controller/arbitration/lease.ts';
 import type { PodView } from '../../controller/arbitration/podView.ts';
-import { lease, T0, view } from './arbitrationFixtures.ts';
+import { lease, T0, view } from '../helpers/arbitrationFixtures.ts';
 
 describe('arbitrateLease', () => {
   it('grants the head of the queue exclusively, with spec.priority for pods that set none', () => {

@@ -4,7 +4,7 @@ import { parseAnnotations } from '../../api/annotations.ts';
 import type { Pod } from '../../api/types.ts';
 import { setCondition } from '../../controller/arbitration/conditions.ts';
 import { compareWaiters, podRequestFor, toPodView } from '../../controller/arbitration/podView.ts';
-import { T0, view } from './arbitrationFixtures.ts';
+import { T0, view } from '../helpers/arbitrationFixtures.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const extras = { eligible: true };

@@ -4,7 +4,7 @@ import type { Semaphore, SemaphoreStatus } from '../../api/types.ts';
 import { compareWaiters, type PodView } from '../../controller/arbitration/podView.ts';
 import { arbitrateSemaphore } from '../../controller/arbitration/semaphore.ts';
 import { QUEUE_STATUS_LIMIT } from '../../controller/arbitration/waitingQueue.ts';
-import { semaphore, T0, view } from './arbitrationFixtures.ts';
+import { semaphore, T0, view } from '../helpers/arbitrationFixtures.ts';
 
 const withStatus = (s: Semaphore, status: SemaphoreStatus): Semaphore => ({ ...s, status });
 const uids = (status: SemaphoreStatus) => status.holders.map((h) => h.uid);

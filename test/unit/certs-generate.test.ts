@@ -7,11 +7,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { isKonductorError } from '../../api/errors.ts';
 import {
   type CertificateAuthority,
-  certificateExpiry,
   generateCA,
   generateServingCert,
   type ServingCertificate,
-  shouldRotate,
 } from '../../certs/generate.ts';
 
 const DNS = ['konductor', 'konductor.konductor-system', 'konductor.konductor-system.svc'];
@@ -148,29 +146,6 @@ describe('generateServingCert', () => {
       );
       expect(isKonductorError(err), String(err)).toBe(true);
     }
-  });
-});
-
-describe('certificateExpiry / shouldRotate', () => {
-  it('reads notAfter', () => {
-    expect(certificateExpiry(serving.certPem).getTime()).toBe(
-      new X509Certificate(serving.certPem).validToDate.getTime(),
-    );
-    expect(() => certificateExpiry('not a certificate')).toThrow(/cannot parse certificate/);
-  });
-
-  it('rotates after 2/3 of the lifetime by default, or at a given fraction', () => {
-    const x = new X509Certificate(serving.certPem);
-    const from = x.validFromDate.getTime();
-    const lifetime = x.validToDate.getTime() - from;
-    const at = (f: number) => new Date(from + lifetime * f);
-    expect(shouldRotate(serving.certPem, issuedAt)).toBe(false);
-    expect(shouldRotate(serving.certPem, at(0.66))).toBe(false);
-    expect(shouldRotate(serving.certPem, at(0.67))).toBe(true);
-    expect(shouldRotate(serving.certPem, at(1.5))).toBe(true); // expired
-    expect(shouldRotate(serving.certPem, at(0.4), 0.5)).toBe(false);
-    expect(shouldRotate(serving.certPem, at(0.5), 0.5)).toBe(true);
-    expect(shouldRotate('garbage', issuedAt)).toBe(true);
   });
 });
 

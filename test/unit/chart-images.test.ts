@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO } from './chart-tools.ts';
+import { REPO } from '../helpers/chartTools.ts';
 
 const read = (f: string) => readFileSync(join(REPO, f), 'utf8');
 const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };

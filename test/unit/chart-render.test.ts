@@ -9,10 +9,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildAdmissionPolicies } from '../../api/admissionPolicies.ts';
+import { buildWebhookConfiguration } from '../../api/webhookConfiguration.ts';
 import { managerRbacRules } from '../../devcluster/managerIdentity.ts';
-import { buildAdmissionPolicies } from '../../webhook/admissionPolicies.ts';
-import { buildWebhookConfiguration } from '../../webhook/webhookConfiguration.ts';
-import { DASHBOARD_FILE } from '../helpers/dashboard.ts';
 import {
   CHART_DIR,
   type ChartTools,
@@ -28,7 +27,8 @@ import {
   renderChart,
   templateArgs,
   writeSchemaDir,
-} from './chart-tools.ts';
+} from '../helpers/chartTools.ts';
+import { DASHBOARD_FILE } from '../helpers/dashboard.ts';
 
 const FULLNAME = `${RELEASE}`; // the release name contains the chart name
 const SVC_DNS = `${FULLNAME}.${NAMESPACE}.svc`;
@@ -196,7 +196,7 @@ describe('default values (cert-manager)', () => {
     for (const w of mwc.webhooks) expect(w.clientConfig.caBundle).toBeUndefined();
   });
 
-  it('renders the same webhook rules as webhook/webhookConfiguration.ts', () => {
+  it('renders the same webhook rules as api/webhookConfiguration.ts', () => {
     const mwc = one(ms, 'MutatingWebhookConfiguration');
     expect(mwc.metadata.name).toBe(FULLNAME);
     const clientConfig = { service: { name: FULLNAME, namespace: NAMESPACE, path: '/mutate', port: 443 } };
@@ -263,7 +263,7 @@ describe('default values (cert-manager)', () => {
       expect(s).toEqual([{ kind: 'ServiceAccount', name: FULLNAME, namespace: NAMESPACE }]);
   });
 
-  it('renders the admission policies of webhook/admissionPolicies.ts, in the webhook namespaces', () => {
+  it('renders the admission policies of api/admissionPolicies.ts, in the webhook namespaces', () => {
     const rendered = [
       ...find(ms, 'ValidatingAdmissionPolicy'),
       ...find(ms, 'ValidatingAdmissionPolicyBinding'),

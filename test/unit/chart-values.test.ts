@@ -31,7 +31,7 @@ import {
   REPO,
   templateArgs,
   writeSchemaDir,
-} from './chart-tools.ts';
+} from '../helpers/chartTools.ts';
 
 const SEED_README = join(REPO, '..', 'shared', 'seed', 'konductor-chart-README.md');
 const SEED_TABLE_FIXTURE = join(REPO, 'test/fixtures/chart/seed-values-table.md');

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Lease, Pod, Semaphore } from '../../api/types.ts';
 import { identityFromReview, jwtExpiry } from '../../controller/agentAuth.ts';
+import { PodIndex, primitiveKey, slimPod } from '../../controller/arbitration/podIndex.ts';
+import { eligibleFor, stagePassed, stageState } from '../../controller/arbitration/stages.ts';
 import { createMetrics } from '../../controller/metrics.ts';
-import { PodIndex, primitiveKey, slimPod } from '../../controller/podIndex.ts';
-import { eligibleFor, stagePassed, stageState } from '../../controller/stages.ts';
 import { WorkQueue } from '../../controller/workQueue.ts';
 
 function pod(name: string, annotations: Record<string, string>, extra: Partial<Pod> = {}): Pod {

@@ -13,12 +13,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type DockerBuildRequest,
   type LocalImage,
-  planDockerBuild,
   readBuildContext,
 } from '../../devcluster/images/dockerBuild.ts';
 import { expandVariables, parseDockerfile, splitWords } from '../../devcluster/images/dockerfile.ts';
 import { dockerignoreMatcher } from '../../devcluster/images/dockerignore.ts';
-import { REPO } from './chart-tools.ts';
+import { planDockerBuild } from '../../devcluster/images/dockerPlan.ts';
+import { REPO } from '../helpers/chartTools.ts';
 
 const read = (f: string) => readFileSync(join(REPO, f), 'utf8');
 

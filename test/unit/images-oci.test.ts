@@ -24,11 +24,10 @@ import {
   ANNOTATION_REF_NAME,
   MEDIA_TYPES,
   normalizeImageName,
-  readLayer,
-  readOciArchive,
   writeLayer,
   writeOciArchive,
 } from '../../devcluster/images/oci.ts';
+import { readLayer, readOciArchive } from '../../devcluster/images/ociArchiveReader.ts';
 import { directoryEntries, FIXED_EPOCH_SECONDS, parseTar, tarChunks } from '../../devcluster/images/tar.ts';
 
 let tmp: string;

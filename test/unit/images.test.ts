@@ -34,7 +34,7 @@ import { dirname, join, posix, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Instruction, parseDockerfile } from '../../devcluster/images/dockerfile.ts';
 import { dockerignoreMatcher } from '../../devcluster/images/dockerignore.ts';
-import { REPO } from './chart-tools.ts';
+import { REPO } from '../helpers/chartTools.ts';
 
 const read = (f: string) => readFileSync(join(REPO, f), 'utf8');
 const pkg = JSON.parse(read('package.json')) as {

@@ -1,14 +1,16 @@
 /**
- * controller/metrics.ts and controller/queueFigures.ts: what one status write records (grants, releases by
+ * controller/metrics.ts and controller/arbitration/queueFigures.ts: what one status write records (grants, releases by
  * reason, expiries, wait and handoff times), the per-primitive figures from pods, the series cap, the
  * annotation at fault of a denial. Clocks are injected; the integration test metrics.test.ts scrapes a real
  * manager.
  */
 import { describe, expect, it } from 'vitest';
 import type { Barrier, Lease, Pod, Primitive, Semaphore } from '../../api/types.ts';
-import { capSeries, createMetrics, deniedAnnotations, OTHER, passChange } from '../../controller/metrics.ts';
-import { PodIndex, primitiveKey } from '../../controller/podIndex.ts';
-import { type PrimitiveGauge, primitiveGauges } from '../../controller/queueFigures.ts';
+import { PodIndex, primitiveKey } from '../../controller/arbitration/podIndex.ts';
+import { type PrimitiveGauge, primitiveGauges } from '../../controller/arbitration/queueFigures.ts';
+import { createMetrics, OTHER } from '../../controller/metrics.ts';
+import { capSeries, deniedAnnotations, passChange } from '../../controller/metricsFigures.ts';
+import { decideAdmission } from '../../webhook/admission.ts';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 
@@ -290,39 +292,58 @@ describe('per-primitive figures', () => {
 });
 
 describe('admission', () => {
-  const review = (object: unknown) => ({ request: { uid: 'u', object } });
+  // The annotations at fault come with the admission decision (it parses them once per review).
+  const decided = (object: unknown, kind = 'Pod') =>
+    decideAdmission(
+      {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: {
+          uid: 'u',
+          kind: { group: kind === 'Pod' ? '' : 'batch', version: 'v1', kind },
+          operation: 'CREATE',
+          object,
+        },
+      },
+      { injection: { agentImage: 'agent', agentUrl: 'https://m', caBundle: 'ca' } },
+    );
+  const review = async (object: unknown, kind?: string) => (await decided(object, kind)).problems;
   it('a denial counts the annotations at fault (known keys, unknown keys as one value)', async () => {
     expect(
       deniedAnnotations(
-        review({
+        await review({
           metadata: { annotations: { 'konductor.io/permits': 'two', 'konductor.io/semaphore': 's' } },
         }),
       ),
     ).toEqual(['konductor.io/permits']);
     expect(
       deniedAnnotations(
-        review({ metadata: { annotations: { 'konductor.io/semaphor': 's', 'konductor.io/typo2': 'x' } } }),
+        await review({
+          metadata: { annotations: { 'konductor.io/semaphor': 's', 'konductor.io/typo2': 'x' } },
+        }),
       ),
     ).toEqual(['unknown']);
     expect(
       deniedAnnotations(
-        review({
-          spec: {
-            jobTemplate: {
-              spec: { template: { metadata: { annotations: { 'konductor.io/wait-timeout': 'soon' } } } },
+        await review(
+          {
+            spec: {
+              jobTemplate: {
+                spec: { template: { metadata: { annotations: { 'konductor.io/wait-timeout': 'soon' } } } },
+              },
             },
           },
-        }),
+          'CronJob',
+        ),
       ),
     ).toEqual(['konductor.io/wait-timeout']);
-    expect(deniedAnnotations({})).toEqual(['']);
+    expect(deniedAnnotations([])).toEqual(['']);
     const m = createMetrics({ defaultMetrics: false });
-    m.admitted(
-      review({ metadata: { annotations: { 'konductor.io/priority': 'high', 'konductor.io/lease': 'l' } } }),
-      { allowed: false },
-      0.001,
-    );
-    m.admitted(review({}), { allowed: true }, 0.0002);
+    const denied = await decided({
+      metadata: { annotations: { 'konductor.io/priority': 'high', 'konductor.io/lease': 'l' } },
+    });
+    m.admitted(denied.review.response, 0.001, denied.problems);
+    m.admitted({ allowed: true }, 0.0002, []);
     const s = await samples(m);
     expect(s.get('konductor_admission_reviews_total{result="denied"}')).toBe(1);
     expect(s.get('konductor_admission_reviews_total{result="allowed"}')).toBe(1);

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { arbitrateLease } from '../../controller/arbitration/lease.ts';
 import { arbitrateSemaphore } from '../../controller/arbitration/semaphore.ts';
-import { lease, semaphore, T0, view } from './arbitrationFixtures.ts';
+import { lease, semaphore, T0, view } from '../helpers/arbitrationFixtures.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 

@@ -2,17 +2,15 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { describe, expect, it, vi } from 'vitest';
+import { IMMUTABLE_METADATA_MESSAGE } from '../../api/admissionPolicies.ts';
 import type { PrimitiveKind } from '../../api/constants.ts';
 import type { Container, CronJob, Job, Pod } from '../../api/types.ts';
+import { type AdmissionDeps, changedKonductorMetadata, reviewAdmission } from '../../webhook/admission.ts';
 import {
-  type AdmissionDeps,
   type AdmissionRequest,
   type AdmissionReview,
   admissionReviewProblem,
-  changedKonductorMetadata,
-  reviewAdmission,
-} from '../../webhook/admission.ts';
-import { IMMUTABLE_METADATA_MESSAGE } from '../../webhook/admissionPolicies.ts';
+} from '../../webhook/admissionReview.ts';
 import type { InjectionConfig } from '../../webhook/injectionPatch.ts';
 
 const CONFIG: InjectionConfig = {

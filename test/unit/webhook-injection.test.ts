@@ -14,11 +14,11 @@ import {
   WEBHOOK_ANNOTATIONS,
 } from '../../api/constants.ts';
 import type { Container, Pod } from '../../api/types.ts';
-import { type AdmissionReview, reviewAdmission } from '../../webhook/admission.ts';
+import { reviewAdmission } from '../../webhook/admission.ts';
+import type { AdmissionReview } from '../../webhook/admissionReview.ts';
 import {
   AGENT_ENV,
   buildInjectionPatch,
-  escapePointer,
   type InjectionConfig,
   isInjected,
 } from '../../webhook/injectionPatch.ts';
@@ -251,8 +251,8 @@ describe('buildInjectionPatch', () => {
   });
 
   it('escapes JSON-pointer tokens', () => {
-    expect(escapePointer('konductor.io/managed')).toBe('konductor.io~1managed');
-    expect(escapePointer('a~b/c')).toBe('a~0b~1c');
+    expect(jsonpatch.escapePathComponent('konductor.io/managed')).toBe('konductor.io~1managed');
+    expect(jsonpatch.escapePathComponent('a~b/c')).toBe('a~0b~1c');
   });
 
   it('property: any mix of sidecars, init containers and volumes yields a valid pod, then an empty patch', () => {

@@ -118,8 +118,8 @@ must be able to start even when its webhook is down).
 {{- end }}
 
 {{/*
-CEL of the webhooks' matchConditions (the same strings as webhook/webhookConfiguration.ts and
-webhook/admissionPolicies.ts; a chart test compares them).
+CEL of the webhooks' matchConditions (the same strings as api/webhookConfiguration.ts and
+api/admissionPolicies.ts; a chart test compares them).
 */}}
 {{/* The object carries at least one konductor.io/ annotation. */}}
 {{- define "konductor.matchAnnotationsExpression" -}}

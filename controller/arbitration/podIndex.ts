@@ -3,9 +3,9 @@
  * parsed requests. Pods are slimmed before caching (only what arbitration and the agent API read), so
  * 10,000 managed pods cost a few MiB, not hundreds.
  */
-import { type KonductorRequest, parseAnnotations, primitivesOf } from '../api/annotations.ts';
-import { ANNOTATION_PREFIX, type PrimitiveKind, WAIT_CONTAINER } from '../api/constants.ts';
-import type { Pod } from '../api/types.ts';
+import { type KonductorRequest, parseAnnotations, primitivesOf } from '../../api/annotations.ts';
+import { ANNOTATION_PREFIX, type PrimitiveKind, WAIT_CONTAINER } from '../../api/constants.ts';
+import type { Pod } from '../../api/types.ts';
 
 export type PrimitiveKey = string; // `${kind}/${namespace}/${name}`
 

@@ -1,7 +1,7 @@
 /**
  * Test double of the manager's agent API (not a test file itself): an HTTPS server on 127.0.0.1 with a
  * freshly generated CA, whose answers each test scripts, plus a helper that spawns the built agent
- * (dist/konductor-agent.js) against it. Used by test/unit/agent-process.test.ts and bench/agent-startup.ts.
+ * (dist/konductor-agent.js) against it. Used by test/unit/agent-process.test.ts and bench/ (agent, agent-startup).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

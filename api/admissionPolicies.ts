@@ -22,7 +22,7 @@ import {
   TOKEN_AUDIENCE,
   TOKEN_VOLUME,
   WAIT_CONTAINER,
-} from '../api/constants.ts';
+} from './constants.ts';
 
 export interface LabelSelector {
   matchLabels?: Record<string, string>;

@@ -2,8 +2,9 @@
  * The MutatingWebhookConfiguration konductor needs (DESIGN §5), as a pure function. The devcluster
  * installs this object; the Helm chart renders the same rules (a chart test compares them).
  */
-import { ANNOTATION_PREFIX } from '../api/constants.ts';
+
 import { KONDUCTOR_METADATA_CHANGED } from './admissionPolicies.ts';
+import { ANNOTATION_PREFIX } from './constants.ts';
 
 export interface WebhookClientConfig {
   url?: string;

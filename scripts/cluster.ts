@@ -10,11 +10,11 @@
  */
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ensureAgentBundle } from '../scripts/build.ts';
-import { startCluster } from './index.ts';
-import { installKonductor, type KonductorInstall } from './konductor.ts';
-import { type ProcessKubelet, startProcessKubelet } from './kubelet/index.ts';
-import { cleanupCommand, realNodeCommand } from './realnode/cli.ts';
+import { startCluster } from '../devcluster/index.ts';
+import { installKonductor, type KonductorInstall } from '../devcluster/konductor.ts';
+import { type ProcessKubelet, startProcessKubelet } from '../devcluster/kubelet/index.ts';
+import { cleanupCommand, realNodeCommand } from '../devcluster/realnode/cli.ts';
+import { ensureAgentBundle } from './build.ts';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

@@ -3,12 +3,13 @@
  * each primitive's spec and status, waiting pods and the oldest wait from the pods themselves. Pure; shared
  * by the manager's metrics (controller/metrics.ts) and `kubectl konductor status` (plugin/).
  */
-import type { PrimitiveKind } from '../api/constants.ts';
-import type { Barrier, Gate, Lease, Primitive, Semaphore } from '../api/types.ts';
-import { hasPassedWait, isFinished } from './arbitration/podView.ts';
-import { fromIso } from './arbitration/timestamps.ts';
+import type { PrimitiveKind } from '../../api/constants.ts';
+import type { Primitive } from '../../api/types.ts';
+import { rulesOf } from './kinds.ts';
 import type { IndexedPod, PrimitiveKey } from './podIndex.ts';
+import { hasPassedWait, isFinished } from './podView.ts';
 import { stagePassed } from './stages.ts';
+import { fromIso } from './timestamps.ts';
 
 export interface PrimitiveGauge {
   kind: PrimitiveKind;
@@ -29,27 +30,10 @@ export interface FiguresSource {
   primitive(key: PrimitiveKey): Primitive | undefined;
 }
 
-/** Capacity and use of one primitive, from its spec and status. */
-export function capacityOf(p: Primitive): { capacity: number; inUse: number } {
-  switch (p.kind) {
-    case 'Semaphore': {
-      const s = p as Semaphore;
-      return { capacity: s.spec?.permits ?? 0, inUse: s.status?.inUse ?? 0 };
-    }
-    case 'Lease':
-      return { capacity: 1, inUse: (p as Lease).status?.holder ? 1 : 0 };
-    case 'Barrier': {
-      const b = p as Barrier;
-      return { capacity: b.spec?.quorum ?? b.spec?.expected ?? 0, inUse: b.status?.arrived ?? 0 };
-    }
-    case 'Gate': {
-      const g = p as Gate;
-      return {
-        capacity: g.spec?.conditions?.length ?? 0,
-        inUse: (g.status?.conditionStatuses ?? []).filter((c) => c.met).length,
-      };
-    }
-  }
+/** Capacity and use of one primitive, from its spec and status (the kind table's figures). */
+export function capacityOf(kind: PrimitiveKind, p: Primitive): { capacity: number; inUse: number } {
+  const { capacity, inUse } = rulesOf(kind).figures(p);
+  return { capacity, inUse };
 }
 
 /**
@@ -66,7 +50,7 @@ export function primitiveGauges(source: FiguresSource, now: number): PrimitiveGa
       kind,
       namespace,
       name,
-      ...capacityOf(primitive),
+      ...capacityOf(kind, primitive),
       waiting: 0,
       oldestWaitSeconds: 0,
     });

@@ -14,7 +14,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
-import { cacheRootDir, ensureGoTools, GO_TOOLSETS } from '../../devcluster/binaries.ts';
+import { cacheRootDir, ensureGoTools } from '../../devcluster/binaries.ts';
+import { GO_TOOLSETS } from '../../devcluster/goToolsets.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CHART_DIR = join(REPO, 'charts/konductor');

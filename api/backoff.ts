@@ -1,0 +1,39 @@
+/**
+ * The one jittered exponential backoff of konductor: the agent reconnecting to the manager, an informer
+ * resuming its watch, the work queue retrying a failed reconcile, the self-managed certificates retrying
+ * their first sync. Pure, with the random source injected.
+ *
+ * Attempt n (0-based) has a ceiling of min(maxMs, baseMs * 2^n); the delay is drawn uniformly from the
+ * upper half of that ceiling ("equal jitter") and never drops below baseMs. So many clients retrying after
+ * the same outage (agents after a manager restart, replicas after an API server restart) spread out, yet
+ * none spins faster than baseMs or waits longer than maxMs.
+ */
+
+export interface BackoffPolicy {
+  baseMs: number;
+  maxMs: number;
+}
+
+/** The agent's reconnect policy: 100 ms .. 3 s. */
+export const RECONNECT_BACKOFF: BackoffPolicy = { baseMs: 100, maxMs: 3000 };
+/** An informer's list/watch retry: 100 ms .. 3 s. */
+export const WATCH_BACKOFF: BackoffPolicy = { baseMs: 100, maxMs: 3000 };
+/** A failed reconcile's retry (a conflict is retried at once, after baseMs): 5 ms .. 5 s. */
+export const RECONCILE_BACKOFF: BackoffPolicy = { baseMs: 5, maxMs: 5000 };
+/** The self-managed certificates' first sync: 250 ms .. 5 s. */
+export const CERTIFICATE_SETUP_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5000 };
+
+/** Delay before retry `attempt` (0 = first retry). `random` returns a number in [0, 1). */
+export function backoffDelay(
+  attempt: number,
+  random: () => number,
+  policy: BackoffPolicy = RECONNECT_BACKOFF,
+): number {
+  const n = Math.max(0, Math.floor(attempt));
+  // 2^n overflows to Infinity for large n; Math.min keeps the ceiling finite.
+  const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.min(n, 62));
+  const drawn = random();
+  const r = Number.isFinite(drawn) ? Math.min(Math.max(drawn, 0), 1) : 0;
+  const delay = ceiling / 2 + (r * ceiling) / 2;
+  return Math.round(Math.min(policy.maxMs, Math.max(policy.baseMs, delay)));
+}

@@ -1,0 +1,128 @@
+/**
+ * Cross-primitive facts, pure: whether a pod has passed a stage, whether it is eligible for a stage (all
+ * earlier stages passed), and where it stands in a stage for the agent's progress lines, each read through
+ * the kind table (./kinds.ts). A pod acquires in the fixed order of api/kinds.ts (gate, barrier, lease,
+ * semaphore), so it never holds anything while it waits for a gate or barrier, and it takes held resources
+ * in one global order (lease before semaphore): no wait-for cycle can form (docs/arbitration.md).
+ */
+
+import type { PrimitiveKind } from '../../api/kinds.ts';
+import type { Grant, QueueStanding } from '../../api/protocol.ts';
+import type { FailureReason } from '../../api/reasons.ts';
+import type { Primitive } from '../../api/types.ts';
+import type { QueuePlace } from './kindRules.ts';
+import { rulesOf } from './kinds.ts';
+import type { IndexedPod, Stage } from './podIndex.ts';
+import { type PodView, podRequestFor, toPodView } from './podView.ts';
+
+export type StageState =
+  | { state: 'passed'; grant: Grant }
+  | { state: 'waiting'; standing: QueueStanding }
+  | { state: 'failed'; reason: FailureReason; message: string };
+
+export interface PodIdentityRef {
+  name: string;
+  namespace: string;
+  uid: string;
+}
+
+/** Has the pod passed this stage, judged from the primitive's status alone? */
+export function stagePassed(stage: Stage, primitive: Primitive | undefined, uid: string): boolean {
+  return primitive !== undefined && rulesOf(stage.kind).grantOf(primitive, uid) !== undefined;
+}
+
+/** Eligible for stage `index` when every earlier stage is passed. */
+export function eligibleFor(
+  stages: readonly Stage[],
+  index: number,
+  lookup: (key: string) => Primitive | undefined,
+  uid: string,
+): boolean {
+  for (let i = 0; i < index; i++) {
+    const st = stages[i]!;
+    if (!stagePassed(st, lookup(st.key), uid)) return false;
+  }
+  return true;
+}
+
+/** A queue in arbitration order, indexed by pod UID (0-based), for positions in progress lines. */
+export interface QueueOrder {
+  index: ReadonlyMap<string, number>;
+  length: number;
+}
+
+export const NO_QUEUE: QueueOrder = { index: new Map(), length: 0 };
+
+/**
+ * The waiting queue of a primitive in grant order (requests that can never be granted last), as arbitration
+ * sees it; empty for a kind without an order. Computed once per change and shared by every waiter's progress
+ * line: per-waiter recomputation would cost O(n^2 log n) per status change with n waiters connected.
+ */
+export function queueOrder(kind: PrimitiveKind, primitive: Primitive, views: readonly PodView[]): QueueOrder {
+  const ordered = rulesOf(kind).queue?.(primitive, views);
+  if (!ordered) return NO_QUEUE;
+  return { index: new Map(ordered.map((p, i) => [p.uid, i])), length: ordered.length };
+}
+
+/** Where the pod stands in one stage, for the wait stream. `order`: the stage's queue (see queueOrder). */
+export function stageState(
+  stage: Stage,
+  primitive: Primitive | undefined,
+  pod: PodIdentityRef,
+  order: () => QueueOrder,
+): StageState {
+  const ref = { kind: stage.kind, name: stage.name, namespace: pod.namespace };
+  const base: QueueStanding = { primitive: ref, position: 0, queueLength: 0, message: '' };
+  if (!primitive) return { state: 'waiting', standing: { ...base, missing: true } };
+  const rules = rulesOf(stage.kind);
+  const grant = rules.grantOf(primitive, pod.uid);
+  if (grant) {
+    return {
+      state: 'passed',
+      grant: {
+        ...ref,
+        token: grant.token,
+        grantedAt: grant.grantedAt ?? new Date().toISOString(),
+        pod: pod.name,
+        uid: pod.uid,
+      },
+    };
+  }
+  const standing = rules.standing(primitive, stage, pod, () => placeIn(order(), pod.uid));
+  if ('failed' in standing) return { state: 'failed', ...standing.failed };
+  return { state: 'waiting', standing: { ...base, ...standing.waiting } };
+}
+
+/** 1-based position (0 when not queued) and the queue's length. */
+function placeIn(q: QueueOrder, uid: string): QueuePlace {
+  const idx = q.index.get(uid);
+  return { position: idx === undefined ? 0 : idx + 1, queueLength: q.length };
+}
+
+/** A pod that references a primitive, seen as a waiter of that stage. */
+export interface Waiter {
+  view: PodView;
+  indexed: IndexedPod;
+  /** The stage's place in the pod's acquisition order. */
+  stageIndex: number;
+}
+
+/**
+ * The pods that reference `key`, each with its PodView for that kind; eligible when every earlier stage of
+ * the pod is passed (`lookup` reads the primitives).
+ */
+export function waitersAt(
+  pods: readonly IndexedPod[],
+  key: string,
+  kind: PrimitiveKind,
+  lookup: (key: string) => Primitive | undefined,
+): Waiter[] {
+  return pods.map((indexed) => {
+    const stageIndex = indexed.stages.findIndex((st) => st.key === key);
+    const uid = indexed.pod.metadata.uid ?? '';
+    const view = toPodView(indexed.pod, podRequestFor(indexed.pod, indexed.request, kind), {
+      eligible: eligibleFor(indexed.stages, stageIndex, lookup, uid),
+    });
+    return { view, indexed, stageIndex };
+  });
+}
