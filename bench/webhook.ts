@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ROOT } from '../scripts/build.ts';
-import { createTestPki } from '../test/unit/agent-fake-manager.ts';
+import { createTestPki } from '../test/helpers/fakeManager.ts';
 import {
   type BenchOptions,
   byMode,
