@@ -18,7 +18,7 @@ import { logTail } from '../processInfo.ts';
 import type { RealNodeBinaries } from './binaries.ts';
 import { type SweepReport, sweepRealNode, sweptAnything } from './cleanup.ts';
 import { type Containerd, startContainerd } from './containerd.ts';
-import { corednsManifests } from './coredns.ts';
+import { corednsManifests, waitForServiceDns } from './coredns.ts';
 import { clusterCa, writeComponentKubeconfig, writeServingCert } from './credentials.ts';
 import { execOk } from './exec.ts';
 import { cgroupMounts } from './hostCheck.ts';
@@ -234,7 +234,8 @@ export async function startRealCluster(opts: RealClusterOptions = {}): Promise<R
       'deployment/coredns',
       `--timeout=${Math.round((opts.readyTimeoutMs ?? 60_000) / 1000)}s`,
     ]);
-    log(`real node up in ${((Date.now() - started) / 1000).toFixed(1)} s (CoreDNS ready)`);
+    await waitForServiceDns(opts.readyTimeoutMs ?? 60_000);
+    log(`real node up in ${((Date.now() - started) / 1000).toFixed(1)} s (CoreDNS answers on its Service)`);
 
     const node: RealNode = {
       name: NODE_NAME,

@@ -3,7 +3,11 @@
  * Service at CLUSTER_DNS_IP (the kubelet's clusterDNS), with upstream's RBAC, probes and
  * securityContext. Names outside the cluster go to the host's resolver when it has one.
  */
+
+import { Resolver } from 'node:dns/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { stringify as toYaml } from 'yaml';
+import { KUBERNETES_SERVICE_IP } from '../controlPlane.ts';
 import { CLUSTER_DNS_IP, CLUSTER_DOMAIN } from './layout.ts';
 
 export function corefile(forward: boolean): string {
@@ -119,4 +123,31 @@ export function corednsManifests(image: string, forward: boolean): string {
     },
   ];
   return docs.map((d) => toYaml(d)).join('---\n');
+}
+
+/**
+ * Resolves once the kube-dns Service answers from the host. CoreDNS being Ready is not enough: kube-proxy
+ * programs the Service's endpoint a moment later, and until then a query to the ClusterIP is refused
+ * (a pod's first nslookup failed with "Connection refused" right after the rollout).
+ */
+export async function waitForServiceDns(timeoutMs: number): Promise<void> {
+  const resolver = new Resolver({ timeout: 1_000, tries: 1 });
+  resolver.setServers([CLUSTER_DNS_IP]);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      // Only CoreDNS knows the name (the kubernetes Service is the range's first address).
+      const addresses = await resolver.resolve4(`kubernetes.default.svc.${CLUSTER_DOMAIN}`);
+      if (addresses.includes(KUBERNETES_SERVICE_IP)) return;
+      throw new Error(`kubernetes.default resolved to ${addresses.join(', ')}`);
+    } catch (err) {
+      if (Date.now() >= deadline) {
+        throw new Error(
+          `the kube-dns Service (${CLUSTER_DNS_IP}) did not answer within ${timeoutMs} ms: ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+      await delay(200);
+    }
+  }
 }
