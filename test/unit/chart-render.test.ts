@@ -239,7 +239,7 @@ describe('default values (cert-manager)', () => {
       rules
         .filter((r) => r.apiGroups.includes(group) && r.resources.includes(resource))
         .flatMap((r) => r.verbs);
-    expect(verbsFor('', 'pods').sort()).toEqual(['get', 'list', 'watch']);
+    expect(verbsFor('', 'pods').sort()).toEqual(['get', 'list', 'patch', 'watch']);
     expect(verbsFor('', 'events').sort()).toEqual(['create', 'patch']);
     expect(verbsFor('sync.konductor.io', 'semaphores').sort()).toEqual(['get', 'list', 'watch']);
     expect(verbsFor('sync.konductor.io', 'semaphores/status').sort()).toEqual(['patch', 'update']);
