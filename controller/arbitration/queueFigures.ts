@@ -9,7 +9,6 @@ import { rulesOf } from './kinds.ts';
 import type { IndexedPod, PrimitiveKey } from './podIndex.ts';
 import { arrivalOf, hasPassedWait, isFinished, isGated } from './podView.ts';
 import { stagePassed } from './stages.ts';
-import { fromIso } from './timestamps.ts';
 
 export interface PrimitiveGauge {
   kind: PrimitiveKind;
