@@ -153,6 +153,50 @@ export const ERRORS = {
     (volume: string, pod: string, reason: string) =>
       `MountVolume.SetUp failed for volume "${volume}" of pod ${pod}: ${reason}`,
   ),
+
+  // ---- cert-manager for the devcluster (devcluster/certmanager/): the message names what failed ----
+  KDR_CERTMANAGER_TOOLSET: spec(500, (detail: string) => detail),
+  KDR_CERTMANAGER_MODULE: spec(500, (detail: string) => detail),
+  KDR_CERTMANAGER_CHART: spec(500, (detail: string) => detail),
+  KDR_CERTMANAGER_NOT_READY: spec(500, (detail: string) => detail),
+  KDR_CERTMANAGER_INSTALL_FAILED: spec(500, (detail: string) => detail),
+
+  // ---- the images built from the Dockerfiles (devcluster/images/): the message names what failed ----
+  KDR_IMAGES_TOOL_FAILED: spec(500, (detail: string) => detail),
+  KDR_IMAGES_NODE_MISSING: spec(500, (detail: string) => detail),
+  KDR_IMAGES_BUILD_FAILED: spec(500, (detail: string) => detail),
+  KDR_IMAGES_NEEDS_ROOT: spec(500, (detail: string) => detail),
+  KDR_IMAGES_APT_FAILED: spec(500, (detail: string) => detail),
+  KDR_IMAGES_DEB_UNKNOWN: spec(500, (detail: string) => detail),
+  KDR_IMAGES_TOOLS_MISSING: spec(500, (detail: string) => detail),
+  KDR_IMAGES_COPY_SOURCE: spec(500, (detail: string) => detail),
+  KDR_IMAGES_DOCKERFILE_INVALID: spec(500, (detail: string) => detail),
+  KDR_IMAGES_DOCKERFILE_UNSUPPORTED: spec(500, (detail: string) => detail),
+  KDR_IMAGES_BASE_MISSING: spec(500, (detail: string) => detail),
+  KDR_IMAGES_USER_UNKNOWN: spec(500, (detail: string) => detail),
+  KDR_IMAGES_RUN_FAILED: spec(500, (detail: string) => detail),
+  KDR_IMAGES_IMPORT_FAILED: spec(500, (detail: string) => detail),
+  KDR_IMAGES_BAD_NAME: spec(500, (detail: string) => detail),
+  KDR_IMAGES_NO_LAYERS: spec(500, (detail: string) => detail),
+  KDR_IMAGES_BLOB_SIZE: spec(500, (detail: string) => detail),
+  KDR_IMAGES_ARCHIVE_INVALID: spec(500, (detail: string) => detail),
+  KDR_IMAGES_PATH_ESCAPES: spec(500, (detail: string) => detail),
+  KDR_IMAGES_PATH_LOOP: spec(500, (detail: string) => detail),
+  KDR_IMAGES_NOT_A_DIRECTORY: spec(500, (detail: string) => detail),
+  KDR_IMAGES_UNSUPPORTED_FILE: spec(500, (detail: string) => detail),
+  KDR_IMAGES_TAR_ENTRY: spec(500, (detail: string) => detail),
+  KDR_IMAGES_TAR_CHANGED: spec(500, (detail: string) => detail),
+  KDR_IMAGES_TAR_CORRUPT: spec(500, (detail: string) => detail),
+
+  // ---- the real node (devcluster/realnode/): the message names what failed ----
+  KDR_REALNODE_PACKAGES_MISSING: spec(500, (detail: string) => detail),
+  KDR_REALNODE_CONTAINERD_FAILED: spec(500, (detail: string) => detail),
+  KDR_REALNODE_COMMAND_FAILED: spec(500, (detail: string) => detail),
+  KDR_REALNODE_HOST_UNSUPPORTED: spec(500, (detail: string) => detail),
+  KDR_REALNODE_HELM_FAILED: spec(500, (detail: string) => detail),
+  KDR_REALNODE_KUBELET_FAILED: spec(500, (detail: string) => detail),
+  KDR_REALNODE_BUSY: spec(500, (detail: string) => detail),
+  KDR_REALNODE_ADDRESS_IN_USE: spec(500, (detail: string) => detail),
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

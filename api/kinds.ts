@@ -132,11 +132,8 @@ export interface Holder {
 
 export type SemaphorePhase = 'Ready' | 'Full';
 
-export interface SemaphoreStatus {
-  inUse: number;
-  available: number;
-  phase: SemaphorePhase;
-  holders: Holder[];
+/** The status fields of the kinds that hold and queue (Semaphore, Lease): the waiting queue and the tokens. */
+export interface HoldingStatus {
   waiting: number;
   queue?: QueueEntry[];
   /** When the longest-waiting pod arrived; absent when none waits (printer column Oldest-Wait). */
@@ -145,6 +142,13 @@ export interface SemaphoreStatus {
   nextToken: number;
   conditions?: Condition[];
   observedGeneration?: number;
+}
+
+export interface SemaphoreStatus extends HoldingStatus {
+  inUse: number;
+  available: number;
+  phase: SemaphorePhase;
+  holders: Holder[];
 }
 
 export type Semaphore = KonductorObject<'Semaphore', SemaphoreSpec, SemaphoreStatus>;
@@ -172,20 +176,13 @@ export interface LeaseHolder {
 
 export type LeasePhase = 'Available' | 'Held';
 
-export interface LeaseStatus {
+export interface LeaseStatus extends HoldingStatus {
   holder?: LeaseHolder;
   /** Mirrors of holder.token / acquiredAt / expiresAt, for printer columns; absent when not held. */
   token?: number;
   acquiredAt?: string;
   expiresAt?: string;
   phase: LeasePhase;
-  waiting: number;
-  queue?: QueueEntry[];
-  /** When the longest-waiting pod arrived; absent when none waits (printer column Oldest-Wait). */
-  oldestWaitingSince?: string;
-  nextToken: number;
-  conditions?: Condition[];
-  observedGeneration?: number;
 }
 
 export type Lease = KonductorObject<'Lease', LeaseSpec, LeaseStatus>;

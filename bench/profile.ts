@@ -58,7 +58,8 @@ export async function withInspector<T>(
   const urls = (text: string) => [...text.matchAll(/Debugger listening on (ws:\/\/\S+)/g)].map((m) => m[1]);
   const before = readFileSync(logPath, 'utf8').length;
   process.kill(pid, 'SIGUSR1');
-  const deadline = Date.now() + 2000;
+  // Generous: under load (other work on the 2 cores) the inspector took over 2 s to log its URL.
+  const deadline = Date.now() + 15_000;
   let wsUrl: string | undefined;
   while (!wsUrl && Date.now() < deadline) {
     wsUrl = urls(readFileSync(logPath, 'utf8').slice(before)).pop();

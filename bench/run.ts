@@ -17,6 +17,7 @@ import { runAgent } from './agent.ts';
 import { type BenchMode, type BenchOptions, DEFAULT_RESULTS_DIR, round } from './common.ts';
 import { runHandoff } from './handoff.ts';
 import { runMemoryLimit } from './memoryLimit.ts';
+import { runRealNode } from './realnode.ts';
 import { runScale } from './scale.ts';
 import { runThroughput } from './throughput.ts';
 import { runWebhook } from './webhook.ts';
@@ -28,7 +29,10 @@ const BENCHMARKS: Record<string, (opts: BenchOptions) => Promise<void>> = {
   throughput: runThroughput,
   scale: runScale,
   'memory-limit': runMemoryLimit,
+  // Needs root and this machine's one real node (devcluster/realnode/): only when named.
+  realnode: runRealNode,
 };
+const OPT_IN = new Set(['realnode']);
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -52,7 +56,7 @@ async function main(): Promise<void> {
     throw new Error(
       `unknown benchmark(s) ${unknown.join(', ')}; known: ${Object.keys(BENCHMARKS).join(', ')}`,
     );
-  const names = positionals.length ? positionals : Object.keys(BENCHMARKS);
+  const names = positionals.length ? positionals : Object.keys(BENCHMARKS).filter((n) => !OPT_IN.has(n));
   const mode: BenchMode = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
   const opts: BenchOptions = {
     mode,

@@ -14,20 +14,30 @@ import { errorBody, isKonductorError, konductorError } from '../api/errors.ts';
 import {
   AGENT_API,
   encodeWaitEvent,
-  type Grant,
   HEARTBEAT_INTERVAL_MS,
   NDJSON_CONTENT_TYPE,
-  type QueueStanding,
   type WaitEvent,
 } from '../api/protocol.ts';
 import type { AgentAuthenticator, PodIdentity } from './agentAuth.ts';
-import type { KonductorController, ReleaseCheck } from './controller.ts';
+import type { ReleaseCheck } from './agentView.ts';
+import { type PodStanding, stepWaitStream, WAIT_STREAM_START } from './arbitration/waitStream.ts';
 import type { ControllerMetrics } from './metrics.ts';
 import { WaitStreamLimiter } from './waitStreams.ts';
 
+/** What the agent API reads of the controller (KonductorController is one). */
+export interface AgentApiController {
+  /** Whether the pod is in the cache (yet). */
+  podIndex: { get(uid: string): unknown };
+  /** Calls `fn` on every change that may affect the pod's standing; returns the unsubscribe function. */
+  subscribe(uid: string, fn: () => void): () => void;
+  standing(uid: string): PodStanding | undefined;
+  recheck(pod: { namespace: string; name: string; uid: string }): Promise<ReleaseCheck>;
+}
+
 export interface AgentApiOptions {
-  controller: KonductorController;
-  authenticator: AgentAuthenticator;
+  controller: AgentApiController;
+  /** Who the caller's token is bound to (AgentAuthenticator, which asks the API server's TokenReview). */
+  authenticator: Pick<AgentAuthenticator, 'authenticate'>;
   metrics?: ControllerMetrics;
   /** How long a wait request may wait for the pod to appear in the cache. */
   podAppearTimeoutMs?: number;
@@ -52,7 +62,7 @@ async function authenticate(
 }
 
 /** Waits until the pod is in the controller's cache (it may lag the kubelet by a watch delivery). */
-function podAppears(controller: KonductorController, uid: string, timeoutMs: number): Promise<boolean> {
+function podAppears(controller: AgentApiController, uid: string, timeoutMs: number): Promise<boolean> {
   if (controller.podIndex.get(uid)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
@@ -68,9 +78,6 @@ function podAppears(controller: KonductorController, uid: string, timeoutMs: num
     });
   });
 }
-
-const standingKey = (s: QueueStanding) =>
-  JSON.stringify([s.primitive, s.position, s.queueLength, s.inUse, s.holder, s.arrived, s.unmet, s.missing]);
 
 export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, opts) => {
   const { controller } = opts;
@@ -88,55 +95,21 @@ export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, o
     const raw = reply.raw;
     raw.writeHead(200, { 'content-type': NDJSON_CONTENT_TYPE, 'cache-control': 'no-store' });
     raw.flushHeaders?.();
-    const sentGrants = new Map<string, Grant>();
-    let lastStanding = '';
-    let queuedSent = new Set<string>();
+    let state = WAIT_STREAM_START;
     let closed = false;
     const send = (ev: WaitEvent) => {
       if (!closed) raw.write(encodeWaitEvent(ev));
     };
-    const finish = (ev: WaitEvent) => {
-      send(ev);
-      cleanup();
-      raw.end();
-    };
+    const pod = { namespace: identity.namespace, name: identity.pod };
     const evaluate = () => {
       if (closed) return;
-      const st = controller.standing(identity.uid);
-      if (!st) {
-        finish({
-          type: 'failed',
-          reason: 'PodTerminating',
-          message: `pod ${identity.namespace}/${identity.pod} is gone`,
-        });
-        return;
+      const step = stepWaitStream(state, controller.standing(identity.uid), pod);
+      state = step.state;
+      for (const ev of step.events) send(ev);
+      if (step.end) {
+        cleanup();
+        raw.end();
       }
-      for (const s of st.stages) {
-        if (s.state === 'passed') {
-          const k = `${s.grant.kind}/${s.grant.name}`;
-          if (!sentGrants.has(k)) {
-            sentGrants.set(k, s.grant);
-            send({ type: 'granted', grant: s.grant });
-          }
-        } else if (s.state === 'failed') {
-          finish({ type: 'failed', reason: s.reason, message: s.message });
-          return;
-        } else {
-          const key = standingKey(s.standing);
-          if (key !== lastStanding) {
-            lastStanding = key;
-            const pk = `${s.standing.primitive.kind}/${s.standing.primitive.name}`;
-            const first = !queuedSent.has(pk);
-            queuedSent.add(pk);
-            send({ type: first ? 'queued' : 'progress', ...s.standing });
-          }
-          return;
-        }
-      }
-      // The grants as the primitives hold them NOW (a primitive deleted and recreated meanwhile grants anew,
-      // with a larger token): grant.json must carry the live tokens, not the first ones announced.
-      if (st.stages.length === st.pod.stages.length)
-        finish({ type: 'done', grants: st.stages.flatMap((s) => (s.state === 'passed' ? [s.grant] : [])) });
     };
     const unsubscribe = controller.subscribe(identity.uid, evaluate);
     const heartbeat = setInterval(() => send({ type: 'heartbeat' }), HEARTBEAT_INTERVAL_MS);
@@ -151,7 +124,6 @@ export const agentApiRoutes: FastifyPluginAsync<AgentApiOptions> = async (app, o
       clearInterval(heartbeat);
       unsubscribe();
       leave();
-      queuedSent = new Set();
     };
     raw.on('close', cleanup);
     evaluate();

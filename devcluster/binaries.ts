@@ -34,6 +34,8 @@ export interface GoToolset {
   ldflags: string;
   /** Extra environment for `go build` (hashed into the stamp). */
   env?: Record<string, string>;
+  /** Go build tags (`-tags`), hashed into the stamp. */
+  tags?: string[];
   /** Minimum Go version (major.minor). */
   minGo: string;
 }
@@ -55,8 +57,20 @@ export const GO_TOOLSETS: Readonly<Record<string, GoToolset>> = {
       'k8s.io/kubernetes/cmd/kube-apiserver',
       'k8s.io/kubernetes/cmd/kube-controller-manager',
       'k8s.io/kubernetes/cmd/kubectl',
+      // The real node (devcluster/realnode/): built in the same `go build` so they share its work.
+      'k8s.io/kubernetes/cmd/kubelet',
+      'k8s.io/kubernetes/cmd/kube-proxy',
+      'k8s.io/kubernetes/cmd/kube-scheduler',
     ],
-    binaries: ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl'],
+    binaries: [
+      'etcd',
+      'kube-apiserver',
+      'kube-controller-manager',
+      'kubectl',
+      'kubelet',
+      'kube-proxy',
+      'kube-scheduler',
+    ],
     ldflags: [
       '-s -w',
       `-X k8s.io/component-base/version.gitVersion=${K8S_VERSION}`,
@@ -93,6 +107,53 @@ export const GO_TOOLSETS: Readonly<Record<string, GoToolset>> = {
     env: { CGO_ENABLED: '0' },
     minGo: '1.26',
   },
+  /** containerd 2.x, its runc shim and ctr for the real node (REAL-NODE.md: static, no cgo). */
+  containerd: {
+    id: 'containerd',
+    version: 'v2.4.2',
+    moduleDir: join(HERE, 'containerd-tools'),
+    packages: [
+      'github.com/containerd/containerd/v2/cmd/containerd',
+      'github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2',
+      'github.com/containerd/containerd/v2/cmd/ctr',
+    ],
+    binaries: ['containerd', 'containerd-shim-runc-v2', 'ctr'],
+    ldflags: [
+      '-s -w',
+      '-X github.com/containerd/containerd/v2/version.Version=v2.4.2',
+      '-X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd/v2',
+    ].join(' '),
+    env: { CGO_ENABLED: '0' },
+    tags: ['no_btrfs', 'no_devmapper', 'no_zfs'],
+    minGo: '1.26',
+  },
+  /** CoreDNS with the plugins the kube-dns Service needs (coredns-tools/coredns/main.go). */
+  coredns: {
+    id: 'coredns',
+    version: 'v1.15.0',
+    moduleDir: join(HERE, 'coredns-tools'),
+    packages: ['./coredns'],
+    binaries: ['coredns'],
+    ldflags: '-s -w',
+    env: { CGO_ENABLED: '0' },
+    minGo: '1.26',
+  },
+  // cert-manager's own commands for the real node's local images (devcluster/certmanager/). v1.11.5 is
+  // the newest release whose root module still holds cmd/ (docs/decisions.md).
+  'cert-manager': {
+    id: 'cert-manager',
+    version: 'v1.11.5',
+    moduleDir: join(HERE, 'certmanager', 'cert-manager-tools'),
+    packages: [
+      'github.com/cert-manager/cert-manager/cmd/controller',
+      'github.com/cert-manager/cert-manager/cmd/cainjector',
+      'github.com/cert-manager/cert-manager/cmd/webhook',
+    ],
+    binaries: ['controller', 'cainjector', 'webhook'],
+    ldflags: '-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v1.11.5',
+    env: { CGO_ENABLED: '0' },
+    minGo: '1.26',
+  },
 };
 
 export interface EnsureOptions {
@@ -121,9 +182,13 @@ export function cacheRootDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.KONDUCTOR_CACHE_DIR || join(homedir(), '.cache', 'konductor');
 }
 
-/** Directory of a tool set's cache: <root>/<id>/<version>; its binaries live in ./bin. */
+/**
+ * Directory of a tool set's cache: <root>/<id>/<version>-<hash prefix>; its binaries live in ./bin.
+ * The hash in the name lets checkouts with different modules (branches) share one cache root
+ * without rebuilding over each other's binaries.
+ */
 export function toolsetDir(toolset: GoToolset, cacheRoot: string): string {
-  return join(cacheRoot, toolset.id, toolset.version);
+  return join(cacheRoot, toolset.id, `${toolset.version}-${toolsetHash(toolset).slice(0, 12)}`);
 }
 
 function listModuleGoFiles(dir: string, root = dir): string[] {
@@ -147,6 +212,7 @@ export function toolsetHash(toolset: GoToolset): string {
   h.update(`packages:${toolset.packages.join(' ')}\n`);
   h.update(`ldflags:${toolset.ldflags}\n`);
   h.update(`env:${JSON.stringify(toolset.env ?? {})}\n`);
+  if (toolset.tags?.length) h.update(`tags:${toolset.tags.join(',')}\n`);
   h.update('flags:-trimpath\n');
   return h.digest('hex');
 }
@@ -210,7 +276,7 @@ const isAlive = (pid: number): boolean => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** mkdir-based lock with the owner's PID; waits for a live owner, takes over from a dead one. */
-async function withBuildLock<T>(
+export async function withBuildLock<T>(
   lockDir: string,
   log: (l: string) => void,
   heartbeatMs: number,
@@ -329,7 +395,12 @@ async function runGoBuild(
   log(`  phase 1/3: resolving Go modules (downloaded on first use) in ${toolset.moduleDir}`);
   let total = 0;
   let downloaded = 0;
-  const listArgs = ['list', '-deps', ...toolset.packages];
+  const listArgs = [
+    'list',
+    '-deps',
+    ...(toolset.tags?.length ? ['-tags', toolset.tags.join(',')] : []),
+    ...toolset.packages,
+  ];
   const listed = await runGo(
     toolset,
     listArgs,
@@ -354,6 +425,7 @@ async function runGoBuild(
     'build',
     '-v',
     '-trimpath',
+    ...(toolset.tags?.length ? ['-tags', toolset.tags.join(',')] : []),
     '-ldflags',
     toolset.ldflags,
     '-o',

@@ -33,12 +33,17 @@ export interface StartClusterOptions {
   handleSignals?: boolean;
   /** Progress and warnings (default: stderr with a [devcluster] prefix). */
   log?: (line: string) => void;
-  /** Extra kube-apiserver flags (`--name=value`), appended last. */
+  /** Extra kube-apiserver flags (`--name=value`): one named like a default flag replaces it, others are appended. */
   extraApiserverArgs?: string[];
   /** Extra etcd flags (e.g. `--max-request-bytes=32768` to test objects that outgrow etcd's limit). */
   extraEtcdArgs?: string[];
-  /** Extra kube-controller-manager flags. */
+  /** Extra kube-controller-manager flags (same rule). */
   extraControllerManagerArgs?: string[];
+  /**
+   * Address kube-apiserver binds and advertises, and clients use (default 127.0.0.1). The real node
+   * uses an address pods can reach (devcluster/realnode/); it is added to the serving certificate.
+   */
+  bindAddress?: string;
   /** Binaries to use (default: ensureK8sBinaries()). */
   binaries?: K8sBinaries;
   /** PID registry directory (default: $TMPDIR/konductor-devcluster-<uid>). */
@@ -76,6 +81,14 @@ export interface DevCluster {
 
 export const SERVICE_CLUSTER_IP_RANGE = '10.0.0.0/24';
 export const KUBERNETES_SERVICE_IP = '10.0.0.1';
+/** Admission plugins enabled besides the defaults (the real node adds NodeRestriction). */
+export const ADMISSION_PLUGINS = [
+  'NamespaceLifecycle',
+  'ServiceAccount',
+  'MutatingAdmissionWebhook',
+  'ValidatingAdmissionWebhook',
+  'ValidatingAdmissionPolicy',
+];
 /**
  * Audiences the apiserver accepts for service-account tokens: its issuer only, as in a real cluster. So an
  * ordinary service-account token (`kubectl create token`) is not a `konductor` token; the injected projected
@@ -84,6 +97,21 @@ export const KUBERNETES_SERVICE_IP = '10.0.0.1';
 export const API_AUDIENCES = ['https://kubernetes.default.svc'];
 
 const defaultLog = (line: string) => process.stderr.write(`[devcluster] ${line}\n`);
+
+/**
+ * `base` with `extra` applied: an extra `--name=value` replaces the base flag of the same name (list
+ * flags such as --authorization-mode fail when repeated), any other is appended.
+ */
+export function mergeFlags(base: readonly string[], extra: readonly string[] = []): string[] {
+  const name = (f: string) => f.split('=')[0];
+  const out = [...base];
+  for (const flag of extra) {
+    const i = out.findIndex((f) => name(f) === name(flag));
+    if (i >= 0) out[i] = flag;
+    else out.push(flag);
+  }
+  return out;
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function componentError(proc: ManagedProcess, what: string): KonductorError {
@@ -143,7 +171,7 @@ function etcdHealthy(url: string): Promise<boolean> {
   });
 }
 
-function kubeconfigYaml(opts: {
+export function kubeconfigYaml(opts: {
   name: string;
   server: string;
   caPem: string;
@@ -223,7 +251,12 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
     const etcdPort = opts.etcdPort ?? free1!;
     const etcdPeerPort = free2!;
     const apiserverPort = opts.apiserverPort ?? free3!;
-    const pki = await writeClusterPki(join(dataDir, 'pki'), KUBERNETES_SERVICE_IP);
+    const bindAddress = opts.bindAddress ?? LOOPBACK;
+    const pki = await writeClusterPki(
+      join(dataDir, 'pki'),
+      KUBERNETES_SERVICE_IP,
+      bindAddress === LOOPBACK ? [] : [bindAddress],
+    );
     const p = pki.paths;
 
     // etcd
@@ -254,36 +287,38 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
     );
 
     // kube-apiserver
-    const apiserverUrl = `https://${LOOPBACK}:${apiserverPort}`;
+    const apiserverUrl = `https://${bindAddress}:${apiserverPort}`;
     const spawnApiserver = () =>
       group.spawn('kube-apiserver', binaries.kubeApiserver, apiserverArgs, logs['kube-apiserver']!);
-    const apiserverArgs = [
-      `--etcd-servers=${etcdUrl}`,
-      `--bind-address=${LOOPBACK}`,
-      `--advertise-address=${LOOPBACK}`,
-      `--secure-port=${apiserverPort}`,
-      `--cert-dir=${p.dir}`,
-      `--tls-cert-file=${p.apiserverCert}`,
-      `--tls-private-key-file=${p.apiserverKey}`,
-      `--client-ca-file=${p.caCert}`,
-      '--authorization-mode=RBAC',
-      '--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy',
-      '--allow-privileged=true',
-      `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
-      '--service-account-issuer=https://kubernetes.default.svc',
-      `--service-account-key-file=${p.serviceAccountPub}`,
-      `--service-account-signing-key-file=${p.serviceAccountKey}`,
-      `--api-audiences=${API_AUDIENCES.join(',')}`,
-      `--kubelet-client-certificate=${p.kubeletClientCert}`,
-      `--kubelet-client-key=${p.kubeletClientKey}`,
-      `--kubelet-certificate-authority=${p.caCert}`,
-      '--kubelet-preferred-address-types=InternalIP',
-      // A loopback advertise address cannot be an Endpoints address: do not reconcile the
-      // `kubernetes` Service endpoints (nothing in the devcluster reaches the apiserver through it).
-      '--endpoint-reconciler-type=none',
-      '--profiling=false',
-      ...(opts.extraApiserverArgs ?? []),
-    ];
+    const apiserverArgs = mergeFlags(
+      [
+        `--etcd-servers=${etcdUrl}`,
+        `--bind-address=${bindAddress}`,
+        `--advertise-address=${bindAddress}`,
+        `--secure-port=${apiserverPort}`,
+        `--cert-dir=${p.dir}`,
+        `--tls-cert-file=${p.apiserverCert}`,
+        `--tls-private-key-file=${p.apiserverKey}`,
+        `--client-ca-file=${p.caCert}`,
+        '--authorization-mode=RBAC',
+        `--enable-admission-plugins=${ADMISSION_PLUGINS.join(',')}`,
+        '--allow-privileged=true',
+        `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
+        '--service-account-issuer=https://kubernetes.default.svc',
+        `--service-account-key-file=${p.serviceAccountPub}`,
+        `--service-account-signing-key-file=${p.serviceAccountKey}`,
+        `--api-audiences=${API_AUDIENCES.join(',')}`,
+        `--kubelet-client-certificate=${p.kubeletClientCert}`,
+        `--kubelet-client-key=${p.kubeletClientKey}`,
+        `--kubelet-certificate-authority=${p.caCert}`,
+        '--kubelet-preferred-address-types=InternalIP',
+        // A loopback advertise address cannot be an Endpoints address: do not reconcile the
+        // `kubernetes` Service endpoints (nothing in the devcluster reaches the apiserver through it).
+        '--endpoint-reconciler-type=none',
+        '--profiling=false',
+      ],
+      opts.extraApiserverArgs,
+    );
     let apiserver = await spawnApiserver();
     const kubeConfig: KubeConnection = {
       server: apiserverUrl,
@@ -356,24 +391,26 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
       const kcm = await group.spawn(
         'kube-controller-manager',
         binaries.kubeControllerManager,
-        [
-          `--kubeconfig=${kcmKubeconfig}`,
-          `--authentication-kubeconfig=${kcmKubeconfig}`,
-          `--authorization-kubeconfig=${kcmKubeconfig}`,
-          '--secure-port=0',
-          '--leader-elect=false',
-          '--use-service-account-credentials=false',
-          `--service-account-private-key-file=${p.serviceAccountKey}`,
-          `--root-ca-file=${p.caCert}`,
-          `--cluster-signing-cert-file=${p.caCert}`,
-          `--cluster-signing-key-file=${p.caKey}`,
-          // Everything on by default except what needs cloud, node CIDRs or a node heartbeat we do
-          // not promise: node-lifecycle would taint and evict pods of a quiet process kubelet.
-          '--controllers=*,-node-ipam-controller,-node-lifecycle-controller,-persistentvolume-attach-detach-controller',
-          '--cluster-name=konductor-devcluster',
-          '--controller-start-interval=0s',
-          ...(opts.extraControllerManagerArgs ?? []),
-        ],
+        mergeFlags(
+          [
+            `--kubeconfig=${kcmKubeconfig}`,
+            `--authentication-kubeconfig=${kcmKubeconfig}`,
+            `--authorization-kubeconfig=${kcmKubeconfig}`,
+            '--secure-port=0',
+            '--leader-elect=false',
+            '--use-service-account-credentials=false',
+            `--service-account-private-key-file=${p.serviceAccountKey}`,
+            `--root-ca-file=${p.caCert}`,
+            `--cluster-signing-cert-file=${p.caCert}`,
+            `--cluster-signing-key-file=${p.caKey}`,
+            // Everything on by default except what needs cloud, node CIDRs or a node heartbeat we do
+            // not promise: node-lifecycle would taint and evict pods of a quiet process kubelet.
+            '--controllers=*,-node-ipam-controller,-node-lifecycle-controller,-persistentvolume-attach-detach-controller',
+            '--cluster-name=konductor-devcluster',
+            '--controller-start-interval=0s',
+          ],
+          opts.extraControllerManagerArgs,
+        ),
         logs['kube-controller-manager']!,
       );
       // Ready when the serviceaccount controller has created default/default.

@@ -22,3 +22,10 @@ export {
 export { type CertAndKey, type CertRequest, createCa, signCertificate } from './pki.ts';
 export { assertPortFree, getFreePort, getFreePorts } from './ports.ts';
 export { isProcessAlive, reapStaleClusters } from './processes.ts';
+export {
+  findLeftovers,
+  type RealCluster,
+  type RealClusterOptions,
+  type RealNode,
+  startRealCluster,
+} from './realnode/index.ts';

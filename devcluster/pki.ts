@@ -71,14 +71,18 @@ export const APISERVER_DNS_NAMES = [
 ];
 
 /** Generates every key and certificate of a cluster into `dir` (mode 0600 for keys). */
-export async function writeClusterPki(dir: string, serviceIp: string): Promise<ClusterPki> {
+export async function writeClusterPki(
+  dir: string,
+  serviceIp: string,
+  extraIps: readonly string[] = [],
+): Promise<ClusterPki> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const ca = await createCa();
   const [apiserver, admin, kcm, kubeletClient, sa] = await Promise.all([
     signCertificate(ca, {
       commonName: 'kube-apiserver',
       dnsNames: APISERVER_DNS_NAMES,
-      ipAddresses: ['127.0.0.1', serviceIp],
+      ipAddresses: ['127.0.0.1', serviceIp, ...extraIps],
       usage: 'server',
     }),
     signCertificate(ca, {
@@ -117,17 +121,18 @@ export async function writeClusterPki(dir: string, serviceIp: string): Promise<C
     serviceAccountKey: p('sa.key'),
     serviceAccountPub: p('sa.pub'),
   };
-  const files: [string, string, number][] = [
-    [paths.caCert, ca.certPem, 0o644],
-    [paths.caKey, ca.keyPem, 0o600],
-    [paths.apiserverCert, apiserver.certPem, 0o644],
-    [paths.apiserverKey, apiserver.keyPem, 0o600],
-    [paths.adminCert, admin.certPem, 0o644],
-    [paths.adminKey, admin.keyPem, 0o600],
-    [paths.controllerManagerCert, kcm.certPem, 0o644],
-    [paths.controllerManagerKey, kcm.keyPem, 0o600],
-    [paths.kubeletClientCert, kubeletClient.certPem, 0o644],
-    [paths.kubeletClientKey, kubeletClient.keyPem, 0o600],
+  // Certificates are world-readable, keys the owner's only.
+  const pair = (cert: string, key: string, issued: { certPem: string; keyPem: string }) =>
+    [
+      [cert, issued.certPem, 0o644],
+      [key, issued.keyPem, 0o600],
+    ] as const;
+  const files: (readonly [string, string, number])[] = [
+    ...pair(paths.caCert, paths.caKey, ca),
+    ...pair(paths.apiserverCert, paths.apiserverKey, apiserver),
+    ...pair(paths.adminCert, paths.adminKey, admin),
+    ...pair(paths.controllerManagerCert, paths.controllerManagerKey, kcm),
+    ...pair(paths.kubeletClientCert, paths.kubeletClientKey, kubeletClient),
     [paths.serviceAccountKey, sa.privateKeyPem, 0o600],
     [paths.serviceAccountPub, sa.publicKeyPem, 0o644],
   ];

@@ -10,7 +10,7 @@ import { rulesOf } from '../controller/arbitration/kinds.ts';
 import type { IndexedPod, Stage } from '../controller/arbitration/podIndex.ts';
 import { type PodView, podRequestFor, toPodView } from '../controller/arbitration/podView.ts';
 import { NO_QUEUE, queueOrder, type StageState, stageState } from '../controller/arbitration/stages.ts';
-import { plural } from '../controller/arbitration/waitingQueue.ts';
+import { plural } from '../controller/arbitration/wording.ts';
 import type { Snapshot } from './snapshot.ts';
 import { waitersOf } from './views.ts';
 

@@ -4,12 +4,16 @@
  * Ctrl-C (SIGINT) or SIGTERM, so you can try your own YAML with kubectl.
  *
  *   npm run cluster -- [--port N] [--keep] [--no-kubelet] [--no-konductor]
+ *   npm run cluster -- --node real [--port N] [--keep] [--no-konductor] [--self-managed]
+ *                                                          (a real node, konductor by helm: realnode/cli.ts)
+ *   npm run cluster -- --node real --cleanup               (remove what a crashed real node left)
  */
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startCluster } from '../devcluster/index.ts';
 import { installKonductor, type KonductorInstall } from '../devcluster/konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from '../devcluster/kubelet/index.ts';
+import { cleanupCommand, realNodeCommand } from '../devcluster/realnode/cli.ts';
 import { ensureAgentBundle } from './build.ts';
 
 async function main(): Promise<void> {
@@ -19,12 +23,27 @@ async function main(): Promise<void> {
       keep: { type: 'boolean', default: false },
       'no-kubelet': { type: 'boolean', default: false },
       'no-konductor': { type: 'boolean', default: false },
+      node: { type: 'string', default: 'process' },
+      cleanup: { type: 'boolean', default: false },
+      'self-managed': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write('usage: npm run cluster -- [--port N] [--keep] [--no-kubelet] [--no-konductor]\n');
+    process.stdout.write(
+      'usage: npm run cluster -- [--node process|real] [--port N] [--keep] [--no-kubelet] [--no-konductor] [--self-managed]\n' +
+        '       npm run cluster -- --node real --cleanup\n',
+    );
     return;
+  }
+  if (values.node === 'real') {
+    if (values.cleanup) return cleanupCommand();
+    return realNodeCommand({
+      port: values.port ? Number(values.port) : undefined,
+      keep: values.keep,
+      konductor: !values['no-konductor'],
+      selfManaged: values['self-managed'],
+    });
   }
   const cluster = await startCluster({
     apiserverPort: values.port ? Number(values.port) : undefined,

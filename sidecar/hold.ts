@@ -10,7 +10,7 @@ import { isKonductorError } from '../api/errors.ts';
 import type { ReleaseResponse } from '../api/protocol.ts';
 import type { AgentCallResult, AgentClient } from './agentClient.ts';
 import type { AgentConfig } from './config.ts';
-import { type AgentGrantFile, describePrimitive } from './wait.ts';
+import { type AgentGrantFile, describePrimitive } from './waitProgress.ts';
 
 export interface ReleasePolicy {
   attempts: number;

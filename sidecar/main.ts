@@ -11,13 +11,8 @@ import { setLongTimeout } from '../api/longTimer.ts';
 import { createAgentClient, readToken } from './agentClient.ts';
 import { AGENT_ENV, type AgentConfig, parseAgentConfig } from './config.ts';
 import { runHold } from './hold.ts';
-import {
-  EXIT_MISCONFIGURED,
-  runWait,
-  WAIT_STARTED_FILE,
-  waitBeganAt,
-  writeGrantFileAtomically,
-} from './wait.ts';
+import { runWait, WAIT_STARTED_FILE, waitBeganAt, writeGrantFileAtomically } from './wait.ts';
+import { EXIT_MISCONFIGURED } from './waitProgress.ts';
 
 /** Replaced at build time by scripts/build.ts (package.json version). */
 declare const KONDUCTOR_AGENT_VERSION: string | undefined;

@@ -6,7 +6,7 @@
 import type { TestProject } from 'vitest/node';
 import { startCluster } from '../devcluster/index.ts';
 import { type ProcessKubelet, startProcessKubelet } from '../devcluster/kubelet/index.ts';
-import type { DevclusterInfo } from './helpers/cluster.ts';
+import { devclusterInfo } from './helpers/cluster.ts';
 
 export default async function setup(project: TestProject) {
   const cluster = await startCluster();
@@ -17,16 +17,7 @@ export default async function setup(project: TestProject) {
     await cluster.stop();
     throw err;
   }
-  const info: DevclusterInfo = {
-    kubeconfigPath: cluster.kubeconfigPath,
-    kubectlPath: cluster.binaries.kubectl,
-    apiserverUrl: cluster.apiserverUrl,
-    caCertPath: cluster.caCertPath,
-    caKeyPath: cluster.caKeyPath,
-    dataDir: cluster.dataDir,
-    kubelet: true,
-    nodeName: kubelet.nodeName,
-  };
+  const info = devclusterInfo(cluster, kubelet.nodeName);
   project.provide('devcluster', info);
   process.env.KUBECONFIG = cluster.kubeconfigPath;
   process.env.KONDUCTOR_KUBECTL = cluster.binaries.kubectl;

@@ -1,26 +1,3 @@
-/**
- * The admission decision (DESIGN §2, §5): `admission.k8s.io/v1` AdmissionReview in, AdmissionReview out.
- *
- * - Pod CREATE: konductor annotations are parsed; syntax errors are denied (400, naming every bad
- *   annotation and its accepted form); otherwise the injection patch is returned, with an admission
- *   warning for every referenced primitive that does not exist (yet) — the pod is allowed and waits.
- *   A pod that carries a container named `konductor-wait` or `konductor-hold` the webhook did not inject
- *   is denied (the names are reserved: the webhook would otherwise take it as injected and skip it).
- * - Pod UPDATE: the `konductor.io/managed` label and the `konductor.io/` annotations are immutable after
- *   admission (they decide what the pod waits for and holds); an update changing them is denied, every
- *   other update (finalizers, ownerReferences, other labels) passes. The ValidatingAdmissionPolicy
- *   `immutable-metadata` says the same inside the API server (api/admissionPolicies.ts).
- * - Job CREATE, CronJob CREATE/UPDATE: the object's konductor annotations are copied into the pod template;
- *   bad annotations on the object or its template are denied at the Job.
- * - Job UPDATEs (the template is immutable) are only validated, and only when they change the konductor
- *   annotations — a Job that already carries bad annotations (e.g. created before the webhook was
- *   installed) can still be updated, e.g. to remove its finalizers.
- * - Anything else (unannotated objects, DELETE, CONNECT, subresources, other kinds) is allowed unchanged.
- *
- * Never throws: any error becomes an explicit denial carrying the message, and the response always echoes
- * request.uid. The only I/O is the optional `primitiveExists` lookup, bounded by `lookupTimeoutMs`.
- */
-import type { Operation } from 'fast-json-patch';
 import { IMMUTABLE_METADATA_MESSAGE } from '../api/admissionPolicies.ts';
 import {
   type AnnotationProblem,
@@ -38,71 +15,27 @@ import {
   type PrimitiveKind,
   WAIT_CONTAINER,
 } from '../api/constants.ts';
-import type { AdmissionReason } from '../api/reasons.ts';
 import type { Container, CronJob, Job, Pod } from '../api/types.ts';
+import {
+  ADMISSION_API_VERSION,
+  type AdmissionRequest,
+  type AdmissionResponse,
+  type AdmissionReview,
+  admissionReviewProblem,
+  allow,
+  annotationsOf,
+  deny,
+  describeObject,
+  isObject,
+  labelsOf,
+  namespaceOf,
+} from './admissionReview.ts';
 import { buildInjectionPatch, type InjectionConfig } from './injectionPatch.ts';
 import {
   buildTemplateAnnotationPatch,
   effectiveTemplateAnnotations,
   konductorAnnotationsOf,
 } from './templateAnnotations.ts';
-
-export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
-
-export interface GroupVersionKind {
-  group: string;
-  version: string;
-  kind: string;
-}
-
-export interface GroupVersionResource {
-  group: string;
-  version: string;
-  resource: string;
-}
-
-export type AdmissionOperation = 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT';
-
-export interface AdmissionRequest {
-  uid: string;
-  kind: GroupVersionKind;
-  resource?: GroupVersionResource;
-  subResource?: string;
-  requestKind?: GroupVersionKind;
-  name?: string;
-  namespace?: string;
-  operation: AdmissionOperation;
-  userInfo?: { username?: string; uid?: string; groups?: string[] };
-  object?: unknown;
-  oldObject?: unknown;
-  dryRun?: boolean;
-  options?: unknown;
-}
-
-export interface AdmissionStatus {
-  status: 'Failure';
-  code: number;
-  reason: AdmissionReason;
-  message: string;
-}
-
-export interface AdmissionResponse {
-  uid: string;
-  allowed: boolean;
-  /** base64 of the JSON patch. */
-  patch?: string;
-  patchType?: 'JSONPatch';
-  warnings?: string[];
-  status?: AdmissionStatus;
-}
-
-export interface AdmissionReview {
-  apiVersion: typeof ADMISSION_API_VERSION;
-  kind: 'AdmissionReview';
-  request?: AdmissionRequest;
-  response?: AdmissionResponse;
-}
-
 export type PrimitiveExists = (
   kind: PrimitiveKind,
   namespace: string,
@@ -122,25 +55,6 @@ export interface AdmissionDeps {
   lookupTimeoutMs?: number;
   /** Clock for the konductor.io/admitted-at annotation; absent = no annotation (pure tests). */
   now?: () => number;
-}
-
-/**
- * Why `body` is not an `admission.k8s.io/v1` AdmissionReview with a request, or null when it is one.
- * (The HTTP layer answers 400 with this reason instead of calling reviewAdmission.)
- */
-export function admissionReviewProblem(body: unknown): string | null {
-  if (!isObject(body)) return 'request body is not a JSON object';
-  if (body.kind !== 'AdmissionReview')
-    return `kind is ${JSON.stringify(body.kind)}, expected "AdmissionReview"`;
-  if (body.apiVersion !== ADMISSION_API_VERSION) {
-    return `apiVersion is ${JSON.stringify(body.apiVersion)}, expected "${ADMISSION_API_VERSION}"`;
-  }
-  const req = body.request;
-  if (!isObject(req)) return 'AdmissionReview has no request';
-  if (typeof req.uid !== 'string' || req.uid === '') return 'request.uid is missing';
-  if (!isObject(req.kind) || typeof req.kind.kind !== 'string') return 'request.kind is missing';
-  if (typeof req.operation !== 'string') return 'request.operation is missing';
-  return null;
 }
 
 /** A decision with what it found wrong: the annotation problems a denial names (none for any other). */
@@ -399,60 +313,9 @@ function denyProblems(
   return { response, problems };
 }
 
-function allow(uid: string, patch: Operation[] = [], warnings: string[] = []): AdmissionResponse {
-  const res: AdmissionResponse = { uid, allowed: true };
-  if (patch.length > 0) {
-    res.patchType = 'JSONPatch';
-    res.patch = Buffer.from(JSON.stringify(patch), 'utf8').toString('base64');
-  }
-  if (warnings.length > 0) res.warnings = warnings.map(sanitizeWarning);
-  return res;
-}
-
-function deny(uid: string, code: number, reason: AdmissionReason, message: string): AdmissionResponse {
-  return { uid, allowed: false, status: { status: 'Failure', code, reason, message } };
-}
-
 function outcome(decision: Decision): AdmissionOutcome {
   const { response, problems } = 'response' in decision ? decision : { response: decision, problems: [] };
   return { review: { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response }, problems };
-}
-
-/** Warnings travel as HTTP Warning headers: keep them single-line, printable and bounded. */
-function sanitizeWarning(w: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
-  const clean = w.replace(/[\u0000-\u001f\u007f]+/g, ' ');
-  return clean.length > 512 ? `${clean.slice(0, 509)}...` : clean;
-}
-
-function annotationsOf(obj: unknown): Record<string, string> | undefined {
-  return metadataMap(obj, 'annotations');
-}
-
-function labelsOf(obj: unknown): Record<string, string> | undefined {
-  return metadataMap(obj, 'labels');
-}
-
-function metadataMap(obj: unknown, key: 'labels' | 'annotations'): Record<string, string> | undefined {
-  if (!isObject(obj) || !isObject(obj.metadata)) return undefined;
-  const m = obj.metadata[key];
-  return isObject(m) ? (m as Record<string, string>) : undefined;
-}
-
-function namespaceOf(req: AdmissionRequest, obj: Record<string, unknown>): string {
-  if (typeof req.namespace === 'string' && req.namespace !== '') return req.namespace;
-  const ns = isObject(obj.metadata) ? obj.metadata.namespace : undefined;
-  return typeof ns === 'string' && ns !== '' ? ns : 'default';
-}
-
-function describeObject(req: AdmissionRequest, obj: unknown): string {
-  const meta = isObject(obj) && isObject(obj.metadata) ? obj.metadata : {};
-  const ns = typeof req.namespace === 'string' && req.namespace !== '' ? req.namespace : meta.namespace;
-  let name = typeof req.name === 'string' && req.name !== '' ? req.name : meta.name;
-  if (typeof name !== 'string' || name === '') {
-    name = typeof meta.generateName === 'string' ? `${meta.generateName}<generated>` : '<unnamed>';
-  }
-  return typeof ns === 'string' && ns !== '' ? `${ns}/${name}` : String(name);
 }
 
 function errorMessage(err: unknown): string {
@@ -462,8 +325,4 @@ function errorMessage(err: unknown): string {
   } catch {
     return 'unknown error';
   }
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -22,12 +22,8 @@ import Fastify, {
 } from 'fastify';
 import type { AnnotationProblem } from '../api/annotations.ts';
 import { errorBody, konductorError } from '../api/errors.ts';
-import {
-  type AdmissionDeps,
-  type AdmissionReview,
-  admissionReviewProblem,
-  decideAdmission,
-} from './admission.ts';
+import { type AdmissionDeps, decideAdmission } from './admission.ts';
+import { type AdmissionReview, admissionReviewProblem } from './admissionReview.ts';
 
 /**
  * Big enough for every AdmissionReview the API server can send: it stores objects of at most 1.5 MiB (etcd's

@@ -20,7 +20,8 @@ import type { KindRules } from './kindRules.ts';
 import { isPresent, type PodView } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
-import { indexByUid, plural } from './waitingQueue.ts';
+import { indexByUid } from './waitingQueue.ts';
+import { plural } from './wording.ts';
 
 export interface BarrierArbitrationInput {
   barrier: Barrier;

@@ -33,7 +33,7 @@ import { type PlannedEvent, primitiveEvent } from './events.ts';
 import type { KindRules, ReadTarget } from './kindRules.ts';
 import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
-import { plural } from './waitingQueue.ts';
+import { plural } from './wording.ts';
 
 /** What a gate condition may point at. */
 export type GateTarget = ReadTarget;

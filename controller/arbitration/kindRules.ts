@@ -8,7 +8,7 @@
  */
 import type { QueueStanding } from '../../api/protocol.ts';
 import type { FailureReason } from '../../api/reasons.ts';
-import type { GateConditionType, Job, Primitive } from '../../api/types.ts';
+import type { GateConditionType, Holder, Job, Primitive } from '../../api/types.ts';
 import type { PlannedEvent } from './events.ts';
 import type { Stage } from './podIndex.ts';
 import type { PodView } from './podView.ts';
@@ -46,16 +46,8 @@ export interface Decision {
   requeueAfterMs?: number;
 }
 
-/** A grant a pod holds, as the primitive's status records it. */
-export interface HeldGrant {
-  pod: string;
-  uid: string;
-  permits: number;
-  /** Fencing token (0 for a pod adopted from an earlier object of the same name). */
-  token: number;
-  grantedAt: string;
-  expiresAt?: string;
-}
+/** A grant a pod holds, as the primitive's status records it (a Lease's holder holds one permit; token 0 when adopted). */
+export type HeldGrant = Omit<Holder, 'adopted'>;
 
 /** What a pod that has passed a primitive got: its token (0 when nothing is held) and since when. */
 export interface PassedGrant {

@@ -26,14 +26,12 @@ import { jsonEqual } from './statusEquality.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
 import {
   indexByUid,
-  isWaiting,
   oldestArrival,
-  orderWaiters,
-  plural,
-  podNames,
   QUEUE_STATUS_LIMIT,
   toQueueEntry,
+  waitersInOrder,
 } from './waitingQueue.ts';
+import { plural, podNames } from './wording.ts';
 
 export interface LeaseArbitrationInput {
   lease: Lease;
@@ -55,10 +53,7 @@ export interface LeaseArbitrationResult extends Decision {
 
 /** The lease's waiters in grant order (the holder excluded), unset priorities defaulted to spec.priority. */
 export function leaseQueue(lease: Lease, pods: readonly PodView[], holderUid: string | undefined): PodView[] {
-  return orderWaiters(
-    pods.filter((p) => isWaiting(p) && p.uid !== holderUid),
-    lease.spec?.priority ?? 0,
-  );
+  return waitersInOrder(pods, (uid) => uid === holderUid, lease.spec?.priority ?? 0);
 }
 
 export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationResult {

@@ -30,14 +30,12 @@ import { jsonEqual } from './statusEquality.ts';
 import { type DurationField, fromIso, readDuration, toIso } from './timestamps.ts';
 import {
   indexByUid,
-  isWaiting,
   oldestArrival,
-  orderWaiters,
-  plural,
-  podNames,
   QUEUE_STATUS_LIMIT,
   toQueueEntry,
+  waitersInOrder,
 } from './waitingQueue.ts';
+import { plural, podNames } from './wording.ts';
 
 /** `pods`: as ArbitrationInput's (kindRules.ts), every holder's pod that still exists included. */
 export interface SemaphoreArbitrationInput {
@@ -68,7 +66,7 @@ export function semaphoreQueue(
   pods: readonly PodView[],
   holderUids: ReadonlySet<string>,
 ): SemaphoreQueue {
-  const waiting = orderWaiters(pods.filter((p) => isWaiting(p) && !holderUids.has(p.uid)));
+  const waiting = waitersInOrder(pods, (uid) => holderUids.has(uid));
   return {
     ordered: waiting.filter((p) => p.permits <= capacity),
     oversize: waiting.filter((p) => p.permits > capacity),

@@ -23,6 +23,18 @@ export function isWaiting(view: PodView): boolean {
   return isPresent(view) && !view.finished && !view.terminating && view.eligible && !view.passedWait;
 }
 
+/** The pods waiting for a primitive that do not hold it already, in grant order (see orderWaiters). */
+export function waitersInOrder(
+  pods: readonly PodView[],
+  holds: (uid: string) => boolean,
+  priorityFallback = 0,
+): PodView[] {
+  return orderWaiters(
+    pods.filter((p) => isWaiting(p) && !holds(p.uid)),
+    priorityFallback,
+  );
+}
+
 /** Pods in arbitration order (see compareWaiters), one per UID, with `priorityFallback` for unset priorities. */
 export function orderWaiters(pods: readonly PodView[], priorityFallback = 0): PodView[] {
   const seen = new Set<string>();
@@ -54,14 +66,4 @@ export function oldestArrival(pods: readonly PodView[]): string | undefined {
 
 export function toQueueEntry(view: PodView): QueueEntry {
   return { pod: view.name, uid: view.uid, permits: view.permits, priority: view.priority ?? 0 };
-}
-
-export function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
-
-/** `a, b, c and 4 more`: the first `shown` pod names. */
-export function podNames(pods: readonly PodView[], shown = 3): string {
-  const first = pods.slice(0, shown).map((p) => p.name);
-  return pods.length > shown ? `${first.join(', ')} and ${pods.length - shown} more` : first.join(', ');
 }

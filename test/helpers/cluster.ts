@@ -4,6 +4,7 @@
  */
 import { afterAll, inject } from 'vitest';
 import { KubeClient } from '../../api/kubeClient.ts';
+import type { DevCluster } from '../../devcluster/controlPlane.ts';
 
 export interface DevclusterInfo {
   kubeconfigPath: string;
@@ -22,6 +23,20 @@ declare module 'vitest' {
   export interface ProvidedContext {
     devcluster: DevclusterInfo;
   }
+}
+
+/** What a global setup provides for `cluster`, whose pods run on `nodeName`. */
+export function devclusterInfo(cluster: DevCluster, nodeName: string): DevclusterInfo {
+  return {
+    kubeconfigPath: cluster.kubeconfigPath,
+    kubectlPath: cluster.binaries.kubectl,
+    apiserverUrl: cluster.apiserverUrl,
+    caCertPath: cluster.caCertPath,
+    caKeyPath: cluster.caKeyPath,
+    dataDir: cluster.dataDir,
+    kubelet: true,
+    nodeName,
+  };
 }
 
 /** The run's control plane (throws outside the integration project). */

@@ -35,3 +35,18 @@ export async function kubectl(args: string[], opts: KubectlOptions = {}): Promis
   }
   return { stdout: res.stdout, stderr: res.stderr, code: res.code };
 }
+
+/**
+ * The rows of `kubectl get`'s table keyed by its headers, sliced at the headers' columns (an empty cell
+ * — OLDEST-WAIT when nobody waits — stays empty instead of shifting the cells after it).
+ */
+export function tableRows(stdout: string): Record<string, string>[] {
+  const [header, ...lines] = stdout.split('\n').filter((l) => l.trim() !== '');
+  if (!header) return [];
+  const starts = [...header.matchAll(/\S+/g)].map((m) => ({ name: m[0], at: m.index }));
+  return lines.map((line) =>
+    Object.fromEntries(
+      starts.map((col, i) => [col.name, line.slice(col.at, starts[i + 1]?.at ?? line.length).trim()]),
+    ),
+  );
+}

@@ -32,6 +32,8 @@ export function runProcess(
     // not an error of the run (its exit code says what happened), so do not let EPIPE crash the test worker.
     child.stdin.on('error', () => undefined);
     child.on('close', (code, signal) => resolve({ stdout, stderr, code: code ?? 1, signal }));
+    // A command that does not read its stdin (kubectl apply -f FILE) may exit before we wrote it.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }

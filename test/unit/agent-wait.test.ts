@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Grant, WaitEvent } from '../../api/protocol.ts';
 import type { AgentCallResult, AgentClient, WaitStreamHandlers } from '../../sidecar/agentClient.ts';
 import type { AgentConfig } from '../../sidecar/config.ts';
+import { runWait } from '../../sidecar/wait.ts';
 import {
   type AgentGrantFile,
   applyWaitEvent,
@@ -10,9 +11,8 @@ import {
   describeTimeout,
   formatElapsed,
   INITIAL_WAIT_PROGRESS,
-  runWait,
   type WaitProgress,
-} from '../../sidecar/wait.ts';
+} from '../../sidecar/waitProgress.ts';
 
 const SEM = { kind: 'Semaphore' as const, name: 'batch-slots', namespace: 'default' };
 const BAR = { kind: 'Barrier' as const, name: 'start', namespace: 'default' };

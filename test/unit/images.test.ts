@@ -11,6 +11,10 @@
  *    `npm ci --omit=dev`), and its ENTRYPOINT (paths under /app mapped to the temp dir) answers
  *    `--help` and `--version`. For Dockerfile.sidecar that is the agent bundle alone in an empty dir.
  * The temp dirs are outside the repository, so nothing resolves from the repository's node_modules.
+ * The Dockerfiles and .dockerignore are read with the image builder's own parser and matcher
+ * (devcluster/images): what is checked here is what it builds. The real build (RUN steps in a chroot of
+ * the local Node.js image, the images run by containerd) is test/integration/images-build.test.ts; this
+ * one needs no root and runs in seconds.
  */
 import { spawnSync } from 'node:child_process';
 import {
@@ -26,8 +30,10 @@ import {
 } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, posix, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Instruction, parseDockerfile } from '../../devcluster/images/dockerfile.ts';
+import { dockerignoreMatcher } from '../../devcluster/images/dockerignore.ts';
 import { REPO } from '../helpers/chartTools.ts';
 
 const read = (f: string) => readFileSync(join(REPO, f), 'utf8');
@@ -39,8 +45,9 @@ const pkg = JSON.parse(read('package.json')) as {
 
 interface Stage {
   name?: string;
+  /** The stage's WORKDIR after its last WORKDIR instruction. */
   workdir: string;
-  lines: string[];
+  instructions: Instruction[];
 }
 
 interface Copy {
@@ -49,63 +56,30 @@ interface Copy {
   dest: string;
 }
 
+/** The stages as the image builder (devcluster/images/dockerfile.ts) reads them. */
 function stages(dockerfile: string): Stage[] {
-  const out: Stage[] = [];
-  for (const raw of dockerfile.split('\n')) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) continue;
-    const from = /^FROM (\S+)(?: AS (\S+))?$/i.exec(line);
-    if (from) out.push({ ...(from[2] ? { name: from[2] } : {}), workdir: '/', lines: [] });
-    else {
-      const stage = out.at(-1);
-      if (!stage) continue;
-      const wd = /^WORKDIR (\S+)$/.exec(line);
-      if (wd) stage.workdir = wd[1] as string;
-      stage.lines.push(line);
-    }
-  }
-  return out;
+  return parseDockerfile(dockerfile).stages.map((s) => ({
+    ...(s.name ? { name: s.name } : {}),
+    workdir: s.instructions.reduce((wd, i) => (i.kind === 'WORKDIR' ? posix.resolve(wd, i.path) : wd), '/'),
+    instructions: s.instructions,
+  }));
 }
+
+/** The shell-form RUN commands of a stage. */
+const runs = (stage: Stage | undefined) =>
+  (stage?.instructions ?? []).flatMap((i) => (i.kind === 'RUN' && i.shell ? [i.shell] : []));
+
+const withoutLines = (stage: Stage | undefined) => stage?.instructions.map(({ line: _line, ...i }) => i);
 
 function copies(stage: Stage): Copy[] {
-  return stage.lines
-    .filter((l) => l.startsWith('COPY '))
-    .map((l) => {
-      const words = l.split(/\s+/).slice(1);
-      const flags = words.filter((w) => w.startsWith('--'));
-      const paths = words.filter((w) => !w.startsWith('--'));
-      expect(
-        flags.every((f) => f.startsWith('--from=')),
-        l,
-      ).toBe(true);
-      const from = flags[0]?.slice('--from='.length);
-      return { ...(from ? { from } : {}), sources: paths.slice(0, -1), dest: paths.at(-1) as string };
-    });
-}
-
-/** .dockerignore as a predicate on context-relative paths (no `!` exceptions: a test fails if added). */
-function dockerignore(): (rel: string) => boolean {
-  const patterns = read('.dockerignore')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'));
-  expect(patterns.filter((p) => p.startsWith('!'))).toEqual([]);
-  const regexes = patterns.map((p) => {
-    const body = p
-      .replace(/^\/+|\/+$/g, '')
-      .split('')
-      .map((c) => (c === '*' ? '[^/]*' : c === '?' ? '[^/]' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
-      .join('')
-      .replace(/\[\^\/\]\*\[\^\/\]\*/g, '.*');
-    // A match excludes the path and everything under it.
-    return new RegExp(`^${body}(/.*)?$`);
-  });
-  return (rel) => regexes.some((r) => r.test(rel));
+  return stage.instructions.flatMap((i) =>
+    i.kind === 'COPY' ? [{ ...(i.from ? { from: i.from } : {}), sources: i.sources, dest: i.dest }] : [],
+  );
 }
 
 /** Copies the build context (repository minus .dockerignore) into `dest`. */
 function copyContext(dest: string): void {
-  const ignored = dockerignore();
+  const ignored = dockerignoreMatcher(read('.dockerignore'));
   cpSync(REPO, dest, {
     recursive: true,
     filter: (src) => {
@@ -157,7 +131,7 @@ beforeAll(() => {
   symlinkSync(join(REPO, 'node_modules'), join(src, 'node_modules'), 'dir');
   const build = stages(read('Dockerfile.webhook')).find((s) => s.name === 'build') as Stage;
   expect(build.workdir).toBe('/src');
-  expect(build.lines).toContain('RUN npm run build');
+  expect(runs(build)).toContain('npm run build');
   const script = /^node (\S+)$/.exec(pkg.scripts.build ?? '');
   expect(script, `package.json scripts.build: ${pkg.scripts.build}`).not.toBeNull();
   const r = run([script?.[1] as string], src);
@@ -178,7 +152,9 @@ describe.each([
   const build = all.find((s) => s.name === 'build') as Stage;
 
   it('has the same build stage as the other image (one `npm run build` serves both)', () => {
-    expect(build.lines).toEqual(stages(read('Dockerfile.webhook')).find((s) => s.name === 'build')?.lines);
+    expect(withoutLines(build)).toEqual(
+      withoutLines(stages(read('Dockerfile.webhook')).find((s) => s.name === 'build')),
+    );
   });
 
   it('the build produces every file the runtime stage copies from it', () => {
@@ -209,15 +185,15 @@ describe.each([
             cpSync(join(src, relative(build.workdir, s)), dest, { recursive: true });
           } else if (c.from === 'deps' && s === '/app/node_modules') {
             const deps = all.find((st) => st.name === 'deps');
-            expect(deps?.lines.some((l) => l.startsWith('RUN npm ci --omit=dev'))).toBe(true);
+            expect(runs(deps).some((l) => l.startsWith('npm ci --omit=dev'))).toBe(true);
             productionNodeModules(dest);
           } else {
             throw new Error(`${file}: COPY not emulated by this test: ${JSON.stringify(c)}`);
           }
         }
       }
-      const line = runtime.lines.find((l) => l.startsWith('ENTRYPOINT ')) ?? '';
-      entry = JSON.parse(line.slice('ENTRYPOINT '.length)) as string[];
+      const entrypoint = runtime.instructions.find((i) => i.kind === 'ENTRYPOINT');
+      entry = entrypoint?.kind === 'ENTRYPOINT' ? entrypoint.argv : [];
       expect(entry[0]).toBe('node');
       entry = entry.slice(1).map((a) => (a.startsWith('/app/') ? join(app, a.slice('/app/'.length)) : a));
     }, 60_000);

@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import type { Barrier, Lease, Pod, Primitive, Semaphore } from '../../api/types.ts';
 import { PodIndex, primitiveKey } from '../../controller/arbitration/podIndex.ts';
 import { type PrimitiveGauge, primitiveGauges } from '../../controller/arbitration/queueFigures.ts';
-import { capSeries, createMetrics, deniedAnnotations, OTHER, passChange } from '../../controller/metrics.ts';
+import { createMetrics, OTHER } from '../../controller/metrics.ts';
+import { capSeries, deniedAnnotations, passChange } from '../../controller/metricsFigures.ts';
 import { decideAdmission } from '../../webhook/admission.ts';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');

@@ -5,14 +5,12 @@ import { describe, expect, it, vi } from 'vitest';
 import { IMMUTABLE_METADATA_MESSAGE } from '../../api/admissionPolicies.ts';
 import type { PrimitiveKind } from '../../api/constants.ts';
 import type { Container, CronJob, Job, Pod } from '../../api/types.ts';
+import { type AdmissionDeps, changedKonductorMetadata, reviewAdmission } from '../../webhook/admission.ts';
 import {
-  type AdmissionDeps,
   type AdmissionRequest,
   type AdmissionReview,
   admissionReviewProblem,
-  changedKonductorMetadata,
-  reviewAdmission,
-} from '../../webhook/admission.ts';
+} from '../../webhook/admissionReview.ts';
 import type { InjectionConfig } from '../../webhook/injectionPatch.ts';
 
 const CONFIG: InjectionConfig = {

@@ -11,7 +11,7 @@ import {
   generateServingCert,
   type ServingCertificate,
 } from '../../certs/generate.ts';
-import type { AdmissionReview } from '../../webhook/admission.ts';
+import type { AdmissionReview } from '../../webhook/admissionReview.ts';
 import { type RunningHttpsServer, startHttpsServer } from '../../webhook/httpsServer.ts';
 import { buildServer, mutateRoutes } from '../../webhook/server.ts';
 

@@ -17,7 +17,8 @@ import {
   WEBHOOK_ANNOTATIONS,
 } from '../../api/constants.ts';
 import type { Container, Pod } from '../../api/types.ts';
-import { type AdmissionReview, reviewAdmission } from '../../webhook/admission.ts';
+import { reviewAdmission } from '../../webhook/admission.ts';
+import type { AdmissionReview } from '../../webhook/admissionReview.ts';
 import {
   AGENT_ENV,
   buildInjectionPatch,

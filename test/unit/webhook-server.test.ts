@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AdmissionReview } from '../../webhook/admission.ts';
+import type { AdmissionReview } from '../../webhook/admissionReview.ts';
 import type { InjectionConfig } from '../../webhook/injectionPatch.ts';
 import { buildServer, buildWebhookApp, MUTATE_BODY_LIMIT, mutateRoutes } from '../../webhook/server.ts';
 

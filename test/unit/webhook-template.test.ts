@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import jsonpatch from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
 import type { CronJob, Job } from '../../api/types.ts';
-import type { AdmissionReview } from '../../webhook/admission.ts';
+import type { AdmissionReview } from '../../webhook/admissionReview.ts';
 import { buildTemplateAnnotationPatch, konductorAnnotationsOf } from '../../webhook/templateAnnotations.ts';
 
 function fixture<T>(name: string): T {
