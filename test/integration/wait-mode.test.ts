@@ -30,7 +30,7 @@ const ns = testNamespace('wait-mode');
 const konductor = useKonductor(ns);
 const client = ns.client;
 const nsPods = namespacePods(ns);
-const { PODS, JOBS, getPod, uniq } = nsPods;
+const { PODS, JOBS, getPod, uniq, createSemaphore } = nsPods;
 const SEMS = `/apis/sync.konductor.io/v1/namespaces/${ns.name}/semaphores`;
 const BARRIERS = `/apis/sync.konductor.io/v1/namespaces/${ns.name}/barriers`;
 const GATED = { [ANNOTATIONS.waitMode]: 'scheduling-gate' };
@@ -68,15 +68,6 @@ const { violations } = recordVersions<Semaphore>(client, SEMS, (s, _earlier, vio
   if (held > s.spec.permits) violation(`${held} > ${s.spec.permits}`);
 });
 const barrierVersions = recordVersions<Barrier>(client, BARRIERS, () => undefined);
-
-async function createSemaphore(name: string, permits: number): Promise<void> {
-  await client.create(SEMS, {
-    apiVersion: 'sync.konductor.io/v1',
-    kind: 'Semaphore',
-    metadata: { name },
-    spec: { permits },
-  });
-}
 
 /** A Job of `n` pods (all at once) in scheduling-gate mode on Semaphore `sem`, its container `work` running `script`. */
 async function createGatedJob(name: string, sem: string, n: number, script: string): Promise<void> {
