@@ -240,6 +240,17 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
     }
   }
 
+  if (modeRaw === 'scheduling-gate' && annotations[ANNOTATIONS.waitTimeout] !== undefined) {
+    // konductor-wait counts the wait timeout, and a gated pod starts it only once granted.
+    problem(
+      ANNOTATIONS.waitTimeout,
+      String(read(ANNOTATIONS.waitTimeout)),
+      `annotation ${ANNOTATIONS.waitTimeout} does not apply to ${ANNOTATIONS.waitMode}: "scheduling-gate" (the ` +
+        'pod waits unscheduled, and konductor-wait, which counts the timeout, starts only once it is granted; ' +
+        `use ${ANNOTATIONS.waitMode}: "init-container", or remove ${ANNOTATIONS.waitTimeout})`,
+    );
+  }
+
   const startTimeout = durationOf(ANNOTATIONS.startTimeout);
   if (startTimeout !== undefined) request.startTimeoutMs = startTimeout;
   if (modeRaw === 'init-container' && annotations[ANNOTATIONS.startTimeout] !== undefined) {

@@ -65,7 +65,8 @@ export interface InjectionConfig {
 
 /**
  * How the pod waits: its annotation, else the default. A pod created with spec.nodeName already set is never
- * scheduled (the API server refuses scheduling gates on it), so it waits in its init container.
+ * scheduled (the API server refuses scheduling gates on it), and a pod with konductor.io/wait-timeout needs
+ * konductor-wait running while it waits (it counts the timeout): both wait in their init container.
  */
 export function effectiveWaitMode(
   pod: Pick<Pod, 'spec'>,
@@ -73,7 +74,9 @@ export function effectiveWaitMode(
   config: Pick<InjectionConfig, 'defaultWaitMode'>,
 ): WaitMode {
   if (typeof pod.spec?.nodeName === 'string' && pod.spec.nodeName !== '') return 'init-container';
-  return request?.waitMode ?? config.defaultWaitMode ?? DEFAULT_WAIT_MODE;
+  if (request?.waitMode !== undefined) return request.waitMode;
+  if (request?.waitTimeoutMs !== undefined) return 'init-container';
+  return config.defaultWaitMode ?? DEFAULT_WAIT_MODE;
 }
 
 /** Environment variable names the agent reads; re-exported for existing importers (api/constants.ts). */

@@ -333,6 +333,18 @@ describe('parseAnnotations: wait mode and start timeout', () => {
     expect(p?.message).toMatch(/only applies to konductor.io\/wait-mode: "scheduling-gate"/);
   });
 
+  it('denies a wait timeout on a pod in scheduling-gate mode (konductor-wait starts only once granted)', () => {
+    const [p] = problems(
+      parseAnnotations({
+        ...sem,
+        [ANNOTATIONS.waitMode]: 'scheduling-gate',
+        [ANNOTATIONS.waitTimeout]: '1m',
+      }),
+    );
+    expect(p?.annotation).toBe(ANNOTATIONS.waitTimeout);
+    expect(p?.message).toMatch(/does not apply to konductor.io\/wait-mode: "scheduling-gate"/);
+  });
+
   it('denies a wait mode or start timeout without a primitive', () => {
     const found = problems(
       parseAnnotations({ [ANNOTATIONS.waitMode]: 'scheduling-gate', [ANNOTATIONS.startTimeout]: '1m' }),

@@ -362,6 +362,8 @@ describe('scheduling-gate wait mode', () => {
         { ...CONFIG, defaultWaitMode: 'scheduling-gate' },
       ],
       [gatePod({}, { nodeName: 'n1' }), { ...CONFIG, defaultWaitMode: 'scheduling-gate' }],
+      // A wait timeout needs konductor-wait running while the pod waits: the default mode does not gate it.
+      [gatePod({ [ANNOTATIONS.waitTimeout]: '5m' }), { ...CONFIG, defaultWaitMode: 'scheduling-gate' }],
     ] as const) {
       const out = apply(pod, buildInjectionPatch(pod, config));
       expect(out.spec.schedulingGates).toBeUndefined();
