@@ -252,8 +252,14 @@ const unmetOf = (g: Gate) => (g.status?.conditionStatuses ?? []).filter((c) => !
 
 /** The Gate's row of the kind table (./kinds.ts). */
 export const gateRules: KindRules<Gate> = {
+  // Called through `reads` (a class instance: its methods must keep their `this`).
   arbitrate: ({ primitive, now, reads }) =>
-    evaluateGate({ gate: primitive, now, lookup: reads.lookup, mayRead: reads.mayRead }),
+    evaluateGate({
+      gate: primitive,
+      now,
+      lookup: (type, namespace, name) => reads.lookup(type, namespace, name),
+      mayRead: (target, from) => reads.mayRead(target, from),
+    }),
   readsPods: false,
   holders: () => [],
   grantOf: (g) =>

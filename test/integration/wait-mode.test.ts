@@ -264,6 +264,30 @@ describe('scheduling-gate mode', () => {
     expect(sneakyStart).toBeGreaterThan(holderEnd);
   }, 120_000);
 
+  it('mixed modes share one queue: an unscheduled pod admitted first is granted before a bound one', async () => {
+    await createSemaphore('mixed', 1);
+    const marker = uniq('mixed');
+    const sem = { [ANNOTATIONS.semaphore]: 'mixed' };
+    await nsPods.createPod('mixed-holder', { annotations: sem, script: timed(untilReleased(marker)) });
+    await waitFor(async () => mainStarted(await getPod('mixed-holder')), { message: 'mixed-holder runs' });
+    await nsPods.createPod('mixed-gated', { annotations: { ...sem, ...GATED }, script: timed('true') });
+    await waitFor(async () => (await client.get<Semaphore>(`${SEMS}/mixed`)).status?.waiting === 1, {
+      message: 'mixed-gated queued unscheduled',
+    });
+    await nsPods.createPod('mixed-bound', { annotations: sem, script: timed('true') });
+    await waitFor(async () => waitingInInit(await getPod('mixed-bound')), {
+      message: 'mixed-bound waits on its node',
+    });
+    const queue = (await client.get<Semaphore>(`${SEMS}/mixed`)).status?.queue?.map((e) => e.pod);
+    expect(queue).toEqual(['mixed-gated', 'mixed-bound']);
+    await release(marker);
+    await nsPods.waitForPhase(['mixed-gated', 'mixed-bound'], 'Succeeded', { timeoutMs: 60_000 });
+    const [gatedStart, gatedEnd] = await nsPods.loggedIntervalUs('mixed-gated', 'main');
+    const [boundStart] = await nsPods.loggedIntervalUs('mixed-bound', 'main');
+    expect(gatedStart).toBeLessThan(boundStart);
+    expect(boundStart).toBeGreaterThan(gatedEnd);
+  }, 120_000);
+
   it('survives a manager crash in the middle: the rest are granted and scheduled by the next one', async () => {
     await createSemaphore('restart', 2);
     const marker = uniq('restart');
