@@ -104,10 +104,17 @@ export function isGated(pod: Pod): boolean {
  * When the pod arrived, ms (its place in every queue): a pod in scheduling-gate mode when it was admitted (it is
  * queued unscheduled, and keeps its place if it is scheduled later); any other pod when it was scheduled (the
  * PodScheduled condition), else when it was created. Undefined when no time is known.
+ *
+ * The API's scheduling times have one-second precision, so an admission time is cut to the second too: pods of
+ * both modes arriving within one second tie, and their admission times (compareWaiters) order them. Otherwise a
+ * pod scheduled at 12:00:05.9 (05.0 in the API) would pass a gated pod admitted at 12:00:05.3.
  */
 export function arrivalOf(pod: Pod): number | undefined {
   const meta = pod.metadata;
-  if (meta.annotations?.[ANNOTATIONS.waitMode] === 'scheduling-gate') return admissionOf(pod);
+  if (meta.annotations?.[ANNOTATIONS.waitMode] === 'scheduling-gate') {
+    const admitted = admissionOf(pod);
+    return admitted === undefined ? undefined : Math.floor(admitted / 1000) * 1000;
+  }
   const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'True');
   return fromIso(scheduled?.lastTransitionTime) ?? fromIso(meta.creationTimestamp);
 }

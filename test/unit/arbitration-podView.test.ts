@@ -97,7 +97,14 @@ describe('toPodView', () => {
       { startTimeoutMs: 60_000 },
       { eligible: true, clearedAt: T0 + 10 },
     );
-    expect(gated).toMatchObject({ gated: true, bound: false, scheduledAt: T0 + 3, startTimeoutMs: 60_000 });
+    // Arrival: the admission, cut to the second like the API's scheduling times (admittedAt breaks the tie).
+    expect(gated).toMatchObject({
+      gated: true,
+      bound: false,
+      scheduledAt: T0,
+      admittedAt: T0 + 3,
+      startTimeoutMs: 60_000,
+    });
     expect(isPresent(gated)).toBe(true);
     // Its gate removed by hand and scheduled later: it keeps its place (arrival = admission).
     const scheduled = toPodView(
@@ -109,7 +116,18 @@ describe('toPodView', () => {
       {},
       extras,
     );
-    expect(scheduled).toMatchObject({ gated: false, bound: true, scheduledAt: T0 + 3 });
+    expect(scheduled).toMatchObject({ gated: false, bound: true, scheduledAt: T0 });
+    // A bound pod admitted later but scheduled within the same second (the API shows T0) queues behind it.
+    const later = toPodView(
+      pod(
+        { nodeName: 'n' },
+        { conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: iso(T0) }] },
+        { uid: 'uid-0', annotations: { 'konductor.io/admitted-at': iso(T0 + 600) } },
+      ),
+      {},
+      extras,
+    );
+    expect([later, gated].sort(compareWaiters).map((v) => v.admittedAt)).toEqual([T0 + 3, T0 + 600]);
     // Only konductor's own gate counts.
     const foreign = toPodView(pod({ schedulingGates: [{ name: 'other.io/x' }] }), {}, extras);
     expect(isPresent(foreign)).toBe(false);
