@@ -6,7 +6,13 @@
  * and so are the keys the webhook writes itself (RESERVED_ANNOTATIONS). Values are trimmed of surrounding
  * whitespace. Every problem is reported (not just the first), each naming the annotation and the accepted form.
  */
-import { ANNOTATION_PREFIX, ANNOTATIONS, RESERVED_ANNOTATIONS } from './constants.ts';
+import {
+  ANNOTATION_PREFIX,
+  ANNOTATIONS,
+  RESERVED_ANNOTATIONS,
+  WAIT_MODES,
+  type WaitMode,
+} from './constants.ts';
 import { DURATION_TOO_LONG, DURATION_TOO_LONG_MESSAGE, parseBoundedDuration } from './duration.ts';
 import { isKonductorError } from './errors.ts';
 import { ACQUISITION_ORDER, KINDS, PRIMITIVE_KINDS, type PrimitiveKind } from './kinds.ts';
@@ -30,6 +36,13 @@ export type KonductorRequest = KindRequests & {
   priority: number;
   /** Give up waiting after this many milliseconds; absent = wait forever. */
   waitTimeoutMs?: number;
+  /** konductor.io/wait-mode; absent = the manager's default (the webhook records it on the pod it injects). */
+  waitMode?: WaitMode;
+  /**
+   * konductor.io/start-timeout (scheduling-gate mode): a pod granted everything but still not on a node this
+   * long after its gate was removed gives its grants back. Absent = the manager's default (recorded the same way).
+   */
+  startTimeoutMs?: number;
 };
 
 /** What the request asks of one kind, if anything. */
@@ -124,6 +137,37 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
     return v;
   };
 
+  /** A positive Go duration of at most 8760h, in ms; undefined (and a problem) otherwise. */
+  const durationOf = (key: string): number | undefined => {
+    const raw = read(key);
+    if (raw === undefined) return undefined;
+    let ms = Number.NaN;
+    let tooLong = false;
+    try {
+      ms = parseBoundedDuration(raw);
+    } catch (err) {
+      tooLong = isKonductorError(err) && err.code === DURATION_TOO_LONG;
+    }
+    const example = `(expected e.g. ${key}: "10m", "30s" or "1h30m")`;
+    if (tooLong) {
+      problem(
+        key,
+        raw,
+        `annotation ${key}: ${JSON.stringify(raw)} is too long: it ${DURATION_TOO_LONG_MESSAGE} ${example}`,
+      );
+      return undefined;
+    }
+    if (!(ms > 0)) {
+      problem(
+        key,
+        raw,
+        `annotation ${key}: ${JSON.stringify(raw)} is not a positive duration (expected a Go duration, e.g. ${key}: "10m", "30s" or "1h30m")`,
+      );
+      return undefined;
+    }
+    return ms;
+  };
+
   const request: KonductorRequest = { priority: 0 };
 
   const names = new Map<PrimitiveKind, string>();
@@ -178,38 +222,55 @@ export function parseAnnotations(annotations: Record<string, string> | undefined
     }
   }
 
-  const timeoutRaw = read(ANNOTATIONS.waitTimeout);
-  if (timeoutRaw !== undefined) {
-    let ms = Number.NaN;
-    let tooLong = false;
-    try {
-      ms = parseBoundedDuration(timeoutRaw);
-    } catch (err) {
-      tooLong = isKonductorError(err) && err.code === DURATION_TOO_LONG;
-    }
-    if (tooLong) {
+  const waitTimeout = durationOf(ANNOTATIONS.waitTimeout);
+  if (waitTimeout !== undefined) request.waitTimeoutMs = waitTimeout;
+
+  const modeRaw = read(ANNOTATIONS.waitMode);
+  if (modeRaw !== undefined) {
+    const mode = WAIT_MODES.find((m) => m === modeRaw);
+    if (mode === undefined) {
       problem(
-        ANNOTATIONS.waitTimeout,
-        timeoutRaw,
-        `annotation ${ANNOTATIONS.waitTimeout}: ${JSON.stringify(timeoutRaw)} is too long: it ` +
-          `${DURATION_TOO_LONG_MESSAGE} (expected e.g. ${ANNOTATIONS.waitTimeout}: "10m", "30s" or "1h30m")`,
-      );
-    } else if (!(ms > 0)) {
-      problem(
-        ANNOTATIONS.waitTimeout,
-        timeoutRaw,
-        `annotation ${ANNOTATIONS.waitTimeout}: ${JSON.stringify(timeoutRaw)} is not a positive duration ` +
-          `(expected a Go duration, e.g. ${ANNOTATIONS.waitTimeout}: "10m", "30s" or "1h30m")`,
+        ANNOTATIONS.waitMode,
+        modeRaw,
+        `annotation ${ANNOTATIONS.waitMode}: ${JSON.stringify(modeRaw)} is not a wait mode (expected ` +
+          `${WAIT_MODES.map((m) => `${ANNOTATIONS.waitMode}: "${m}"`).join(' or ')})`,
       );
     } else {
-      request.waitTimeoutMs = ms;
+      request.waitMode = mode;
     }
+  }
+
+  if (modeRaw === 'scheduling-gate' && annotations[ANNOTATIONS.waitTimeout] !== undefined) {
+    // konductor-wait counts the wait timeout, and a gated pod starts it only once granted.
+    problem(
+      ANNOTATIONS.waitTimeout,
+      String(read(ANNOTATIONS.waitTimeout)),
+      `annotation ${ANNOTATIONS.waitTimeout} does not apply to ${ANNOTATIONS.waitMode}: "scheduling-gate" (the ` +
+        'pod waits unscheduled, and konductor-wait, which counts the timeout, starts only once it is granted; ' +
+        `use ${ANNOTATIONS.waitMode}: "init-container", or remove ${ANNOTATIONS.waitTimeout})`,
+    );
+  }
+
+  const startTimeout = durationOf(ANNOTATIONS.startTimeout);
+  if (startTimeout !== undefined) request.startTimeoutMs = startTimeout;
+  if (modeRaw === 'init-container' && annotations[ANNOTATIONS.startTimeout] !== undefined) {
+    problem(
+      ANNOTATIONS.startTimeout,
+      String(read(ANNOTATIONS.startTimeout)),
+      `annotation ${ANNOTATIONS.startTimeout} only applies to ${ANNOTATIONS.waitMode}: "scheduling-gate" (a pod ` +
+        `in init-container mode is on a node before it is granted; remove one of the two)`,
+    );
   }
 
   const anyPrimitive = PRIMITIVE_KEYS.some((k) => annotations[k] !== undefined);
   if (!anyPrimitive) {
     // (konductor.io/permits without a semaphore is already reported above.)
-    for (const key of [ANNOTATIONS.priority, ANNOTATIONS.waitTimeout]) {
+    for (const key of [
+      ANNOTATIONS.priority,
+      ANNOTATIONS.waitTimeout,
+      ANNOTATIONS.waitMode,
+      ANNOTATIONS.startTimeout,
+    ]) {
       const v = read(key);
       if (v === undefined) continue;
       problem(

@@ -31,7 +31,28 @@ export const ANNOTATIONS = {
   permits: PERMITS_ANNOTATION,
   priority: 'konductor.io/priority',
   waitTimeout: 'konductor.io/wait-timeout',
+  waitMode: 'konductor.io/wait-mode',
+  startTimeout: 'konductor.io/start-timeout',
 } as const;
+
+/**
+ * How a pod waits (`konductor.io/wait-mode`, default the manager's `--default-wait-mode`):
+ * `init-container` — scheduled at once, it waits in `konductor-wait` (holding its node resources);
+ * `scheduling-gate` — it also carries the scheduling gate SCHEDULING_GATE, so it stays unscheduled until the
+ * controller granted it everything and removed the gate; `konductor-wait` still confirms the grant.
+ */
+export const WAIT_MODES = ['init-container', 'scheduling-gate'] as const;
+export type WaitMode = (typeof WAIT_MODES)[number];
+export const DEFAULT_WAIT_MODE: WaitMode = 'init-container';
+
+/** The scheduling gate (spec.schedulingGates[].name) of a pod in scheduling-gate mode. */
+export const SCHEDULING_GATE = 'konductor.io/wait';
+
+/**
+ * Default `konductor.io/start-timeout` of a scheduling-gate pod (the manager's `--default-start-timeout`): a
+ * pod granted but still not bound to a node this long after its gate could go gives its grants back.
+ */
+export const DEFAULT_START_TIMEOUT = '5m';
 
 /**
  * Namespace annotation by which a namespace lets Gates of other namespaces read its Jobs and primitives:

@@ -33,6 +33,11 @@ export const EVENT_REASONS = [
   'Released',
   /** A holder exceeded the ttl and lost its grant. */
   'Expired',
+  /**
+   * A holder granted while unscheduled (scheduling-gate mode) was not placed on a node within its
+   * konductor.io/start-timeout and lost its grant (docs/arbitration.md, "Wait modes").
+   */
+  'StartTimeout',
   /** A new object adopted a pod that still runs on a grant of an earlier object of the same name. */
   'Adopted',
   /** A pod asks for more permits than the semaphore has at all; it is skipped, not queued ahead of others. */

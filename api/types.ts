@@ -110,6 +110,8 @@ export interface PodSpec {
   terminationGracePeriodSeconds?: number;
   securityContext?: Record<string, unknown>;
   nodeSelector?: Record<string, string>;
+  /** Set at creation only; afterwards entries can only be removed (the scheduler waits while any is left). */
+  schedulingGates?: { name: string }[];
 }
 
 export interface PodCondition {

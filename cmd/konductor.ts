@@ -9,8 +9,14 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { getHeapStatistics } from 'node:v8';
 import pino from 'pino';
-import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
-import { parseDuration } from '../api/duration.ts';
+import {
+  DEFAULT_AGENT_IMAGE,
+  DEFAULT_START_TIMEOUT,
+  DEFAULT_WAIT_MODE,
+  WAIT_MODES,
+  type WaitMode,
+} from '../api/constants.ts';
+import { parseBoundedDuration, parseDuration } from '../api/duration.ts';
 import { KubeClient } from '../api/kubeClient.ts';
 import { connectKubeconfig } from '../api/kubeconfigSource.ts';
 import type { Semaphore } from '../api/types.ts';
@@ -51,6 +57,9 @@ Usage: konductor [flags]
   --cert-ip-sans LIST               self-managed: IP SANs, comma-separated (--agent-url's host is always in)
   --agent-image IMAGE               image of the injected agent (default ${DEFAULT_AGENT_IMAGE})
   --agent-url URL                   agent API URL as pods reach it (default https://<service>.<ns>.svc:<agent-port>)
+  --default-wait-mode MODE          how a pod without konductor.io/wait-mode waits: init-container (default) or
+                                    scheduling-gate (unscheduled until granted; README "Wait modes")
+  --default-start-timeout DURATION  konductor.io/start-timeout of a scheduling-gate pod that sets none (default ${DEFAULT_START_TIMEOUT})
   --service-name NAME               the manager's Service (default konductor)
   --service-namespace NS            its namespace (default $POD_NAMESPACE or konductor-system)
   --leader-elect                    elect a leader with a coordination.k8s.io Lease
@@ -113,6 +122,8 @@ async function main(): Promise<void> {
       'cert-ip-sans': { type: 'string', default: '' },
       'agent-image': { type: 'string', default: DEFAULT_AGENT_IMAGE },
       'agent-url': { type: 'string' },
+      'default-wait-mode': { type: 'string', default: DEFAULT_WAIT_MODE },
+      'default-start-timeout': { type: 'string', default: DEFAULT_START_TIMEOUT },
       'service-name': { type: 'string', default: 'konductor' },
       'service-namespace': { type: 'string', default: process.env.POD_NAMESPACE || 'konductor-system' },
       'leader-elect': { type: 'boolean', default: false },
@@ -203,7 +214,19 @@ async function main(): Promise<void> {
   if (webhookPort === agentPort && webhookPort !== 0) {
     throw new Error('--webhook-port and --agent-port must differ: admission has its own listener');
   }
+  const defaultWaitMode = WAIT_MODES.find((m) => m === values['default-wait-mode']);
+  if (defaultWaitMode === undefined) {
+    throw new Error(
+      `invalid --default-wait-mode "${values['default-wait-mode']}": expected ${WAIT_MODES.join(' or ')}`,
+    );
+  }
+  const defaultStartTimeout = values['default-start-timeout'];
+  if (!(parseBoundedDuration(defaultStartTimeout) > 0)) {
+    throw new Error(`invalid --default-start-timeout "${defaultStartTimeout}": expected a positive duration`);
+  }
   const injection = {
+    defaultWaitMode: defaultWaitMode as WaitMode,
+    defaultStartTimeout,
     agentImage: values['agent-image'],
     agentUrl: values['agent-url'] ?? `https://${values['service-name']}.${serviceNs}.svc:${agentPort}`,
     // The CA may rotate while we run: re-read it at most once a second (not on every admission).

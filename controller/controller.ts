@@ -31,6 +31,7 @@ import type { ControllerMetrics } from './metrics.ts';
 import { ReadTracker } from './objectReads.ts';
 import { olderVersion, PrimitiveCache } from './primitiveCache.ts';
 import { Reconciler } from './reconciler.ts';
+import { SchedulingGates } from './schedulingGates.ts';
 import { WorkQueue } from './workQueue.ts';
 
 export { CONFIRMED_POD_TTL_MS } from './holderConfirmation.ts';
@@ -62,6 +63,7 @@ export class KonductorController {
   private readonly agents: AgentView;
   private readonly reconciler: Reconciler;
   private readonly queue: WorkQueue;
+  private readonly gates: SchedulingGates;
   private readonly events: EventRecorder;
   private readonly elector: LeaderElector | undefined;
   private leading: boolean;
@@ -119,6 +121,7 @@ export class KonductorController {
       podsOf: (key) => this.podIndex.podsOf(key),
       viewsOf,
       confirmation: this.confirmation,
+      refreshPod: (namespace, name, uid) => this.refreshPod(namespace, name, uid),
       reads: this.reads,
       events: this.events,
       metrics: opts.metrics,
@@ -127,6 +130,13 @@ export class KonductorController {
         this.agents.primitivesChanged();
         this.afterPrimitiveChange(key, kind, namespace, name);
       },
+    });
+    this.gates = new SchedulingGates({
+      client,
+      log: this.log,
+      podIndex: this.podIndex,
+      primitive: (key) => this.cache.get(key),
+      active: () => this.leading && this.hasSynced,
     });
     this.queue = new WorkQueue({
       concurrency: opts.concurrency ?? 4,
@@ -145,6 +155,7 @@ export class KonductorController {
           this.log.info({ identity: opts.identity }, 'became leader');
           this.leading = true;
           this.enqueueAll();
+          this.gates.enqueueAll();
         },
         onStoppedLeading: () => {
           this.log.info({ identity: opts.identity }, 'stopped leading');
@@ -168,7 +179,10 @@ export class KonductorController {
     void this.synced().then(() => {
       this.log.info({ pods: this.podIndex.size }, 'caches synced');
       if (this.elector) this.elector.start();
-      else this.enqueueAll();
+      else {
+        this.enqueueAll();
+        this.gates.enqueueAll();
+      }
     });
     return this;
   }
@@ -238,6 +252,7 @@ export class KonductorController {
     await this.elector?.stop();
     this.leading = false;
     await this.queue.shutdown();
+    await this.gates.shutdown();
     this.events.flushAggregates();
     this.cache.stop();
     this.podInformer.stop();
@@ -300,9 +315,19 @@ export class KonductorController {
   ): void {
     for (const p of this.podIndex.podsOf(key)) {
       this.agents.notify(p.pod.metadata.uid ?? '');
+      this.gates.enqueue(p.pod.metadata.uid ?? '');
       if (p.stages.length > 1) for (const st of p.stages) if (st.key !== key) this.queue.add(st.key);
     }
     this.reads.primitiveChanged(kind, namespace, name);
+  }
+
+  /** A pod read from the API server replaces its cached copy when newer (a decision that must not trust the cache). */
+  private async refreshPod(namespace: string, name: string, uid: string): Promise<void> {
+    const fresh = await this.confirmation.fetchPod(namespace, name, uid);
+    if (!fresh) return; // gone: its delete event follows, and the holder is confirmed gone on that path
+    const indexed = this.podIndex.get(uid);
+    if (indexed && olderVersion(fresh.metadata.resourceVersion, indexed.pod.metadata.resourceVersion)) return;
+    this.podIndex.upsert(slimPod(fresh));
   }
 
   private onPod(ev: InformerEvent<Pod>): void {
@@ -319,6 +344,7 @@ export class KonductorController {
       if (indexed && olderVersion(ev.object.metadata.resourceVersion, indexed.pod.metadata.resourceVersion))
         return;
       for (const k of this.podIndex.upsert(ev.object)) this.queue.add(k);
+      this.gates.enqueue(uid);
     }
     this.agents.notify(uid);
   }

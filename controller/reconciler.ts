@@ -13,7 +13,7 @@ import type { PlannedEvent } from './arbitration/events.ts';
 import type { Decision, ObjectReads } from './arbitration/kindRules.ts';
 import { rulesOf } from './arbitration/kinds.ts';
 import { type IndexedPod, type PrimitiveKey, parsePrimitiveKey } from './arbitration/podIndex.ts';
-import type { PodView } from './arbitration/podView.ts';
+import { type PodView, startTimedOut } from './arbitration/podView.ts';
 import type { EventRecorder } from './eventRecorder.ts';
 import type { HolderConfirmation } from './holderConfirmation.ts';
 import type { ControllerMetrics } from './metrics.ts';
@@ -28,6 +28,8 @@ export interface ReconcilerOptions {
   podsOf: (key: PrimitiveKey) => IndexedPod[];
   viewsOf: (key: PrimitiveKey, kind: PrimitiveKind) => PodView[];
   confirmation: HolderConfirmation;
+  /** Reads a pod from the API server into the pod index (when newer than the cached copy). */
+  refreshPod: (namespace: string, name: string, uid: string) => Promise<void>;
   reads: ObjectReads;
   events: EventRecorder;
   metrics: ControllerMetrics | undefined;
@@ -95,7 +97,15 @@ export class Reconciler {
     now: number,
   ): Promise<Decision> {
     const rules = rulesOf(kind);
-    const views = rules.readsPods ? this.opts.viewsOf(key, kind) : [];
+    let views = rules.readsPods ? this.opts.viewsOf(key, kind) : [];
+    // A grant is withdrawn for its start timeout only from a pod the API server shows still not on a node: a
+    // stale cache (a watch that lags or broke) must never take the grant of a pod that is already running.
+    const holderUids = new Set(rules.holders(obj).map((h) => h.uid));
+    const suspects = views.filter((v) => holderUids.has(v.uid) && startTimedOut(v, now));
+    if (suspects.length > 0) {
+      await Promise.all(suspects.map((v) => this.opts.refreshPod(v.namespace, v.name, v.uid)));
+      views = this.opts.viewsOf(key, kind);
+    }
     const absent =
       KINDS[kind].holds === 'nothing'
         ? { views: [] }

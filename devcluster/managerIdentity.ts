@@ -33,7 +33,8 @@ export function managerRbacRules(opts: ManagerRbacOptions = {}): {
 } {
   const plurals = Object.values(KINDS).map((k) => k.plural);
   const cluster: PolicyRule[] = [
-    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+    // patch: the scheduling gate konductor.io/wait comes off a granted scheduling-gate pod.
+    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'patch'] },
     { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
     { apiGroups: [GROUP], resources: plurals, verbs: ['get', 'list', 'watch'] },
     { apiGroups: [GROUP], resources: plurals.map((p) => `${p}/status`), verbs: ['update', 'patch'] },

@@ -11,7 +11,7 @@ import type { Primitive } from '../api/types.ts';
 import type { HeldGrant } from '../controller/arbitration/kindRules.ts';
 import { rulesOf } from '../controller/arbitration/kinds.ts';
 import { type IndexedPod, type PrimitiveKey, primitiveKey } from '../controller/arbitration/podIndex.ts';
-import type { PodView } from '../controller/arbitration/podView.ts';
+import { isPresent, type PodView } from '../controller/arbitration/podView.ts';
 import { capacityOf, primitiveGauges } from '../controller/arbitration/queueFigures.ts';
 import { stagePassed, type Waiter, waitersAt } from '../controller/arbitration/stages.ts';
 import type { PrimitiveRef } from './refs.ts';
@@ -140,7 +140,7 @@ export function queueView(s: Snapshot, namespace: string, ref: PrimitiveRef): Qu
     : // no order: every eligible pod passes when it opens
       waiters
         .filter(
-          (w) => w.view.bound && !w.view.finished && !w.view.passedWait && w.view.eligible && !passed(w),
+          (w) => isPresent(w.view) && !w.view.finished && !w.view.passedWait && w.view.eligible && !passed(w),
         )
         .map((w) => entry(w.view, null, rules.explain.queueReason(primitive, -1, w.view)))
         .sort(
@@ -151,7 +151,7 @@ export function queueView(s: Snapshot, namespace: string, ref: PrimitiveRef): Qu
   // Pods that reference it but are not waiting at it yet.
   for (const w of waiters.sort((a, b) => a.view.name.localeCompare(b.view.name))) {
     if (queued.has(w.view.uid) || w.view.finished || w.view.passedWait || passed(w)) continue;
-    const reason = !w.view.bound
+    const reason = !isPresent(w.view)
       ? 'not in the queue: the pod is not scheduled to a node yet'
       : `not in the queue: waits for ${firstUnpassed(s, w.indexed) ?? 'an earlier primitive'} first`;
     entries.push(entry(w.view, null, reason));

@@ -8,7 +8,7 @@ import { parseDuration } from '../api/duration.ts';
 import type { Pod, Primitive } from '../api/types.ts';
 import { rulesOf } from '../controller/arbitration/kinds.ts';
 import type { IndexedPod, Stage } from '../controller/arbitration/podIndex.ts';
-import { type PodView, podRequestFor, toPodView } from '../controller/arbitration/podView.ts';
+import { isPresent, type PodView, podRequestFor, toPodView } from '../controller/arbitration/podView.ts';
 import { NO_QUEUE, queueOrder, type StageState, stageState } from '../controller/arbitration/stages.ts';
 import { plural } from '../controller/arbitration/wording.ts';
 import type { Snapshot } from './snapshot.ts';
@@ -122,12 +122,20 @@ function sentence(
   const who = `pod ${base.namespace}/${base.pod}`;
   if (view.finished) return `${who} has finished: it holds nothing`;
   if (view.passedWait) return `${who} is running: it passed all ${plural(stages.length, 'primitive')}`;
-  if (!view.bound) return `${who} is not scheduled to a node yet: it takes no place in a queue until it is`;
-  if (!current) return `${who} has been granted everything: konductor-wait is about to exit`;
+  if (!isPresent(view))
+    return current === undefined && view.startTimeoutMs !== undefined
+      ? `${who} has been granted everything and its scheduling gate removed: it waits for the scheduler to place it (konductor.io/start-timeout ${view.startTimeoutMs / 1000}s)`
+      : `${who} is not scheduled to a node yet: it takes no place in a queue until it is`;
+  if (!current)
+    return view.gated
+      ? `${who} has been granted everything: its scheduling gate is about to be removed`
+      : `${who} has been granted everything: konductor-wait is about to exit`;
+  // scheduling-gate mode: it waits unscheduled, holding no node resources.
+  const unscheduled = view.gated ? ', unscheduled (scheduling gate konductor.io/wait)' : '';
   const where = `${lower(current.kind)} ${base.namespace}/${current.name}`;
   if (current.state === 'failed') return `${who} will not start: ${where} failed`;
   if (current.state === 'missing') return `${who} waits for ${where}, which does not exist`;
-  return `${who} waits for ${where}${current.position ? ` (position ${current.position} of ${current.queueLength})` : ''}`;
+  return `${who} waits for ${where}${current.position ? ` (position ${current.position} of ${current.queueLength})` : ''}${unscheduled}`;
 }
 
 function describeStage(

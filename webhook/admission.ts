@@ -9,6 +9,7 @@ import {
 } from '../api/annotations.ts';
 import {
   ANNOTATION_PREFIX,
+  ANNOTATIONS,
   HOLD_CONTAINER,
   MANAGED_LABEL,
   type PrimitiveKind,
@@ -136,6 +137,18 @@ async function admitPodCreate(req: AdmissionRequest, deps: AdmissionDeps): Promi
       `Pod ${describeObject(req, pod)}: init container ${impostor} is not the agent konductor injects ` +
         `(image ${deps.injection.agentImage}); the names ${WAIT_CONTAINER} and ${HOLD_CONTAINER} are reserved ` +
         'for the konductor webhook: rename the container',
+    );
+  }
+
+  const nodeName = (pod.spec as { nodeName?: unknown }).nodeName;
+  if (request.waitMode === 'scheduling-gate' && typeof nodeName === 'string' && nodeName !== '') {
+    return deny(
+      req.uid,
+      400,
+      'BadRequest',
+      `Pod ${describeObject(req, pod)}: ${ANNOTATIONS.waitMode}: "scheduling-gate" needs a pod the scheduler ` +
+        `places, but spec.nodeName is set (${nodeName}) and the API server refuses scheduling gates on it: ` +
+        `remove spec.nodeName, or use ${ANNOTATIONS.waitMode}: "init-container"`,
     );
   }
 

@@ -7,7 +7,11 @@
  * - the shared emptyDir `konductor-run` and the projected service-account token volume `konductor-token`
  *   (audience `konductor`) both containers mount,
  * - the label `konductor.io/managed: "true"` the controller's pod informer filters on,
- * - the annotation `konductor.io/injected` (the konductor version that injected the pod).
+ * - the annotation `konductor.io/injected` (the konductor version that injected the pod),
+ * - in scheduling-gate wait mode (the pod's `konductor.io/wait-mode`, else the manager's default): the
+ *   scheduling gate `konductor.io/wait` (the pod is not scheduled until the controller removes it), and the
+ *   mode and the start timeout the pod runs under as its own annotations, so the pod says how it waits
+ *   whatever the manager's defaults become.
  *
  * Placement: `konductor-wait` goes before the first regular (non-sidecar) init container, i.e. after any
  * native sidecars already leading `initContainers` (they start first, as they would without konductor,
@@ -21,8 +25,12 @@ import jsonpatch, { type Operation } from 'fast-json-patch';
 import { type KonductorRequest, parseAnnotations } from '../api/annotations.ts';
 import {
   AGENT_ENV,
+  ANNOTATIONS,
+  DEFAULT_START_TIMEOUT,
+  DEFAULT_WAIT_MODE,
   HOLD_CONTAINER,
   MANAGED_LABEL,
+  SCHEDULING_GATE,
   SHARED_MOUNT_PATH,
   SHARED_VOLUME,
   TOKEN_AUDIENCE,
@@ -30,6 +38,7 @@ import {
   TOKEN_MOUNT_PATH,
   TOKEN_VOLUME,
   WAIT_CONTAINER,
+  type WaitMode,
   WEBHOOK_ANNOTATIONS,
 } from '../api/constants.ts';
 import type { Container, EnvVar, Pod, ResourceRequirements, SecurityContext, Volume } from '../api/types.ts';
@@ -48,6 +57,26 @@ export interface InjectionConfig {
   version?: string;
   /** Value of the `konductor.io/admitted-at` annotation (the admission time); omitted when absent. */
   admittedAt?: string;
+  /** Wait mode of a pod without `konductor.io/wait-mode` (default init-container). */
+  defaultWaitMode?: WaitMode;
+  /** `konductor.io/start-timeout` of a scheduling-gate pod without one (default DEFAULT_START_TIMEOUT). */
+  defaultStartTimeout?: string;
+}
+
+/**
+ * How the pod waits: its annotation, else the default. A pod created with spec.nodeName already set is never
+ * scheduled (the API server refuses scheduling gates on it), and a pod with konductor.io/wait-timeout needs
+ * konductor-wait running while it waits (it counts the timeout): both wait in their init container.
+ */
+export function effectiveWaitMode(
+  pod: Pick<Pod, 'spec'>,
+  request: KonductorRequest | null | undefined,
+  config: Pick<InjectionConfig, 'defaultWaitMode'>,
+): WaitMode {
+  if (typeof pod.spec?.nodeName === 'string' && pod.spec.nodeName !== '') return 'init-container';
+  if (request?.waitMode !== undefined) return request.waitMode;
+  if (request?.waitTimeoutMs !== undefined) return 'init-container';
+  return config.defaultWaitMode ?? DEFAULT_WAIT_MODE;
 }
 
 /** Environment variable names the agent reads; re-exported for existing importers (api/constants.ts). */
@@ -121,22 +150,19 @@ export function buildInjectionPatch(
     );
   }
 
-  if (config.admittedAt !== undefined) {
-    const annotations = pod.metadata?.annotations;
-    const hasMap = annotations !== undefined && annotations !== null;
-    ops.push(
-      hasMap || ops.some((op) => op.path === '/metadata/annotations' || op.path === '/metadata')
-        ? {
-            op: 'add',
-            path: `/metadata/annotations/${jsonpatch.escapePathComponent(WEBHOOK_ANNOTATIONS.admittedAt)}`,
-            value: config.admittedAt,
-          }
-        : {
-            op: 'add',
-            path: '/metadata/annotations',
-            value: { [WEBHOOK_ANNOTATIONS.admittedAt]: config.admittedAt },
-          },
-    );
+  const annotate = (key: string, value: string) => ops.push(annotationOp(pod, ops, key, value));
+  if (config.admittedAt !== undefined) annotate(WEBHOOK_ANNOTATIONS.admittedAt, config.admittedAt);
+
+  // scheduling-gate mode: the gate, and the mode and start timeout recorded on the pod.
+  if (effectiveWaitMode(pod, request, config) === 'scheduling-gate') {
+    const annotations = metadata.annotations ?? {};
+    if (annotations[ANNOTATIONS.waitMode] === undefined) annotate(ANNOTATIONS.waitMode, 'scheduling-gate');
+    if (annotations[ANNOTATIONS.startTimeout] === undefined)
+      annotate(ANNOTATIONS.startTimeout, config.defaultStartTimeout ?? DEFAULT_START_TIMEOUT);
+    const gates = Array.isArray(spec.schedulingGates) ? spec.schedulingGates : undefined;
+    if (!gates) ops.push({ op: 'add', path: '/spec/schedulingGates', value: [{ name: SCHEDULING_GATE }] });
+    else if (!gates.some((g) => g?.name === SCHEDULING_GATE))
+      ops.push({ op: 'add', path: '/spec/schedulingGates/-', value: { name: SCHEDULING_GATE } });
   }
 
   // init containers: wait, then hold, before the first regular init container.
@@ -182,6 +208,17 @@ export function buildInjectionPatch(
     }
   }
   return ops;
+}
+
+/** Adds one annotation, creating the map when neither the pod nor an earlier op has it. */
+function annotationOp(pod: Pod, earlier: readonly Operation[], key: string, value: string): Operation {
+  const annotations = pod.metadata?.annotations;
+  const hasMap =
+    (annotations !== undefined && annotations !== null) ||
+    earlier.some((op) => op.path === '/metadata/annotations' || op.path === '/metadata');
+  return hasMap
+    ? { op: 'add', path: `/metadata/annotations/${jsonpatch.escapePathComponent(key)}`, value }
+    : { op: 'add', path: '/metadata/annotations', value: { [key]: value } };
 }
 
 function setMapEntry(

@@ -1,7 +1,7 @@
 /**
  * Barrier arbitration.
  *
- * - While Waiting, the arrivals are the referencing pods that are bound, not finished and eligible (their
+ * - While Waiting, the arrivals are the referencing pods that are bound (or gated: scheduling-gate mode), not finished and eligible (their
  *   gate, if any, is open). A pod that dies before the barrier opens no longer counts; each arrival keeps
  *   the time it was first seen.
  * - The barrier opens when arrivals >= spec.quorum (default spec.expected). Open is LATCHED: the status
@@ -17,7 +17,7 @@ import type { Arrival, Barrier, BarrierStatus } from '../../api/types.ts';
 import { findCondition, latchedReady, type ReadyDecision, readyDecision } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
 import type { KindRules } from './kindRules.ts';
-import type { PodView } from './podView.ts';
+import { isPresent, type PodView } from './podView.ts';
 import { fromIso, readDuration, toIso } from './timestamps.ts';
 import { indexByUid } from './waitingQueue.ts';
 import { plural } from './wording.ts';
@@ -44,9 +44,12 @@ export function barrierNeeded(barrier: Barrier): number | undefined {
   return expected;
 }
 
-/** A pod counts as arrived when it is bound, not finished, not being deleted and eligible. */
+/**
+ * A pod counts as arrived when it is present (bound, or unscheduled behind konductor's scheduling gate: a gang
+ * is counted before it takes any node), not finished, not being deleted and eligible.
+ */
 export function hasArrived(pod: PodView): boolean {
-  return pod.bound && !pod.finished && !pod.terminating && pod.eligible;
+  return isPresent(pod) && !pod.finished && !pod.terminating && pod.eligible;
 }
 
 export function arbitrateBarrier(input: BarrierArbitrationInput): BarrierArbitrationResult {

@@ -247,6 +247,7 @@ const unmetOf = (g: Gate) => (g.status?.conditionStatuses ?? []).filter((c) => !
 
 /** The Gate's row of the kind table (./kinds.ts). */
 export const gateRules: KindRules<Gate> = {
+  // Called through `reads` (a class instance: its methods must keep their `this`).
   arbitrate: ({ primitive, now, reads }) =>
     evaluateGate({
       gate: primitive,

@@ -19,7 +19,7 @@ import type { Lease, LeaseHolder, LeaseStatus } from '../../api/types.ts';
 import { adoptionMessage, adoptLeaseHolder, firstToken } from './adoption.ts';
 import { type ConditionUpdate, withReady } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
-import { queuedEvents, reviewHolder } from './holding.ts';
+import { earlier, nextStartTimeout, queuedEvents, reviewHolder } from './holding.ts';
 import type { Decision, KindRules } from './kindRules.ts';
 import type { PodView } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
@@ -146,9 +146,12 @@ export function arbitrateLease(input: LeaseArbitrationInput): LeaseArbitrationRe
   const expiresAt = fromIso(holder?.expiresAt);
   // A holder still in its wait is not counting down (holdStartedAt); its pod's next update re-arbitrates.
   const holderPod = holder === undefined ? undefined : pods.get(holder.uid);
-  if (holder !== undefined && holderPod?.passedWait && ttl.kind === 'valid' && expiresAt !== undefined) {
-    out.requeueAfterMs = Math.max(0, Math.ceil(expiresAt - now));
-  }
+  const ttlDue =
+    holder !== undefined && holderPod?.passedWait && ttl.kind === 'valid' && expiresAt !== undefined
+      ? Math.max(0, Math.ceil(expiresAt - now))
+      : undefined;
+  const requeue = earlier(ttlDue, nextStartTimeout(holder ? [holder] : [], pods, now));
+  if (requeue !== undefined) out.requeueAfterMs = requeue;
   return out;
 }
 

@@ -56,6 +56,7 @@ export function slimPod(pod: Pod): Pod {
     },
     spec: {
       nodeName: pod.spec?.nodeName,
+      schedulingGates: pod.spec?.schedulingGates?.map((g) => ({ name: g.name })),
       restartPolicy: pod.spec?.restartPolicy,
       containers: (pod.spec?.containers ?? []).map((c) => ({ name: c.name })),
     },

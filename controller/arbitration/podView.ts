@@ -9,6 +9,7 @@ import {
   ANNOTATIONS,
   KINDS,
   type PrimitiveKind,
+  SCHEDULING_GATE,
   WAIT_CONTAINER,
   WEBHOOK_ANNOTATIONS,
 } from '../../api/constants.ts';
@@ -26,15 +27,27 @@ export interface PodView {
   priority: number | undefined;
   /** Permits asked for (semaphore); 1 for a lease; irrelevant for barrier and gate. */
   permits: number;
-  /** Arrival time in ms: the PodScheduled condition's lastTransitionTime, else creationTimestamp. */
+  /**
+   * Arrival time in ms (arrivalOf): a pod in scheduling-gate mode arrives when it is admitted; any other when it
+   * is scheduled (the PodScheduled condition's lastTransitionTime, else creationTimestamp).
+   */
   scheduledAt: number;
   /**
    * Admission time in ms (the webhook's konductor.io/admitted-at, else creationTimestamp): breaks ties
    * between pods scheduled within the same second, whose API timestamps are equal.
    */
   admittedAt: number;
-  /** spec.nodeName is set. A pod that is not scheduled yet never takes a permit. */
+  /** spec.nodeName is set. */
   bound: boolean;
+  /**
+   * Unscheduled behind konductor's scheduling gate (scheduling-gate mode): it waits like a bound pod, and its
+   * gate is removed once it has passed every primitive. A pod neither bound nor gated takes no place anywhere.
+   */
+  gated: boolean;
+  /** konductor.io/start-timeout in ms (scheduling-gate mode): see startTimedOut. */
+  startTimeoutMs?: number | undefined;
+  /** When it had passed every one of its primitives (the latest grant or opening), ms; undefined before. */
+  clearedAt?: number | undefined;
   /**
    * The pod is done with its grants, by its status: phase Succeeded/Failed, its main containers all
    * terminated for good (see mainContainersFinished), or — once it is being deleted — all its main
@@ -58,11 +71,15 @@ export interface PodRequest {
   permits?: number | undefined;
   /** Annotated priority; undefined when the pod sets none. */
   priority?: number | undefined;
+  /** konductor.io/start-timeout, ms. */
+  startTimeoutMs?: number | undefined;
 }
 
 /** Facts the caller derives from other objects. */
 export interface PodExtras {
   eligible: boolean;
+  /** When the pod had passed all its primitives (see PodView.clearedAt). */
+  clearedAt?: number | undefined;
 }
 
 /**
@@ -74,7 +91,40 @@ export function podRequestFor(pod: Pod, request: KonductorRequest, kind: Primiti
   return {
     permits: KINDS[kind].holds === 'permits' ? (requestOf(request, kind)?.permits ?? 1) : 1,
     priority: annotated ? request.priority : undefined,
+    startTimeoutMs: request.startTimeoutMs,
   };
+}
+
+/** The pod carries konductor's scheduling gate (it is not scheduled before the gate is removed). */
+export function isGated(pod: Pod): boolean {
+  return (pod.spec?.schedulingGates ?? []).some((g) => g?.name === SCHEDULING_GATE);
+}
+
+/**
+ * When the pod arrived, ms (its place in every queue): a pod in scheduling-gate mode when it was admitted (it is
+ * queued unscheduled, and keeps its place if it is scheduled later); any other pod when it was scheduled (the
+ * PodScheduled condition), else when it was created. Undefined when no time is known.
+ *
+ * The API's scheduling times have one-second precision, so an admission time is cut to the second too: pods of
+ * both modes arriving within one second tie, and their admission times (compareWaiters) order them. Otherwise a
+ * pod scheduled at 12:00:05.9 (05.0 in the API) would pass a gated pod admitted at 12:00:05.3.
+ */
+export function arrivalOf(pod: Pod): number | undefined {
+  const meta = pod.metadata;
+  if (meta.annotations?.[ANNOTATIONS.waitMode] === 'scheduling-gate') {
+    const admitted = admissionOf(pod);
+    return admitted === undefined ? undefined : Math.floor(admitted / 1000) * 1000;
+  }
+  const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'True');
+  return fromIso(scheduled?.lastTransitionTime) ?? fromIso(meta.creationTimestamp);
+}
+
+/** When the webhook admitted the pod (konductor.io/admitted-at), else its creationTimestamp, ms. */
+function admissionOf(pod: Pod): number | undefined {
+  return (
+    fromIso(pod.metadata.annotations?.[WEBHOOK_ANNOTATIONS.admittedAt]) ??
+    fromIso(pod.metadata.creationTimestamp)
+  );
 }
 
 /** Pods with unknown arrival time queue after every pod whose arrival is known. */
@@ -82,9 +132,6 @@ const UNKNOWN_TIME = Number.MAX_SAFE_INTEGER;
 
 export function toPodView(pod: Pod, request: PodRequest, extras: PodExtras): PodView {
   const meta = pod.metadata;
-  const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'True');
-  const scheduledAt =
-    fromIso(scheduled?.lastTransitionTime) ?? fromIso(meta.creationTimestamp) ?? UNKNOWN_TIME;
   const permits = request.permits;
   return {
     name: meta.name ?? '',
@@ -92,12 +139,12 @@ export function toPodView(pod: Pod, request: PodRequest, extras: PodExtras): Pod
     uid: meta.uid ?? '',
     priority: request.priority,
     permits: permits !== undefined && Number.isInteger(permits) && permits >= 1 ? permits : 1,
-    scheduledAt,
-    admittedAt:
-      fromIso(meta.annotations?.[WEBHOOK_ANNOTATIONS.admittedAt]) ??
-      fromIso(meta.creationTimestamp) ??
-      UNKNOWN_TIME,
+    scheduledAt: arrivalOf(pod) ?? UNKNOWN_TIME,
+    admittedAt: admissionOf(pod) ?? UNKNOWN_TIME,
     bound: typeof pod.spec.nodeName === 'string' && pod.spec.nodeName !== '',
+    gated: isGated(pod),
+    startTimeoutMs: request.startTimeoutMs,
+    clearedAt: extras.clearedAt,
     finished: isFinished(pod),
     terminating: meta.deletionTimestamp !== undefined && meta.deletionTimestamp !== null,
     passedWait: hasPassedWait(pod),
@@ -183,6 +230,38 @@ export function hasPassedWait(pod: Pod): boolean {
       s.state?.terminated !== undefined ||
       s.lastState?.terminated !== undefined,
   );
+}
+
+/**
+ * The pod takes its place at its primitives: bound to a node, or unscheduled behind konductor's scheduling gate.
+ * A pod neither bound nor gated (not scheduled yet in init-container mode, or ungated but not placed by the
+ * scheduler) waits for nothing and is granted nothing.
+ */
+export function isPresent(view: Pick<PodView, 'bound' | 'gated'>): boolean {
+  return view.bound || view.gated;
+}
+
+/**
+ * A holder granted while unscheduled (scheduling-gate mode) whose gate is gone but that is still not on a node
+ * its start timeout after it passed every primitive: the scheduler finds no room for it, and its grant goes
+ * back. Kubernetes cannot put a scheduling gate back on a pod, so the pod is not queued while unscheduled; once
+ * scheduled, it waits in konductor-wait at its original place (its arrival is its admission).
+ */
+export function startTimedOut(
+  view: Pick<PodView, 'bound' | 'gated' | 'finished' | 'startTimeoutMs' | 'clearedAt'>,
+  now: number,
+): boolean {
+  const due = startDeadline(view);
+  return due !== undefined && due <= now;
+}
+
+/** When startTimedOut becomes true for a holder (undefined: never, as things stand). */
+export function startDeadline(
+  view: Pick<PodView, 'bound' | 'gated' | 'finished' | 'startTimeoutMs' | 'clearedAt'>,
+): number | undefined {
+  if (view.bound || view.gated || view.finished) return undefined;
+  if (view.startTimeoutMs === undefined || view.clearedAt === undefined) return undefined;
+  return view.clearedAt + view.startTimeoutMs;
 }
 
 /** Priority of a view, with `fallback` for pods that set none. */

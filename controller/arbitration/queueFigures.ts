@@ -7,9 +7,8 @@ import type { PrimitiveKind } from '../../api/constants.ts';
 import type { Primitive } from '../../api/types.ts';
 import { rulesOf } from './kinds.ts';
 import type { IndexedPod, PrimitiveKey } from './podIndex.ts';
-import { hasPassedWait, isFinished } from './podView.ts';
+import { arrivalOf, hasPassedWait, isFinished, isGated } from './podView.ts';
 import { stagePassed } from './stages.ts';
-import { fromIso } from './timestamps.ts';
 
 export interface PrimitiveGauge {
   kind: PrimitiveKind;
@@ -38,8 +37,8 @@ export function capacityOf(kind: PrimitiveKind, p: Primitive): { capacity: numbe
 
 /**
  * Per-primitive figures for the gauges: capacity and use from each primitive, waiting pods and the oldest
- * wait from the pods (a pod waits at the first of its primitives it has not passed, once it is bound,
- * until it passes its wait container or finishes).
+ * wait from the pods (a pod waits at the first of its primitives it has not passed, once it is bound or
+ * held unscheduled by konductor's scheduling gate, until it passes its wait container or finishes).
  */
 export function primitiveGauges(source: FiguresSource, now: number): PrimitiveGauge[] {
   const rows = new Map<PrimitiveKey, PrimitiveGauge>();
@@ -58,7 +57,7 @@ export function primitiveGauges(source: FiguresSource, now: number): PrimitiveGa
   for (const p of source.pods()) {
     // Cheap checks first: this runs over every managed pod at each scrape.
     const pod = p.pod;
-    if (!pod.spec?.nodeName || isFinished(pod) || hasPassedWait(pod)) continue;
+    if ((!pod.spec?.nodeName && !isGated(pod)) || isFinished(pod) || hasPassedWait(pod)) continue;
     const uid = pod.metadata.uid ?? '';
     const stage = p.stages.find((st) => !stagePassed(st, source.primitive(st.key), uid));
     if (!stage) continue;
@@ -70,10 +69,4 @@ export function primitiveGauges(source: FiguresSource, now: number): PrimitiveGa
       row.oldestWaitSeconds = Math.max(row.oldestWaitSeconds, Math.max(0, now - since) / 1000);
   }
   return [...rows.values()];
-}
-
-/** When the pod arrived (arbitration's arrival: PodScheduled, else creation), ms. */
-function arrivalOf(pod: IndexedPod['pod']): number | undefined {
-  const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'True');
-  return fromIso(scheduled?.lastTransitionTime) ?? fromIso(pod.metadata.creationTimestamp);
 }

@@ -23,7 +23,7 @@ import type { Holder, QueueEntry, Semaphore, SemaphoreStatus } from '../../api/t
 import { adoptionMessage, adoptSemaphoreHolders, firstToken } from './adoption.ts';
 import { type ConditionUpdate, withReady } from './conditions.ts';
 import { type PlannedEvent, podEvent, primitiveEvent } from './events.ts';
-import { queuedEvents, reviewHolder } from './holding.ts';
+import { earlier, nextStartTimeout, queuedEvents, reviewHolder } from './holding.ts';
 import type { Decision, KindRules } from './kindRules.ts';
 import { holdStartedAt, type PodView } from './podView.ts';
 import { jsonEqual } from './statusEquality.ts';
@@ -213,7 +213,7 @@ export function arbitrateSemaphore(input: SemaphoreArbitrationInput): SemaphoreA
     granted,
     removed,
   };
-  const requeue = earliestExpiry(holders, pods, ttl, now);
+  const requeue = earlier(earliestExpiry(holders, pods, ttl, now), nextStartTimeout(holders, pods, now));
   if (requeue !== undefined) result.requeueAfterMs = requeue;
   return result;
 }

@@ -14,6 +14,7 @@ import type { QueuePlace } from './kindRules.ts';
 import { rulesOf } from './kinds.ts';
 import type { IndexedPod, Stage } from './podIndex.ts';
 import { type PodView, podRequestFor, toPodView } from './podView.ts';
+import { fromIso } from './timestamps.ts';
 
 export type StageState =
   | { state: 'passed'; grant: Grant }
@@ -43,6 +44,27 @@ export function eligibleFor(
     if (!stagePassed(st, lookup(st.key), uid)) return false;
   }
   return true;
+}
+
+/**
+ * When the pod had passed every one of its stages (the latest grant or opening among them), ms; undefined while
+ * one is not passed (or no time is known). Its scheduling gate may go from then on, and its start timeout counts
+ * from then.
+ */
+export function clearedAt(
+  stages: readonly Stage[],
+  lookup: (key: string) => Primitive | undefined,
+  uid: string,
+): number | undefined {
+  let latest: number | undefined;
+  for (const st of stages) {
+    const primitive = lookup(st.key);
+    const grant = primitive && rulesOf(st.kind).grantOf(primitive, uid);
+    if (!grant) return undefined;
+    const at = fromIso(grant.grantedAt);
+    if (at !== undefined) latest = latest === undefined ? at : Math.max(latest, at);
+  }
+  return latest;
 }
 
 /** A queue in arbitration order, indexed by pod UID (0-based), for positions in progress lines. */
@@ -122,6 +144,7 @@ export function waitersAt(
     const uid = indexed.pod.metadata.uid ?? '';
     const view = toPodView(indexed.pod, podRequestFor(indexed.pod, indexed.request, kind), {
       eligible: eligibleFor(indexed.stages, stageIndex, lookup, uid),
+      clearedAt: clearedAt(indexed.stages, lookup, uid),
     });
     return { view, indexed, stageIndex };
   });

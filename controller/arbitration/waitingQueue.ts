@@ -4,7 +4,7 @@
  * exactly the order arbitration grants in.
  */
 import type { QueueEntry } from '../../api/types.ts';
-import { compareWaiters, type PodView } from './podView.ts';
+import { compareWaiters, isPresent, type PodView } from './podView.ts';
 
 /**
  * How many waiters status.queue lists (the head of the queue, in grant order). `status.waiting` is the full
@@ -14,12 +14,13 @@ import { compareWaiters, type PodView } from './podView.ts';
 export const QUEUE_STATUS_LIMIT = 20;
 
 /**
- * A pod waits for a Semaphore or Lease when it is bound to a node, not finished, not being deleted, eligible
- * (earlier primitives in acquisition order are satisfied) and has not passed its wait container. Holders are
- * excluded by the caller.
+ * A pod waits for a Semaphore or Lease when it is present (bound to a node, or unscheduled behind konductor's
+ * scheduling gate), not finished, not being deleted, eligible (earlier primitives in acquisition order are
+ * satisfied) and has not passed its wait container. Holders are excluded by the caller. Both wait modes share
+ * one queue: a gated pod's arrival is its admission, a bound one's its scheduling.
  */
 export function isWaiting(view: PodView): boolean {
-  return view.bound && !view.finished && !view.terminating && view.eligible && !view.passedWait;
+  return isPresent(view) && !view.finished && !view.terminating && view.eligible && !view.passedWait;
 }
 
 /** The pods waiting for a primitive that do not hold it already, in grant order (see orderWaiters). */

@@ -79,15 +79,20 @@ function nodeStatus(opts: NodeOptions, transition: string): Record<string, unkno
   };
 }
 
-/** Creates (or takes over) the Node and writes its status. */
-export async function registerNode(client: KubeClient, opts: NodeOptions): Promise<void> {
-  const path = `/api/v1/nodes/${encodeURIComponent(opts.nodeName)}`;
-  const labels = {
-    'kubernetes.io/hostname': opts.nodeName,
+/** The labels of the process kubelet's Node (the scheduler matches nodeSelectors against them). */
+export function nodeLabels(nodeName: string): Record<string, string> {
+  return {
+    'kubernetes.io/hostname': nodeName,
     'kubernetes.io/os': 'linux',
     'kubernetes.io/arch': arch() === 'x64' ? 'amd64' : arch(),
     [PROCESS_KUBELET_LABEL]: 'true',
   };
+}
+
+/** Creates (or takes over) the Node and writes its status. */
+export async function registerNode(client: KubeClient, opts: NodeOptions): Promise<void> {
+  const path = `/api/v1/nodes/${encodeURIComponent(opts.nodeName)}`;
+  const labels = nodeLabels(opts.nodeName);
   try {
     await client.create('/api/v1/nodes', {
       apiVersion: 'v1',

@@ -1,17 +1,21 @@
 /**
  * The scheduler of the process kubelet (a TEST HARNESS with a single node): binds every pod with an
  * empty spec.nodeName (all namespaces) to its node through the `pods/binding` subresource, as
- * kube-scheduler does. It ignores pods with scheduling gates, pods for another schedulerName, and
- * terminating pods. It does not evaluate nodeSelector, affinity, taints or resources.
+ * kube-scheduler does. It ignores pods with scheduling gates, pods for another schedulerName, terminating
+ * pods, and pods whose nodeSelector the node's labels do not match (they stay Pending, as kube-scheduler leaves
+ * an unschedulable pod). It does not evaluate affinity, taints or resources.
  */
 import { Informer } from '../../api/informer.ts';
 import { isConflict, isNotFound, type KubeClient } from '../../api/kubeClient.ts';
 import { resourcePath } from '../../api/kubeRequest.ts';
+import { nodeLabels } from './node.ts';
 import type { KPod } from './podTypes.ts';
 
-export function needsBinding(pod: KPod): boolean {
+export function needsBinding(pod: KPod, labels: Readonly<Record<string, string>> = {}): boolean {
   const s = pod.spec;
+  const fits = Object.entries(s.nodeSelector ?? {}).every(([k, v]) => labels[k] === v);
   return (
+    fits &&
     !s.nodeName &&
     !pod.metadata.deletionTimestamp &&
     !(s.schedulingGates?.length ?? 0) &&
@@ -24,6 +28,7 @@ export function needsBinding(pod: KPod): boolean {
 export class PodBinder {
   private readonly client: KubeClient;
   private readonly nodeName: string;
+  private readonly labels: Readonly<Record<string, string>>;
   private readonly log: (msg: string) => void;
   private readonly informer: Informer<KPod>;
   private readonly inFlight = new Set<string>();
@@ -33,12 +38,13 @@ export class PodBinder {
   constructor(client: KubeClient, nodeName: string, log: (msg: string) => void) {
     this.client = client;
     this.nodeName = nodeName;
+    this.labels = nodeLabels(nodeName);
     this.log = log;
     this.informer = new Informer<KPod>(client, {
       path: '/api/v1/pods',
       fieldSelector: 'spec.nodeName=',
       onEvent: (ev) => {
-        if (ev.type !== 'deleted' && needsBinding(ev.object)) void this.bind(ev.object);
+        if (ev.type !== 'deleted' && needsBinding(ev.object, this.labels)) void this.bind(ev.object);
       },
       onError: (err, attempt) => {
         if (attempt === 1) this.log(`scheduler watch error (resuming): ${(err as Error).message}`);
@@ -79,7 +85,7 @@ export class PodBinder {
         const t = setTimeout(() => {
           this.retries.delete(t);
           const cur = this.informer.get(`${pod.metadata.namespace}/${pod.metadata.name}`);
-          if (cur && cur.metadata.uid === uid && needsBinding(cur)) void this.bind(cur);
+          if (cur && cur.metadata.uid === uid && needsBinding(cur, this.labels)) void this.bind(cur);
         }, 1000);
         this.retries.add(t);
       }

@@ -15,6 +15,7 @@ export function view(uid: string, overrides: Partial<PodView> = {}): PodView {
     scheduledAt: T0,
     admittedAt: T0,
     bound: true,
+    gated: false,
     finished: false,
     terminating: false,
     passedWait: false,

@@ -278,6 +278,35 @@ describe('Lease, Barrier and Gate', () => {
   });
 });
 
+describe('scheduling-gate mode', () => {
+  it('why and queue: unscheduled waiters have their place in the one queue', async () => {
+    await create('semaphores', 'gated-slots', { permits: 1 });
+    const marker = uniq('gated');
+    const annotations = {
+      'konductor.io/semaphore': 'gated-slots',
+      'konductor.io/wait-mode': 'scheduling-gate',
+    };
+    await nsPods.createPod('gated-holder', { annotations, script: untilReleased(marker) });
+    await waitFor(async () => mainRunning(await getPod('gated-holder')), { message: 'gated-holder runs' });
+    for (const name of ['gated-1', 'gated-2']) await nsPods.createPod(name, { annotations, script: 'true' });
+    await waitFor(async () => (await json<QueueView>(['queue', 'sem/gated-slots'])).entries.length === 2, {
+      message: 'two unscheduled waiters',
+    });
+    const q = await json<QueueView>(['queue', 'sem/gated-slots']);
+    expect(q.entries.map((e) => [e.pod, e.position])).toEqual([
+      ['gated-1', 1],
+      ['gated-2', 2],
+    ]);
+    const text = (await plugin(['why', 'gated-2'])).stdout;
+    expect(text).toContain(
+      `pod ${ns.name}/gated-2 waits for semaphore ${ns.name}/gated-slots (position 2 of 2), unscheduled (scheduling gate konductor.io/wait)`,
+    );
+    expect((await getPod('gated-2')).spec.nodeName).toBeUndefined();
+    await release(marker);
+    await nsPods.waitForPhase(['gated-1', 'gated-2'], 'Succeeded', { timeoutMs: 60_000 });
+  });
+});
+
 describe('errors', () => {
   it('a pod without konductor annotations, an unknown primitive, a bad reference, an unknown pod', async () => {
     await client.create(`/api/v1/namespaces/${ns.name}/pods`, {

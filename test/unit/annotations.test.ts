@@ -276,6 +276,84 @@ describe('parseAnnotations', () => {
   });
 });
 
+describe('parseAnnotations: wait mode and start timeout', () => {
+  const sem = { [ANNOTATIONS.semaphore]: 's' };
+
+  it('reads both wait modes and a start timeout', () => {
+    expect(request(parseAnnotations({ ...sem, [ANNOTATIONS.waitMode]: 'scheduling-gate' }))?.waitMode).toBe(
+      'scheduling-gate',
+    );
+    expect(request(parseAnnotations({ ...sem, [ANNOTATIONS.waitMode]: ' init-container ' }))?.waitMode).toBe(
+      'init-container',
+    );
+    const r = request(
+      parseAnnotations({
+        ...sem,
+        [ANNOTATIONS.waitMode]: 'scheduling-gate',
+        [ANNOTATIONS.startTimeout]: '90s',
+      }),
+    );
+    expect(r?.startTimeoutMs).toBe(90_000);
+    // Absent: the manager's default applies (the request says nothing).
+    expect(request(parseAnnotations(sem))).not.toHaveProperty('waitMode');
+    expect(request(parseAnnotations(sem))).not.toHaveProperty('startTimeoutMs');
+    // A start timeout without a mode: the default mode may be scheduling-gate.
+    expect(request(parseAnnotations({ ...sem, [ANNOTATIONS.startTimeout]: '1m' }))?.startTimeoutMs).toBe(
+      60_000,
+    );
+  });
+
+  it('denies an unknown wait mode naming the accepted ones', () => {
+    const [p] = problems(parseAnnotations({ ...sem, [ANNOTATIONS.waitMode]: 'gate' }));
+    expect(p?.annotation).toBe(ANNOTATIONS.waitMode);
+    expect(p?.message).toBe(
+      'annotation konductor.io/wait-mode: "gate" is not a wait mode (expected konductor.io/wait-mode: ' +
+        '"init-container" or konductor.io/wait-mode: "scheduling-gate")',
+    );
+  });
+
+  it('denies a bad or too long start timeout', () => {
+    expect(problems(parseAnnotations({ ...sem, [ANNOTATIONS.startTimeout]: 'soon' }))[0]?.message).toMatch(
+      /^annotation konductor.io\/start-timeout: "soon" is not a positive duration \(expected a Go duration/,
+    );
+    expect(problems(parseAnnotations({ ...sem, [ANNOTATIONS.startTimeout]: '9000h' }))[0]?.message).toMatch(
+      /^annotation konductor.io\/start-timeout: "9000h" is too long: it must be at most 8760h/,
+    );
+  });
+
+  it('denies a start timeout on a pod in init-container mode (it could never apply)', () => {
+    const [p] = problems(
+      parseAnnotations({
+        ...sem,
+        [ANNOTATIONS.waitMode]: 'init-container',
+        [ANNOTATIONS.startTimeout]: '1m',
+      }),
+    );
+    expect(p?.annotation).toBe(ANNOTATIONS.startTimeout);
+    expect(p?.message).toMatch(/only applies to konductor.io\/wait-mode: "scheduling-gate"/);
+  });
+
+  it('denies a wait timeout on a pod in scheduling-gate mode (konductor-wait starts only once granted)', () => {
+    const [p] = problems(
+      parseAnnotations({
+        ...sem,
+        [ANNOTATIONS.waitMode]: 'scheduling-gate',
+        [ANNOTATIONS.waitTimeout]: '1m',
+      }),
+    );
+    expect(p?.annotation).toBe(ANNOTATIONS.waitTimeout);
+    expect(p?.message).toMatch(/does not apply to konductor.io\/wait-mode: "scheduling-gate"/);
+  });
+
+  it('denies a wait mode or start timeout without a primitive', () => {
+    const found = problems(
+      parseAnnotations({ [ANNOTATIONS.waitMode]: 'scheduling-gate', [ANNOTATIONS.startTimeout]: '1m' }),
+    );
+    expect(found.map((p) => p.annotation).sort()).toEqual([ANNOTATIONS.startTimeout, ANNOTATIONS.waitMode]);
+    expect(found[0]?.message).toMatch(/needs a primitive to wait for/);
+  });
+});
+
 describe('hasKonductorAnnotations', () => {
   it('is true for any user-facing konductor.io/ key, known or not', () => {
     expect(hasKonductorAnnotations({ 'konductor.io/semaphore': 's' })).toBe(true);

@@ -38,6 +38,21 @@ describe('arbitrateBarrier', () => {
     expect(later.events).toEqual([]);
   });
 
+  it('scheduling-gate mode: counts gated, unscheduled pods, so a gang opens before it takes any node', () => {
+    const gang = ['a', 'b', 'c', 'd'].map((u) => view(u, { bound: false, gated: true }));
+    const three = arbitrateBarrier({ barrier: barrier(4), pods: gang.slice(0, 3), now: T0 });
+    expect(three.status).toMatchObject({ phase: 'Waiting', arrived: 3 });
+    // An ungated pod the scheduler has not placed yet is not there (it waits for nothing).
+    const stray = view('e', { bound: false, gated: false });
+    const open = arbitrateBarrier({
+      barrier: barrier(4, { status: three.status }),
+      pods: [...gang, stray],
+      now: T0 + 1,
+    });
+    expect(open.status).toMatchObject({ phase: 'Open', arrived: 4 });
+    expect(open.status.arrivals.map((a) => a.uid)).toEqual(['a', 'b', 'c', 'd']);
+  });
+
   it('opens at the quorum', () => {
     const r = arbitrateBarrier({ barrier: barrier(5, { quorum: 2 }), pods: [view('a'), view('b')], now: T0 });
     expect(r.status.phase).toBe('Open');

@@ -115,6 +115,44 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 3, arbitrary: fc.constant({ op: 'arbitrate' as const }) },
 );
 
+describe('arbitrateLease: scheduling-gate mode', () => {
+  it('grants a gated pod in one queue with bound ones; withdraws it when it is not placed within its start timeout', () => {
+    // b (gated) was admitted before a was scheduled: it is first.
+    const a = view('a', { scheduledAt: T0 + 5 });
+    const b = view('b', { bound: false, gated: true, scheduledAt: T0, startTimeoutMs: 60_000 });
+    const first = arbitrateLease({ lease: lease('5m'), pods: [a, b], now: T0 + 10 });
+    expect(first.granted?.uid).toBe('b');
+    // Its gate removed (clearedAt: the grant), the scheduler finds no node for it.
+    const placed = { ...b, gated: false, clearedAt: T0 + 10 };
+    const waiting = arbitrateLease({
+      lease: lease('5m', { status: first.status }),
+      pods: [a, placed],
+      now: T0 + 20,
+    });
+    expect(waiting.changed).toBe(false);
+    expect(waiting.requeueAfterMs).toBe(60_000 - 10);
+    const timedOut = arbitrateLease({
+      lease: lease('5m', { status: first.status }),
+      pods: [a, placed],
+      now: T0 + 10 + 60_000,
+    });
+    expect(timedOut.removed?.uid).toBe('b');
+    expect(timedOut.granted?.uid).toBe('a');
+    expect(timedOut.events.filter((e) => e.reason === 'StartTimeout')).toHaveLength(2);
+    expect(timedOut.events.find((e) => e.reason === 'StartTimeout')?.message).toMatch(
+      /not scheduled within its start timeout/,
+    );
+    // Once scheduled later, it waits again at its original place: ahead of anyone who arrived after it.
+    const c = view('c', { scheduledAt: T0 + 1 });
+    const again = arbitrateLease({
+      lease: lease('5m', { status: timedOut.status }),
+      pods: [a, { ...placed, bound: true }, c],
+      now: T0 + 70_000,
+    });
+    expect(again.status.queue?.map((e) => e.uid)).toEqual(['b', 'c']);
+  });
+});
+
 describe('arbitrateLease: properties', () => {
   it('never has two holders; expiry and release hand over with a larger token in the same decision', () => {
     fc.assert(

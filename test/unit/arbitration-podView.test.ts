@@ -3,7 +3,14 @@ import { describe, expect, it } from 'vitest';
 import { parseAnnotations } from '../../api/annotations.ts';
 import type { Pod } from '../../api/types.ts';
 import { setCondition } from '../../controller/arbitration/conditions.ts';
-import { compareWaiters, podRequestFor, toPodView } from '../../controller/arbitration/podView.ts';
+import {
+  compareWaiters,
+  isPresent,
+  podRequestFor,
+  startDeadline,
+  startTimedOut,
+  toPodView,
+} from '../../controller/arbitration/podView.ts';
 import { T0, view } from '../helpers/arbitrationFixtures.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -65,6 +72,7 @@ describe('toPodView', () => {
       scheduledAt: T0 + 5,
       admittedAt: T0,
       bound: true,
+      gated: false,
       finished: false,
       terminating: false,
       passedWait: false,
@@ -78,6 +86,67 @@ describe('toPodView', () => {
       eligible: false,
     });
     expect(unscheduled.priority).toBeUndefined();
+  });
+
+  it('scheduling-gate mode: gated while konductor.io/wait is there; arrival is the admission, even once scheduled', () => {
+    const meta = {
+      annotations: { 'konductor.io/wait-mode': 'scheduling-gate', 'konductor.io/admitted-at': iso(T0 + 3) },
+    };
+    const gated = toPodView(
+      pod({ schedulingGates: [{ name: 'other.io/x' }, { name: 'konductor.io/wait' }] }, {}, meta),
+      { startTimeoutMs: 60_000 },
+      { eligible: true, clearedAt: T0 + 10 },
+    );
+    // Arrival: the admission, cut to the second like the API's scheduling times (admittedAt breaks the tie).
+    expect(gated).toMatchObject({
+      gated: true,
+      bound: false,
+      scheduledAt: T0,
+      admittedAt: T0 + 3,
+      startTimeoutMs: 60_000,
+    });
+    expect(isPresent(gated)).toBe(true);
+    // Its gate removed by hand and scheduled later: it keeps its place (arrival = admission).
+    const scheduled = toPodView(
+      pod(
+        { nodeName: 'n' },
+        { conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: iso(T0 + 50) }] },
+        meta,
+      ),
+      {},
+      extras,
+    );
+    expect(scheduled).toMatchObject({ gated: false, bound: true, scheduledAt: T0 });
+    // A bound pod admitted later but scheduled within the same second (the API shows T0) queues behind it.
+    const later = toPodView(
+      pod(
+        { nodeName: 'n' },
+        { conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: iso(T0) }] },
+        { uid: 'uid-0', annotations: { 'konductor.io/admitted-at': iso(T0 + 600) } },
+      ),
+      {},
+      extras,
+    );
+    expect([later, gated].sort(compareWaiters).map((v) => v.admittedAt)).toEqual([T0 + 3, T0 + 600]);
+    // Only konductor's own gate counts.
+    const foreign = toPodView(pod({ schedulingGates: [{ name: 'other.io/x' }] }), {}, extras);
+    expect(isPresent(foreign)).toBe(false);
+  });
+
+  it('startTimedOut: only an ungated, unbound, unfinished pod, its start timeout after it passed everything', () => {
+    const base = { bound: false, gated: false, finished: false, startTimeoutMs: 1000, clearedAt: T0 };
+    expect(startTimedOut(base, T0 + 999)).toBe(false);
+    expect(startTimedOut(base, T0 + 1000)).toBe(true);
+    expect(startDeadline(base)).toBe(T0 + 1000);
+    for (const change of [
+      { bound: true },
+      { gated: true },
+      { finished: true },
+      { startTimeoutMs: undefined },
+      { clearedAt: undefined },
+    ]) {
+      expect(startTimedOut({ ...base, ...change }, T0 + 10_000), JSON.stringify(change)).toBe(false);
+    }
   });
 
   it('finished: phase, or main containers terminated for good', () => {

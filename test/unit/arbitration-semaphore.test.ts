@@ -242,8 +242,20 @@ describe('arbitrateSemaphore: grants', () => {
 // ---------------------------------------------------------------------------------------------
 
 type Step =
-  | { op: 'arrive'; priority: number; permits: number; bound: boolean; eligible: boolean }
-  | { op: 'bind' | 'eligible' | 'finish' | 'delete' | 'release' | 'stop' | 'passWait'; pick: number }
+  | { op: 'arrive'; priority: number; permits: number; bound: boolean; eligible: boolean; gateMode: boolean }
+  | {
+      op:
+        | 'bind'
+        | 'eligible'
+        | 'finish'
+        | 'delete'
+        | 'release'
+        | 'stop'
+        | 'passWait'
+        | 'ungate'
+        | 'handUngate';
+      pick: number;
+    }
   | { op: 'advance'; ms: number }
   | { op: 'permits'; permits: number }
   | { op: 'arbitrate' };
@@ -263,6 +275,8 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
       permits: fc.integer({ min: 1, max: 5 }),
       bound: likely,
       eligible: likely,
+      // Both wait modes on one Semaphore: one queue.
+      gateMode: fc.boolean(),
     }),
   },
   {
@@ -276,7 +290,11 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
         'release',
         'stop',
         'passWait',
-      ) as fc.Arbitrary<'bind' | 'eligible' | 'finish' | 'delete' | 'release' | 'stop' | 'passWait'>,
+        'ungate',
+        'handUngate',
+      ) as fc.Arbitrary<
+        'bind' | 'eligible' | 'finish' | 'delete' | 'release' | 'stop' | 'passWait' | 'ungate' | 'handUngate'
+      >,
       pick: fc.nat(),
     }),
   },
@@ -292,7 +310,14 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
 );
 
 const isWaiter = (p: PodView, holders: Set<string>) =>
-  p.bound && !p.finished && !p.terminating && p.eligible && !p.passedWait && !holders.has(p.uid);
+  (p.bound || p.gated) && !p.finished && !p.terminating && p.eligible && !p.passedWait && !holders.has(p.uid);
+
+/** konductor.io/start-timeout of the model's scheduling-gate pods. */
+const START_TIMEOUT_MS = 20_000;
+
+function oldHoldersAt(status: Semaphore['status'], uid: string): boolean {
+  return (status?.holders ?? []).some((h) => h.uid === uid);
+}
 
 function runSemaphoreModel(steps: Step[], ttl: string | undefined): void {
   let sem = semaphore(3, ttl === undefined ? {} : { ttl });
@@ -311,6 +336,9 @@ function runSemaphoreModel(steps: Step[], ttl: string | undefined): void {
   };
 
   const arbitrate = () => {
+    // The caller's part (stages.ts clearedAt): a holder has passed its only stage at its grant.
+    const granted = new Map((sem.status?.holders ?? []).map((h) => [h.uid, Date.parse(h.grantedAt)]));
+    for (const p of pods.values()) pods.set(p.uid, { ...p, clearedAt: granted.get(p.uid) });
     const before = sem.status;
     const heldBefore = (before?.holders ?? []).reduce((s, h) => s + h.permits, 0);
     const input = [...pods.values()];
@@ -342,18 +370,38 @@ function runSemaphoreModel(steps: Step[], ttl: string | undefined): void {
     // Holders are live: finished, deleted and expired holders are gone in the same decision.
     // The ttl counts only once the holder's pod has passed its wait (holdStartedAt).
     const ttlMs = ttl === undefined ? Number.POSITIVE_INFINITY : 30_000;
+    // A holder whose gate is gone but that is still not on a node its start timeout after its grant is
+    // withdrawn (scheduling-gate mode).
+    const startTimedOut = (p: PodView | undefined) =>
+      p !== undefined &&
+      !p.bound &&
+      !p.gated &&
+      p.startTimeoutMs !== undefined &&
+      p.clearedAt !== undefined &&
+      p.clearedAt + p.startTimeoutMs <= now;
     for (const h of st.holders) {
       const p = pods.get(h.uid);
       expect(p).toBeDefined();
       expect(p?.finished).toBe(false);
       if (p?.passedWait) expect(Date.parse(h.grantedAt) + ttlMs).toBeGreaterThan(now);
+      if (oldHoldersAt(before, h.uid)) expect(startTimedOut(p), `${h.uid} start timeout`).toBe(false);
+      // Never held by a pod that is neither on a node nor behind the gate, past its start timeout.
+      if (p && !p.bound && !p.gated && p.clearedAt !== undefined)
+        expect(p.clearedAt + (p.startTimeoutMs ?? Number.POSITIVE_INFINITY)).toBeGreaterThan(now);
     }
+    // The next start timeout is looked at in time.
+    const dues = st.holders
+      .map((h) => pods.get(h.uid))
+      .filter((p): p is PodView => p !== undefined && !p.bound && !p.gated && p.clearedAt !== undefined)
+      .map((p) => p.clearedAt! + (p.startTimeoutMs ?? 0) - now);
+    if (dues.length > 0) expect(r.requeueAfterMs).toBeLessThanOrEqual(Math.max(0, Math.min(...dues)));
     // ...and only those: a holder whose pod exists and has not finished keeps its grant until its ttl —
     // in particular a terminating pod whose main containers still run (graceful deletion).
     for (const h of before?.holders ?? []) {
       const p = pods.get(h.uid);
       const expired = p?.passedWait === true && Date.parse(h.grantedAt) + ttlMs <= now;
-      if (p && !p.finished && !expired) expect(holderUids.has(h.uid), `${h.uid} kept`).toBe(true);
+      if (p && !p.finished && !expired && !startTimedOut(p))
+        expect(holderUids.has(h.uid), `${h.uid} kept`).toBe(true);
     }
 
     // Grants only to waiters, in arbitration order, ahead of everyone left waiting.
@@ -361,7 +409,8 @@ function runSemaphoreModel(steps: Step[], ttl: string | undefined): void {
     const left = input.filter((p) => isWaiter(p, holderUids) && p.permits <= capacity).sort(compareWaiters);
     for (const g of r.granted) {
       const p = pods.get(g.uid)!;
-      expect(p.bound && !p.finished && !p.terminating && p.eligible && !p.passedWait).toBe(true);
+      // Present: on a node (init-container mode, or ungated) or unscheduled behind the gate.
+      expect((p.bound || p.gated) && !p.finished && !p.terminating && p.eligible && !p.passedWait).toBe(true);
       expect(oldHolders.has(g.uid) && st.holders.filter((h) => h.uid === g.uid).length > 1).toBe(false);
       for (const w of left) expect(compareWaiters(p, w)).toBeLessThan(0);
     }
@@ -394,15 +443,32 @@ function runSemaphoreModel(steps: Step[], ttl: string | undefined): void {
           view(uid, {
             priority: step.priority === 0 ? undefined : step.priority,
             permits: step.permits,
+            // Arrival: admission for a gated pod, scheduling for the others (both now).
             scheduledAt: now,
-            bound: step.bound,
+            bound: step.gateMode ? false : step.bound,
+            gated: step.gateMode,
+            ...(step.gateMode ? { startTimeoutMs: START_TIMEOUT_MS } : {}),
             eligible: step.eligible,
           }),
         );
         break;
       }
-      case 'bind':
-        update(step.pick, { bound: true });
+      case 'bind': {
+        // The scheduler places no gated pod.
+        const p = pick(step.pick);
+        if (p && !p.gated) pods.set(p.uid, { ...p, bound: true });
+        break;
+      }
+      case 'ungate': {
+        // The controller removes the gate of a pod granted everything.
+        const p = pick(step.pick);
+        if (p?.gated && sem.status?.holders.some((h) => h.uid === p.uid))
+          pods.set(p.uid, { ...p, gated: false });
+        break;
+      }
+      case 'handUngate':
+        // Someone removes the gate by hand, granted or not.
+        update(step.pick, { gated: false });
         break;
       case 'eligible':
         update(step.pick, { eligible: true });
@@ -420,9 +486,9 @@ function runSemaphoreModel(steps: Step[], ttl: string | undefined): void {
         break;
       }
       case 'passWait': {
-        // Only a holder's wait container exits 0.
+        // Only a holder's wait container exits 0, on a node.
         const p = pick(step.pick);
-        if (p && sem.status?.holders.some((h) => h.uid === p.uid))
+        if (p?.bound && sem.status?.holders.some((h) => h.uid === p.uid))
           pods.set(p.uid, { ...p, passedWait: true });
         break;
       }

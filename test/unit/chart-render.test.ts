@@ -154,6 +154,8 @@ describe('default values (cert-manager)', () => {
       '--service-namespace=$(POD_NAMESPACE)',
       '--agent-image=logiciq/konductor-agent:0.1.0',
       `--agent-url=https://${SVC_DNS}:9444`,
+      '--default-wait-mode=init-container',
+      '--default-start-timeout=5m',
     ]);
     // The memory budget's input (the cgroup says the same): heap and agent connections follow the limit.
     expect(c.env).toContainEqual({
@@ -237,7 +239,7 @@ describe('default values (cert-manager)', () => {
       rules
         .filter((r) => r.apiGroups.includes(group) && r.resources.includes(resource))
         .flatMap((r) => r.verbs);
-    expect(verbsFor('', 'pods').sort()).toEqual(['get', 'list', 'watch']);
+    expect(verbsFor('', 'pods').sort()).toEqual(['get', 'list', 'patch', 'watch']);
     expect(verbsFor('', 'events').sort()).toEqual(['create', 'patch']);
     expect(verbsFor('sync.konductor.io', 'semaphores').sort()).toEqual(['get', 'list', 'watch']);
     expect(verbsFor('sync.konductor.io', 'semaphores/status').sort()).toEqual(['patch', 'update']);
@@ -333,6 +335,20 @@ describe('agent API values', () => {
     const r = helm(tools, home, templateArgs({ 'agentApi.port': 9443 }));
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain('webhook.port and agentApi.port must differ');
+  });
+});
+
+describe('wait values', () => {
+  it('wait.mode and wait.startTimeout reach the manager; the schema refuses an unknown mode', () => {
+    const ms = validate(
+      renderChart(tools, home, { 'wait.mode': 'scheduling-gate', 'wait.startTimeout': '90s' }),
+      'wait',
+    );
+    expect(managerContainer(ms).args).toContain('--default-wait-mode=scheduling-gate');
+    expect(managerContainer(ms).args).toContain('--default-start-timeout=90s');
+    const r = helm(tools, home, templateArgs({ 'wait.mode': 'gate' }));
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/wait\.mode|mode/);
   });
 });
 

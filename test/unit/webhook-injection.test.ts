@@ -3,8 +3,11 @@ import fc from 'fast-check';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { describe, expect, it } from 'vitest';
 import {
+  ANNOTATIONS,
+  DEFAULT_START_TIMEOUT,
   HOLD_CONTAINER,
   MANAGED_LABEL,
+  SCHEDULING_GATE,
   SHARED_MOUNT_PATH,
   SHARED_VOLUME,
   TOKEN_AUDIENCE,
@@ -319,5 +322,115 @@ describe('injection through reviewAdmission (reinvocation)', () => {
       { injection: CONFIG },
     );
     expect(again.response).toEqual({ uid: review.request?.uid, allowed: true });
+  });
+});
+
+describe('scheduling-gate wait mode', () => {
+  const gatePod = (annotations: Record<string, string>, spec: Partial<Pod['spec']> = {}): Pod => ({
+    metadata: { name: 'p', annotations: { [ANNOTATIONS.semaphore]: 's', ...annotations } },
+    spec: { containers: [{ name: 'main', image: 'busybox' }], ...spec },
+  });
+  const gatesOf = (pod: Pod) => (pod.spec.schedulingGates ?? []).map((g) => g.name);
+
+  it('adds the scheduling gate and records the start timeout on a pod that asks for the mode', () => {
+    const pod = gatePod({ [ANNOTATIONS.waitMode]: 'scheduling-gate' });
+    const out = apply(pod, buildInjectionPatch(pod, CONFIG));
+    expectValidInjectedPod(out);
+    expect(gatesOf(out)).toEqual([SCHEDULING_GATE]);
+    expect(out.metadata.annotations?.[ANNOTATIONS.startTimeout]).toBe(DEFAULT_START_TIMEOUT);
+    expect(out.metadata.annotations?.[ANNOTATIONS.waitMode]).toBe('scheduling-gate');
+  });
+
+  it('follows the default mode and records it on the pod; keeps a start timeout the pod sets', () => {
+    const config = { ...CONFIG, defaultWaitMode: 'scheduling-gate' as const, defaultStartTimeout: '90s' };
+    const pod = gatePod({});
+    const out = apply(pod, buildInjectionPatch(pod, config));
+    expect(gatesOf(out)).toEqual([SCHEDULING_GATE]);
+    expect(out.metadata.annotations?.[ANNOTATIONS.waitMode]).toBe('scheduling-gate');
+    expect(out.metadata.annotations?.[ANNOTATIONS.startTimeout]).toBe('90s');
+    const own = gatePod({ [ANNOTATIONS.startTimeout]: '2m' });
+    expect(
+      apply(own, buildInjectionPatch(own, config)).metadata.annotations?.[ANNOTATIONS.startTimeout],
+    ).toBe('2m');
+  });
+
+  it('adds nothing in init-container mode (the default), nor to a pod created with spec.nodeName', () => {
+    for (const [pod, config] of [
+      [gatePod({}), CONFIG],
+      [
+        gatePod({ [ANNOTATIONS.waitMode]: 'init-container' }),
+        { ...CONFIG, defaultWaitMode: 'scheduling-gate' },
+      ],
+      [gatePod({}, { nodeName: 'n1' }), { ...CONFIG, defaultWaitMode: 'scheduling-gate' }],
+      // A wait timeout needs konductor-wait running while the pod waits: the default mode does not gate it.
+      [gatePod({ [ANNOTATIONS.waitTimeout]: '5m' }), { ...CONFIG, defaultWaitMode: 'scheduling-gate' }],
+    ] as const) {
+      const out = apply(pod, buildInjectionPatch(pod, config));
+      expect(out.spec.schedulingGates).toBeUndefined();
+      expect(out.metadata.annotations?.[ANNOTATIONS.startTimeout]).toBeUndefined();
+    }
+  });
+
+  it('property: the gate is added once after the pod’s own gates, iff the mode is scheduling-gate; idempotent', () => {
+    const gateName = fc.stringMatching(/^[a-z]{1,6}\.io\/[a-z]{1,6}$/);
+    fc.assert(
+      fc.property(
+        fc.option(fc.uniqueArray(gateName, { maxLength: 3 }), { nil: undefined }),
+        fc.constantFrom(undefined, 'init-container', 'scheduling-gate'),
+        fc.constantFrom(undefined, 'init-container', 'scheduling-gate'),
+        fc.boolean(),
+        fc.boolean(),
+        (own, annotated, defaultMode, bound, noAnnotations) => {
+          // No annotation map at all (the patch builder creates it), or a valid request.
+          const bare = noAnnotations && annotated === undefined;
+          const annotations: Record<string, string> = { [ANNOTATIONS.semaphore]: 's' };
+          if (annotated !== undefined) annotations[ANNOTATIONS.waitMode] = annotated;
+          const pod: Pod = {
+            metadata: { name: 'p', ...(bare ? {} : { annotations }) },
+            spec: {
+              containers: [{ name: 'main', image: 'busybox' }],
+              ...(own ? { schedulingGates: own.map((name) => ({ name })) } : {}),
+              ...(bound ? { nodeName: 'n1' } : {}),
+            },
+          };
+          const config = defaultMode ? { ...CONFIG, defaultWaitMode: defaultMode } : CONFIG;
+          const out = apply(pod, buildInjectionPatch(pod, config));
+          expectValidInjectedPod(out);
+          const gated = !bound && (annotated ?? defaultMode ?? 'init-container') === 'scheduling-gate';
+          expect(gatesOf(out)).toEqual([...(own ?? []), ...(gated ? [SCHEDULING_GATE] : [])]);
+          expect(out.metadata.annotations?.[ANNOTATIONS.waitMode]).toBe(
+            gated ? 'scheduling-gate' : annotated,
+          );
+          expect(out.metadata.annotations?.[ANNOTATIONS.startTimeout]).toBe(
+            gated ? DEFAULT_START_TIMEOUT : undefined,
+          );
+          expect(buildInjectionPatch(out, config)).toEqual([]);
+        },
+      ),
+    );
+  });
+
+  it('admission denies scheduling-gate on a pod created with spec.nodeName, saying what to do', async () => {
+    const pod = gatePod({ [ANNOTATIONS.waitMode]: 'scheduling-gate' }, { nodeName: 'n1' });
+    const out = await reviewAdmission(
+      {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: {
+          uid: 'u1',
+          kind: { group: '', version: 'v1', kind: 'Pod' },
+          operation: 'CREATE',
+          namespace: 'default',
+          object: pod,
+        },
+      },
+      { injection: CONFIG },
+    );
+    expect(out.response?.allowed).toBe(false);
+    expect(out.response?.status?.message).toBe(
+      'Pod default/p: konductor.io/wait-mode: "scheduling-gate" needs a pod the scheduler places, but ' +
+        'spec.nodeName is set (n1) and the API server refuses scheduling gates on it: remove spec.nodeName, or ' +
+        'use konductor.io/wait-mode: "init-container"',
+    );
   });
 });
