@@ -279,16 +279,25 @@ const injectors: Record<FaultKind, Injector> = {
     const holders = await holdersSoon(ctx);
     if (holders.length === 0) return NOTHING;
     const target = rng.pick(holders);
-    await retryApi(() =>
-      ctx.env.client.delete(podPath(ctx.ns, target.pod), {
+    // What the DELETE did, in the schedule: a graceful deletion answers the pod with its deletionTimestamp.
+    const outcome = await retryApi(() =>
+      ctx.env.client.delete<Pod>(podPath(ctx.ns, target.pod), {
         apiVersion: 'v1',
         kind: 'DeleteOptions',
         preconditions: { uid: target.uid },
       }),
-    ).catch((err) => {
-      if (!isNotFound(err) && !(err instanceof KubeApiError && err.statusCode === 409)) throw err;
-    });
-    return `holder ${target.pod} (${target.primitive}) deleted with its 30 s grace period (it finishes its work)`;
+    ).then(
+      (pod) =>
+        pod?.metadata?.deletionTimestamp
+          ? `deletionTimestamp ${pod.metadata.deletionTimestamp}`
+          : 'answered without a deletionTimestamp',
+      (err) => {
+        if (isNotFound(err)) return 'already gone (404)';
+        if (err instanceof KubeApiError && err.statusCode === 409) return 'uid precondition failed (409)';
+        throw err;
+      },
+    );
+    return `holder ${target.pod} (${target.primitive}) deleted with its 30 s grace period (it finishes its work): ${outcome}`;
   },
 
   'hold-killed': async (ctx, f, rng) => {
