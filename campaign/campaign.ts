@@ -6,6 +6,7 @@
  * the round.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { describeEnvironment, type Environment, environment } from '../bench/common.ts';
 import { ROOT } from '../scripts/build.ts';
@@ -35,6 +36,25 @@ export interface CampaignOptions {
   resultsPath?: string;
   /** Start no round after this long (ms from the start); the rounds run so far are reported, the flood runs. */
   timeBudgetMs?: number;
+  /**
+   * A report of an earlier chunk of this run (`--resume FILE`): its rounds are kept, this chunk goes on from
+   * the round after its last, and the report counts them all. Its seed and shape must be this run's.
+   */
+  previous?: CampaignReport;
+  /** The commit the chunk runs (`git describe`), for the report. */
+  commit?: string;
+}
+
+/** One sitting of a run: a long run may be carried over several (`--resume`), each on its own commit. */
+export interface CampaignChunk {
+  commit: string;
+  startedAt: string;
+  durationMs: number;
+  /** Rounds it ran: [from, to). */
+  from: number;
+  to: number;
+  loadAverageAtStart: number;
+  loadAverageAtEnd: number;
 }
 
 export interface CampaignReport {
@@ -46,6 +66,10 @@ export interface CampaignReport {
   environment: Environment;
   /** Rounds asked for; totals.rounds were run (fewer when the time budget ran out first). */
   roundsRequested: number;
+  /** The next round a `--resume` of this report runs. */
+  nextRound: number;
+  /** The sittings of the run (one unless it was resumed). */
+  chunks: CampaignChunk[];
   /** The time budget stopped the campaign before roundsRequested. */
   stoppedByTimeBudget: boolean;
   totals: CampaignTotals;
@@ -56,6 +80,8 @@ export interface CampaignReport {
   /** Rounds the harness could not run (not konductor's failures; they fail the campaign too). */
   harnessErrors: string[];
   passed: boolean;
+  /** Where the report is written (a --resume writes to the same file). */
+  resultsPath: string;
   durationMs: number;
   summary: string;
 }
@@ -82,22 +108,49 @@ export function floodFailures(f: FloodResult | undefined): string[] {
   return out;
 }
 
+/** A report can be resumed only by a run of the same seed, shape and node. */
+function checkResumable(previous: CampaignReport, opts: CampaignOptions): void {
+  const problems: string[] = [];
+  if (previous.seed !== opts.seed) problems.push(`seed ${previous.seed}, not ${opts.seed}`);
+  if (previous.node !== opts.node) problems.push(`node ${previous.node}, not ${opts.node}`);
+  if (JSON.stringify(previous.shape) !== JSON.stringify(opts.shape))
+    problems.push(`round shape ${JSON.stringify(previous.shape)}, not ${JSON.stringify(opts.shape)}`);
+  if (typeof previous.nextRound !== 'number') problems.push('no nextRound (a report from before --resume)');
+  if (problems.length > 0) throw new Error(`--resume: the report is of another run: ${problems.join('; ')}`);
+}
+
 export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport> {
   const started = Date.now();
   const { log } = opts;
   const env0 = environment();
+  const previous = opts.previous;
+  if (previous) checkResumable(previous, opts);
+  const env = await startEnvironment({ node: opts.node, managerFromBundle: opts.managerFromBundle, log });
+  const rounds: RoundResult[] = [...(previous?.rounds ?? [])];
+  let flood: FloodResult | undefined = previous?.flood;
+  let floodError: string | undefined;
+  const harnessErrors: string[] = [...(previous?.harnessErrors ?? [])];
+  const firstRound = previous ? previous.nextRound : opts.firstRound;
+  const lastRound = (previous ? previous.firstRound : opts.firstRound) + opts.rounds; // exclusive
+  let nextRound = firstRound;
   log(
-    `campaign seed ${opts.seed}, rounds ${opts.firstRound}..${opts.firstRound + opts.rounds - 1}, ${opts.shape.pods} pods per round, node ${opts.node}`,
+    `campaign seed ${opts.seed}, rounds ${firstRound}..${lastRound - 1}${previous ? ` (resuming a run of ${previous.rounds.length} rounds)` : ''}, ${opts.shape.pods} pods per round, node ${opts.node}`,
   );
   log(describeEnvironment(env0));
-  const env = await startEnvironment({ node: opts.node, managerFromBundle: opts.managerFromBundle, log });
-  const rounds: RoundResult[] = [];
-  let flood: FloodResult | undefined;
-  let floodError: string | undefined;
-  const harnessErrors: string[] = [];
+  const loadNow = () => Number(loadavg()[0]?.toFixed(2));
+  const chunk: CampaignChunk = {
+    commit: opts.commit ?? 'unknown',
+    startedAt: new Date(started).toISOString(),
+    durationMs: 0,
+    from: firstRound,
+    to: firstRound,
+    loadAverageAtStart: loadNow(),
+    loadAverageAtEnd: loadNow(),
+  };
   let stoppedByTimeBudget = false;
   const resultsPath =
     opts.resultsPath ??
+    previous?.resultsPath ??
     join(
       ROOT,
       'campaign',
@@ -108,14 +161,20 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   const build = (): CampaignReport => {
     const t = totals(rounds);
     const failures = [...floodFailures(flood), ...(floodError ? [floodError] : [])];
+    chunk.to = nextRound;
+    chunk.durationMs = Date.now() - started;
+    chunk.loadAverageAtEnd = loadNow();
     return {
-      command: opts.command,
+      command: previous?.command ?? opts.command,
       seed: opts.seed,
-      firstRound: opts.firstRound,
+      firstRound: previous?.firstRound ?? opts.firstRound,
       shape: opts.shape,
       node: opts.node,
-      environment: env0,
+      environment: previous?.environment ?? env0,
       roundsRequested: opts.rounds,
+      nextRound,
+      chunks: [...(previous?.chunks ?? []), chunk],
+      resultsPath,
       stoppedByTimeBudget,
       totals: t,
       rounds,
@@ -123,8 +182,13 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
       floodFailures: failures,
       harnessErrors,
       passed: t.violations === 0 && failures.length === 0 && harnessErrors.length === 0,
-      durationMs: Date.now() - started,
-      summary: markdownSummary(t, flood, opts.command, stoppedByTimeBudget ? opts.rounds : t.rounds),
+      durationMs: (previous?.durationMs ?? 0) + Date.now() - started,
+      summary: markdownSummary(
+        t,
+        flood,
+        previous?.command ?? opts.command,
+        stoppedByTimeBudget ? opts.rounds : t.rounds,
+      ),
     };
   };
   const save = async () => {
@@ -133,11 +197,11 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     await writeFile(resultsPath, `${JSON.stringify(build(), null, 2)}\n`);
   };
   try {
-    for (let r = opts.firstRound; r < opts.firstRound + opts.rounds; r++) {
+    for (let r = firstRound; r < lastRound; r++) {
       if (opts.timeBudgetMs !== undefined && Date.now() - started >= opts.timeBudgetMs) {
         stoppedByTimeBudget = true;
         log(
-          `time budget of ${Math.round(opts.timeBudgetMs / 60_000)} min spent: ${r - opts.firstRound} of ${opts.rounds} rounds run`,
+          `time budget of ${Math.round(opts.timeBudgetMs / 60_000)} min spent: ${r - firstRound} rounds in this sitting, ${rounds.length} of ${opts.rounds} in the run; go on with --resume ${resultsPath}`,
         );
         await save();
         break;
@@ -157,10 +221,12 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
         const message = `round ${r} could not run: ${(err as Error).stack ?? String(err)}`;
         log(message);
         harnessErrors.push(message);
+        nextRound = r + 1;
         await save();
         continue;
       }
       rounds.push(result);
+      nextRound = r + 1;
       log(roundLine(result));
       if (result.violations.length > 0) log(failureBlock(result, planRound(opts.seed, r, opts.shape)));
       await save();

@@ -2,9 +2,11 @@
  * `npm run campaign -- --rounds N --seed S` (docs/reliability.md): the fault campaign on a devcluster of its
  * own. `--round R` replays round R of seed S alone. Exits 1 on any violation.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { runCampaign } from './campaign.ts';
+import { type CampaignReport, runCampaign } from './campaign.ts';
 import { NODE_KINDS, type NodeKind } from './environment.ts';
 import { FAULT_KINDS, type FaultKind, FULL_SHAPE, type RoundShape, SHORT_SHAPE } from './plan.ts';
 
@@ -22,7 +24,38 @@ const HELP = `usage: npm run campaign -- [options]
   --faults K,K      deal only these fault kinds (default: all; names as in docs/reliability.md)
   --minutes M        start no round after M minutes (the rounds run are reported; the flood still runs)
   --out FILE         the JSON report (default campaign/results/<seed>-<time>.json)
+  --resume FILE      go on with the run of this report (its seed, shape, node and --rounds) from the round
+                     after its last, in the same file: a long run carried over several sittings, each
+                     sitting's commit and load recorded (combine with --minutes and --bad-input)
 `;
+
+/** The report of an earlier sitting, read for --resume (a clear error if it is not one). */
+function readResumable(file: string): CampaignReport {
+  let report: CampaignReport;
+  try {
+    report = JSON.parse(readFileSync(file, 'utf8')) as CampaignReport;
+  } catch (err) {
+    throw new Error(`--resume ${file}: not a campaign report (${(err as Error).message})`);
+  }
+  if (typeof report.nextRound !== 'number' || !Array.isArray(report.rounds))
+    throw new Error(`--resume ${file}: not a campaign report written by a run that can be resumed`);
+  if (report.nextRound >= report.firstRound + report.roundsRequested)
+    throw new Error(
+      `--resume ${file}: that run is complete (${report.rounds.length} of ${report.roundsRequested} rounds)`,
+    );
+  return report;
+}
+
+/** The commit the campaign runs, for the report (`-dirty` when the tree has changes). */
+function currentCommit(): string {
+  try {
+    return execFileSync('git', ['describe', '--always', '--dirty', '--abbrev=12'], {
+      encoding: 'utf8',
+    }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -39,6 +72,7 @@ async function main(): Promise<number> {
       out: { type: 'string' },
       minutes: { type: 'string' },
       faults: { type: 'string' },
+      resume: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -56,6 +90,13 @@ async function main(): Promise<number> {
     throw new Error(`--node must be one of ${NODE_KINDS.join(', ')}, not "${values.node}"`);
   if (values.round !== undefined && values.seed === undefined)
     throw new Error('--round needs the --seed of the run');
+  const previous = values.resume ? readResumable(values.resume) : undefined;
+  if (previous) {
+    const fixed = ['seed', 'round', 'pods', 'fault-seconds', 'faults', 'rounds', 'short', 'node'];
+    const given = fixed.filter((f) => process.argv.includes(`--${f}`));
+    if (given.length > 0)
+      throw new Error(`--resume takes the run's own settings from its report; drop --${given.join(', --')}`);
+  }
   const base = values.short ? SHORT_SHAPE : FULL_SHAPE;
   const faultKinds = values.faults?.split(',').map((k) => k.trim());
   for (const k of faultKinds ?? [])
@@ -74,14 +115,16 @@ async function main(): Promise<number> {
         }
       : {}),
   };
-  const seed = values.seed ?? randomBytes(4).toString('hex');
+  const seed = previous?.seed ?? values.seed ?? randomBytes(4).toString('hex');
   const replay = values.round !== undefined;
   const report = await runCampaign({
     seed,
-    rounds: replay ? 1 : int(values.rounds, 'rounds', 0),
+    rounds: previous ? previous.roundsRequested : replay ? 1 : int(values.rounds, 'rounds', 0),
     firstRound: replay ? int(values.round, 'round') : 0,
-    shape,
-    node: values.node as NodeKind,
+    shape: previous?.shape ?? shape,
+    commit: currentCommit(),
+    ...(previous ? { previous } : {}),
+    node: previous?.node ?? (values.node as NodeKind),
     badInput: replay ? 0 : int(values['bad-input'], 'bad-input'),
     managerFromBundle: values.manager !== 'sources',
     command: `npm run campaign -- ${process.argv.slice(2).join(' ')}`.trim(),
