@@ -142,9 +142,12 @@ export function waitersAt(
   return pods.map((indexed) => {
     const stageIndex = indexed.stages.findIndex((st) => st.key === key);
     const uid = indexed.pod.metadata.uid ?? '';
-    const view = toPodView(indexed.pod, podRequestFor(indexed.pod, indexed.request, kind), {
+    const request = podRequestFor(indexed.pod, indexed.request, kind);
+    // Only a start timeout of an unscheduled pod reads clearedAt (startDeadline): skip the grant lookups else.
+    const timesStart = request.startTimeoutMs !== undefined && !indexed.pod.spec.nodeName;
+    const view = toPodView(indexed.pod, request, {
       eligible: eligibleFor(indexed.stages, stageIndex, lookup, uid),
-      clearedAt: clearedAt(indexed.stages, lookup, uid),
+      clearedAt: timesStart ? clearedAt(indexed.stages, lookup, uid) : undefined,
     });
     return { view, indexed, stageIndex };
   });
