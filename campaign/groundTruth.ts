@@ -9,10 +9,13 @@
  *   `Expired` Event announced, at the moment the holder's ttl ran out (its expiresAt under the spec.ttl of the
  *   decision that expired it). A run whose end was never written counts as running until the end of the
  *   observation (conservative).
- * - Lowering spec.permits revokes nothing, so the bound is the grant's: at the instant a pod's container
+ * - Lowering spec.permits revokes nothing, so the bound is a grant's: at the instant a pod's container
  *   starts, the permits of every pod holding at that instant (itself included) are at most spec.permits of the
- *   status version that granted it (1 for the Lease). The count only grows at starts, so checking every start
- *   checks every instant.
+ *   status version that made the latest of their grants (1 for the Lease). Every other holding pod was granted
+ *   before that decision and still held (else it is `released-while-running`), and the decision kept what was
+ *   held within its spec.permits. The latest grant, not the starting pod's own: a pod granted under permits 1
+ *   may start after permits were raised to 2 and a second pod was granted beside it. The count only grows at
+ *   starts, so checking every start checks every instant.
  * - A pod that ran on a primitive has a grant of it in some status version (adopted pods: the earlier
  *   object's), and its container started after the grant's time.
  * - A Barrier's or Gate's pods start only after it opened (its openedAt).
@@ -92,6 +95,9 @@ interface Holding {
   end: number;
   permits: number;
   bound: number;
+  /** The revision and time (ms) of the grant in force at the start: which of several grants is the latest. */
+  grantRev: number;
+  grantAt: number;
   /** The grant in force at the start: `token N @ revision`. */
   grant: string;
   cut?: string;
@@ -225,6 +231,8 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
             end: h.end,
             permits: r.permits,
             bound: g?.permitsAtGrant ?? 1,
+            grantRev: g?.rev ?? 0,
+            grantAt: g?.grantedAt ?? 0,
             grant: g
               ? `${g.adopted ? 'adopted' : `token ${g.token}`} @${g.rev}${grants.length > 1 ? ` (grant ${grants.indexOf(g) + 1} of ${grants.length})` : ''}${h.runs.length > 1 ? `, ${h.runs.length} runs` : ''}`
               : 'no grant',
@@ -239,10 +247,13 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
     for (const h of holdings) {
       const during = holdings.filter((o) => o.start <= h.start && h.start < o.end);
       const count = during.reduce((s, o) => s + o.permits, 0);
-      if (count > h.bound)
+      const latest = during.reduce((a, o) =>
+        o.grantRev > a.grantRev || (o.grantRev === a.grantRev && o.grantAt > a.grantAt) ? o : a,
+      );
+      if (count > latest.bound)
         violations.push({
           check: 'concurrent-holders',
-          message: `${count} permits of ${key} held at ${iso(h.start)} when ${h.pod} started (bound ${h.bound}, its grant's spec.permits)`,
+          message: `${count} permits of ${key} held at ${iso(h.start)} when ${h.pod} started (bound ${latest.bound}, the spec.permits of the latest grant among them: ${latest.pod}'s)`,
           intervals: during.map(describe),
         });
     }

@@ -30,12 +30,12 @@ function planned(
   };
 }
 
-function grant(uid: string, atUs: number, permitsAtGrant: number, permits = 1): GrantRecord {
+function grant(uid: string, atUs: number, permitsAtGrant: number, permits = 1, rev = 1): GrantRecord {
   return {
     uid,
     pod: uid,
     token: 1,
-    rev: 1,
+    rev,
     grantedAt: atUs / 1000,
     permitsAtGrant,
     permits,
@@ -126,6 +126,32 @@ describe('checkGroundTruth', () => {
       runs: [run('a', 0.1 * S, 4 * S), run('b', 0.2 * S, 4.5 * S), run('c', 4.3 * S, 6 * S)],
     });
     expect(bad.violations.map((v) => v.check)).toEqual(['concurrent-holders']);
+  });
+
+  it("permits raised after a grant: the bound is the latest grant among the pods running, not the starter's", () => {
+    // Round 8 of seed reliability-4: x granted under permits 1 (rev 10); permits raised to 2; y granted under
+    // 2 (rev 12) and starts; x starts after y. Two running on 2 permits: not a violation.
+    const pods = [planned('x'), planned('y'), planned('z')];
+    const ok = check({
+      pods,
+      grants: [grant('x', T0 + 1 * S, 1, 1, 10), grant('y', T0 + 1.5 * S, 2, 1, 12)],
+      runs: [run('x', 2 * S, 3 * S), run('y', 1.6 * S, 9 * S)],
+    });
+    expect(ok.violations).toEqual([]);
+    // A third pod granted under 2 while x and y run is three on 2 permits, whoever starts last.
+    const bad = check({
+      pods,
+      grants: [
+        grant('x', T0 + 1 * S, 1, 1, 10),
+        grant('y', T0 + 1.5 * S, 2, 1, 12),
+        grant('z', T0 + 1.7 * S, 2, 1, 13),
+      ],
+      runs: [run('x', 2 * S, 3 * S), run('y', 1.6 * S, 9 * S), run('z', 1.8 * S, 9 * S)],
+    });
+    expect(bad.violations.map((v) => v.check)).toEqual(['concurrent-holders']);
+    expect(bad.violations[0]?.message).toMatch(
+      /3 permits .* when x started \(bound 2, .*latest grant among them: z's\)/,
+    );
   });
 
   it('a pod restarting under its grant holds it throughout: the bound applies when the holding begins', () => {
