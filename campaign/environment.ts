@@ -106,7 +106,9 @@ export async function startEnvironment(opts: EnvironmentOptions): Promise<Campai
       onGap: (what) => route.onGap(what),
     }).start();
     stops.push(() => watcher.stop());
-    const node = await startNode(opts.node, cluster, quiet);
+    // The node's own troubles (a failed binding, a watch error, what the scheduler's sweep found) go to the log.
+    const nodeLog = (m: string) => (/sweep:|failed|error/i.test(m) ? log(`[node] ${m}`) : undefined);
+    const node = await startNode(opts.node, cluster, nodeLog);
     stops.push(() => node.stop());
 
     const apiProxy = await startTcpProxy({ host: '127.0.0.1', port: cluster.apiserverPort });
