@@ -7,10 +7,9 @@
  * node for all its files — a campaign there would wait for its own lock. docs/reliability.md, "Nodes".
  */
 import { describe, expect, it } from 'vitest';
-import { runCampaign } from '../../campaign/campaign.ts';
 import { planRound, SHORT_SHAPE } from '../../campaign/plan.ts';
-import { failureBlock } from '../../campaign/report.ts';
 import { findLeftovers, stateLayout } from '../../devcluster/realnode/index.ts';
+import { runShortCampaign } from '../helpers/campaign.ts';
 
 const SEED = 'real-short-1';
 
@@ -21,23 +20,13 @@ describe('the fault campaign on the real node, short', () => {
       plan.faults.map((f) => f.kind),
       'the seed plans hold-killed (the containerd:// path)',
     ).toContain('hold-killed');
-    const lines: string[] = [];
-    const report = await runCampaign({
+    const { report, lines, failures } = await runShortCampaign({
       seed: SEED,
       rounds: 1,
-      firstRound: 0,
-      shape: SHORT_SHAPE,
       node: 'real',
       badInput: 200,
-      managerFromBundle: true,
       command: 'vitest test/realnode/campaign.test.ts',
-      log: (line) => lines.push(line),
-      resultsPath: '',
     });
-    const failures = report.rounds
-      .filter((r) => r.violations.length > 0)
-      .map((r) => failureBlock(r, planRound(SEED, r.round, SHORT_SHAPE)))
-      .join('\n');
     expect(report.harnessErrors, lines.join('\n')).toEqual([]);
     expect(report.totals.violations, failures || lines.join('\n')).toBe(0);
     // Measured, not asserted, as in the process-node short campaign: a test must not depend on speed.
