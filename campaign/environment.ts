@@ -92,7 +92,9 @@ async function startClusterAndNode(
       ensureCampaignShellImage({ log: (l) => log(`[images] ${l}`) }),
     ]);
     const cluster = await startRealCluster({
-      log: (l) => log(`[realnode] ${l}`),
+      // First lines only: a manager the faults kill is an "unexpected exit" to the control plane's process
+      // group, which would print its log's tail each time (the line names the log file).
+      log: (l) => log(`[realnode] ${l.split('\n')[0]}`),
       images: [agent, shell],
       lockWaitMs: REAL_NODE_LOCK_WAIT_MS,
       readyTimeoutMs: 120_000,
