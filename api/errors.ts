@@ -205,9 +205,8 @@ export const ERRORS = {
   // ---- campaign/: the fault campaign ----
   KDR_CAMPAIGN_NODE_UNAVAILABLE: spec(
     500,
-    (node: string) =>
-      `--node ${node} is not driven by the campaign yet: its manager runs in the chart's Deployment, which the ` +
-      "campaign's fleet does not restart, stop or kill (docs/reliability.md, Nodes); use --node process (the default)",
+    (node: string, detail: string) =>
+      `--node ${node} cannot run the campaign here: ${detail} (docs/reliability.md, Nodes); --node process needs none of it`,
   ),
 } as const;
 

@@ -8,19 +8,27 @@
  * runs without its watch cache (`--watch-cache=false`, as test/integration/watch-gaps-and-limits.test.ts):
  * a watch that resumes after an outage then goes to etcd, and gets 410 Gone once etcd was compacted past it —
  * the re-list path the campaign must exercise. Neither changes what the manager sees of an object.
+ *
+ * The node (`--node`): the process kubelet (default) on a control plane on 127.0.0.1, or the real node
+ * (devcluster/realnode/: kubelet, containerd, CNI; one per machine, behind its lock) with the control plane on
+ * the node IP. Either way the managers are the same supervised host processes (every manager fault works
+ * alike); on the real node the pods run the agent image (Dockerfile.sidecar) and the campaign's shell image,
+ * and reach the agent proxy on the node IP (docs/reliability.md, "Nodes").
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { konductorError } from '../api/errors.ts';
 import type { KubeClient } from '../api/kubeClient.ts';
 import { etcdRevision } from '../devcluster/etcd.ts';
-import { type DevCluster, startCluster } from '../devcluster/index.ts';
+import { ensureKonductorImages } from '../devcluster/images/index.ts';
+import { type DevCluster, startCluster, startRealCluster } from '../devcluster/index.ts';
 import { installKonductor, type KonductorInstall } from '../devcluster/konductor.ts';
 import { type ProcessKubelet, startProcessKubelet } from '../devcluster/kubelet/index.ts';
 import { buildManager, buildResolver, ensureAgentBundle, MANAGER_BUNDLE } from '../scripts/build.ts';
 import { kubeconfigThrough, startTcpProxy, type TcpProxy } from '../test/helpers/tcpProxy.ts';
 import { EtcdWatcher, type StoredVersion } from './etcdWatch.ts';
 import { ManagerFleet } from './fleet.ts';
+import { ensureCampaignShellImage } from './shellImage.ts';
+import { PROCESS_SHELL_IMAGE } from './workload.ts';
 
 export const NODE_KINDS = ['process', 'real'] as const;
 export type NodeKind = (typeof NODE_KINDS)[number];
@@ -31,8 +39,16 @@ export const MANAGER_MEMORY_LIMIT_BYTES = 128 * 1024 * 1024;
 export interface CampaignNode {
   kind: NodeKind;
   nodeName: string;
-  stop(): Promise<void>;
+  /** The image of the workload's containers (a shell with `date +%s%N`). */
+  shellImage: string;
+  /** Where the agents in pods reach the agent proxy (the proxy listens there). */
+  agentHost: string;
+  /** The manager's flags this node needs (the agent image it injects). */
+  managerArgs: string[];
 }
+
+/** How long `--node real` waits for another real node on this machine (the e2e tests') to stop. */
+const REAL_NODE_LOCK_WAIT_MS = 30 * 60_000;
 
 export interface CampaignEnv {
   cluster: DevCluster;
@@ -62,29 +78,74 @@ export interface EnvironmentOptions {
   log: (line: string) => void;
 }
 
-/** The node the workload runs on. The real node (`--node real`) is not driven by the campaign yet (docs/reliability.md). */
-async function startNode(
+/** The control plane and the node the workload runs on; the cluster's stop() stops both. */
+async function startClusterAndNode(
   kind: NodeKind,
-  cluster: DevCluster,
+  extraApiserverArgs: string[],
   log: (l: string) => void,
-): Promise<CampaignNode> {
+): Promise<{ cluster: DevCluster; node: CampaignNode }> {
+  const quiet = () => undefined;
   if (kind === 'real') {
-    throw konductorError('KDR_CAMPAIGN_NODE_UNAVAILABLE', kind);
+    // The agent image built from Dockerfile.sidecar, as the e2e tests run it; the manager stays a host process.
+    const [{ agent }, shell] = await Promise.all([
+      ensureKonductorImages({ log: (l) => log(`[images] ${l}`) }),
+      ensureCampaignShellImage({ log: (l) => log(`[images] ${l}`) }),
+    ]);
+    const cluster = await startRealCluster({
+      // First lines only: a manager the faults kill is an "unexpected exit" to the control plane's process
+      // group, which would print its log's tail each time (the line names the log file).
+      log: (l) => log(`[realnode] ${l.split('\n')[0]}`),
+      images: [agent, shell],
+      lockWaitMs: REAL_NODE_LOCK_WAIT_MS,
+      readyTimeoutMs: 120_000,
+      extraApiserverArgs,
+    });
+    return {
+      cluster,
+      node: {
+        kind,
+        nodeName: cluster.node.name,
+        shellImage: shell.ref,
+        agentHost: cluster.node.ip,
+        managerArgs: [`--agent-image=${agent.ref}`],
+      },
+    };
   }
-  const kubelet: ProcessKubelet = await startProcessKubelet({ cluster, log: (m) => log(`[kubelet] ${m}`) });
-  return { kind, nodeName: kubelet.nodeName, stop: () => kubelet.stop() };
+  const cluster = await startCluster({ log: quiet, extraApiserverArgs });
+  try {
+    // The node's own troubles (a failed binding, a watch error, what the scheduler's sweep found) go to the log.
+    const nodeLog = (m: string) => (/sweep:|failed|error/i.test(m) ? log(`[node] ${m}`) : undefined);
+    const kubelet: ProcessKubelet = await startProcessKubelet({ cluster, log: nodeLog });
+    const stop = async () => {
+      await kubelet.stop();
+      await cluster.stop();
+    };
+    return {
+      cluster: { ...cluster, stop },
+      node: {
+        kind,
+        nodeName: kubelet.nodeName,
+        shellImage: PROCESS_SHELL_IMAGE,
+        agentHost: '127.0.0.1',
+        managerArgs: [],
+      },
+    };
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
 }
 
 export async function startEnvironment(opts: EnvironmentOptions): Promise<CampaignEnv> {
   const { log } = opts;
-  const quiet = () => undefined;
   await ensureAgentBundle((l) => log(l));
   // The bundled manager runs dist/kubeconfig-resolver.js to read its kubeconfig: both are built.
   if (opts.managerFromBundle) await Promise.all([buildManager(), buildResolver()]);
-  const cluster = await startCluster({
-    log: quiet,
-    extraApiserverArgs: ['--storage-media-type=application/json', '--watch-cache=false'],
-  });
+  const { cluster, node } = await startClusterAndNode(
+    opts.node,
+    ['--storage-media-type=application/json', '--watch-cache=false'],
+    log,
+  );
   const stops: (() => Promise<unknown>)[] = [() => cluster.stop()];
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch((err: Error) => log(`stop: ${err.message}`));
@@ -106,15 +167,15 @@ export async function startEnvironment(opts: EnvironmentOptions): Promise<Campai
       onGap: (what) => route.onGap(what),
     }).start();
     stops.push(() => watcher.stop());
-    // The node's own troubles (a failed binding, a watch error, what the scheduler's sweep found) go to the log.
-    const nodeLog = (m: string) => (/sweep:|failed|error/i.test(m) ? log(`[node] ${m}`) : undefined);
-    const node = await startNode(opts.node, cluster, nodeLog);
-    stops.push(() => node.stop());
 
-    const apiProxy = await startTcpProxy({ host: '127.0.0.1', port: cluster.apiserverPort });
+    // The API server listens on the control plane's bind address (the node IP on a real node).
+    const apiProxy = await startTcpProxy({
+      host: new URL(cluster.apiserverUrl).hostname,
+      port: cluster.apiserverPort,
+    });
     stops.push(() => apiProxy.close());
     let agentPort = 0;
-    const agentProxy = await startTcpProxy(() => ({ host: '127.0.0.1', port: agentPort }));
+    const agentProxy = await startTcpProxy(() => ({ host: '127.0.0.1', port: agentPort }), node.agentHost);
     stops.push(() => agentProxy.close());
     const proxied = await kubeconfigThrough(
       apiProxy,
@@ -131,8 +192,9 @@ export async function startEnvironment(opts: EnvironmentOptions): Promise<Campai
       },
       {
         log: (l) => log(`[devcluster] ${l}`),
-        // The agents reach the manager through the proxy (TLS passes through: the certificate names 127.0.0.1).
-        managerArgs: [`--agent-url=https://127.0.0.1:${agentProxy.port}`],
+        // The agents reach the manager through the proxy (TLS passes through: the certificate names its address).
+        managerArgs: [`--agent-url=https://${node.agentHost}:${agentProxy.port}`, ...node.managerArgs],
+        servingIpAddresses: node.agentHost === '127.0.0.1' ? [] : [node.agentHost],
         managerProcess: {
           ...(opts.managerFromBundle ? { entry: MANAGER_BUNDLE } : {}),
           // No heap flag: the manager sizes itself from the memory limit, as in the chart.

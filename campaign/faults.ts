@@ -8,7 +8,6 @@
  * one process; everything else overlaps freely, as it would in a cluster.
  */
 
-import { readFileSync } from 'node:fs';
 import { isAlreadyExists, isNotFound, KubeApiError, type KubeClient } from '../api/kubeClient.ts';
 import type { Pod, Semaphore } from '../api/types.ts';
 import type { DevCluster } from '../devcluster/controlPlane.ts';
@@ -16,6 +15,7 @@ import { compactEtcd, restartEtcd } from '../devcluster/etcd.ts';
 import type { KonductorInstall } from '../devcluster/konductor.ts';
 import { mintPodToken, postAgent } from '../test/helpers/agentApi.ts';
 import type { TcpProxy } from '../test/helpers/tcpProxy.ts';
+import { containerProcess } from './containerProcess.ts';
 import type { EtcdWatcher } from './etcdWatch.ts';
 import type { ManagerFleet } from './fleet.ts';
 import { podFinished, podRunning, type RoundHistory } from './history.ts';
@@ -53,6 +53,8 @@ export interface FaultContext {
   plan: RoundPlan;
   history: RoundHistory;
   stampsDir: string;
+  /** The workload's container image (the node's shell image). */
+  shellImage: string;
   /** Pod UID -> when the API server answered its force deletion, µs. */
   forceDeleted: Map<string, number>;
   /** Pods whose konductor metadata was edited with the guards off. */
@@ -165,7 +167,10 @@ async function recreatePod(ctx: FaultContext, name: string): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     try {
-      await ctx.env.client.create(`/api/v1/namespaces/${ctx.ns}/pods`, podManifest(planned, ctx.stampsDir));
+      await ctx.env.client.create(
+        `/api/v1/namespaces/${ctx.ns}/pods`,
+        podManifest(planned, ctx.stampsDir, ctx.shellImage),
+      );
       return;
     } catch (err) {
       if (isAlreadyExists(err) || Date.now() > deadline) return;
@@ -305,14 +310,9 @@ const injectors: Record<FaultKind, Injector> = {
     const withPid = holders.flatMap((h) => {
       const pod = ctx.history.podNow(h.uid)?.object as Pod | undefined;
       const id = pod?.status?.initContainerStatuses?.find((s) => s.name === 'konductor-hold')?.containerID;
-      const pid = Number(/^process:\/\/(\d+)$/.exec(id ?? '')?.[1]);
-      if (!pid) return [];
-      try {
-        if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('konductor-agent')) return [];
-      } catch {
-        return [];
-      }
-      return [{ ...h, pid }];
+      // process://<pid> (process kubelet) or containerd://<id> (real node): the agent's host process.
+      const pid = containerProcess(id, 'konductor-agent');
+      return pid ? [{ ...h, pid }] : [];
     });
     if (withPid.length === 0) return NOTHING;
     const target = rng.pick(withPid);
@@ -531,6 +531,7 @@ const injectors: Record<FaultKind, Injector> = {
         annotations: { 'konductor.io/semaphore': 'pool', 'konductor.io/wait-timeout': '8761h' },
       },
       ctx.stampsDir,
+      ctx.shellImage,
     );
     try {
       await retryApi(() => ctx.env.client.create(`/api/v1/namespaces/${ctx.ns}/pods`, pod));

@@ -125,7 +125,7 @@ export async function runFlood(env: CampaignEnv, opts: FloodOptions): Promise<Fl
     spec: {
       restartPolicy: 'Never',
       terminationGracePeriodSeconds: 1,
-      containers: [{ name: 'main', image: 'busybox', command: ['sleep', '3600'] }],
+      containers: [{ name: 'main', image: env.node.shellImage, command: ['sleep', '3600'] }],
     },
   });
   for (const [name, ann] of [

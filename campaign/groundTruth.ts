@@ -11,11 +11,11 @@
  *   observation (conservative).
  * - Lowering spec.permits revokes nothing, so the bound is a grant's: at the instant a pod's container
  *   starts, the permits of every pod holding at that instant (itself included) are at most spec.permits of the
- *   status version that made the latest of their grants (1 for the Lease). Every other holding pod was granted
- *   before that decision and still held (else it is `released-while-running`), and the decision kept what was
- *   held within its spec.permits. The latest grant, not the starting pod's own: a pod granted under permits 1
- *   may start after permits were raised to 2 and a second pod was granted beside it. The count only grows at
- *   starts, so checking every start checks every instant.
+ *   status version that made the latest of their grants (1 for the Lease). That decision saw every other one
+ *   of them as a holder (a holder that left the status while it ran is a violation of its own), so its
+ *   spec.permits bounds them all; an older grant's smaller spec.permits does not, once spec.permits was raised
+ *   and another pod granted into the new permits (a real kubelet may start the older grant's container after
+ *   the newer one's). The count only grows at starts, so checking every start checks every instant.
  * - A pod that ran on a primitive has a grant of it in some status version (adopted pods: the earlier
  *   object's), and its container started after the grant's time.
  * - A Barrier's or Gate's pods start only after it opened (its openedAt).
@@ -95,14 +95,14 @@ interface Holding {
   end: number;
   permits: number;
   bound: number;
-  /** The revision and time (ms) of the grant in force at the start: which of several grants is the latest. */
-  grantRev: number;
-  grantAt: number;
+  /** The order of its grant's decision: the etcd revision of the version that made it, then its time. */
+  decided: [number, number];
   /** The grant in force at the start: `token N @ revision`. */
   grant: string;
   cut?: string;
 }
 
+const later = (a: [number, number], b: [number, number]) => a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 const iso = (us: number) => (Number.isFinite(us) ? new Date(us / 1000).toISOString() : 'open');
 const describe = (h: Holding) =>
   `${h.pod} (${h.uid.slice(0, 8)}) ${iso(h.start)} .. ${iso(h.end)}${h.cut ? ` (${h.cut})` : ''}, ${h.permits} permit${h.permits === 1 ? '' : 's'}, ${h.grant}, bound ${h.bound}`;
@@ -231,8 +231,7 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
             end: h.end,
             permits: r.permits,
             bound: g?.permitsAtGrant ?? 1,
-            grantRev: g?.rev ?? 0,
-            grantAt: g?.grantedAt ?? 0,
+            decided: [g?.rev ?? -1, g?.grantedAt ?? -1],
             grant: g
               ? `${g.adopted ? 'adopted' : `token ${g.token}`} @${g.rev}${grants.length > 1 ? ` (grant ${grants.indexOf(g) + 1} of ${grants.length})` : ''}${h.runs.length > 1 ? `, ${h.runs.length} runs` : ''}`
               : 'no grant',
@@ -247,13 +246,11 @@ export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {
     for (const h of holdings) {
       const during = holdings.filter((o) => o.start <= h.start && h.start < o.end);
       const count = during.reduce((s, o) => s + o.permits, 0);
-      const latest = during.reduce((a, o) =>
-        o.grantRev > a.grantRev || (o.grantRev === a.grantRev && o.grantAt > a.grantAt) ? o : a,
-      );
+      const latest = during.reduce((a, o) => (later(o.decided, a.decided) ? o : a), h);
       if (count > latest.bound)
         violations.push({
           check: 'concurrent-holders',
-          message: `${count} permits of ${key} held at ${iso(h.start)} when ${h.pod} started (bound ${latest.bound}, the spec.permits of the latest grant among them: ${latest.pod}'s)`,
+          message: `${count} permits of ${key} held at ${iso(h.start)} when ${h.pod} started (bound ${latest.bound}, the spec.permits of the latest of their grants: ${latest.pod}'s)`,
           intervals: during.map(describe),
         });
     }

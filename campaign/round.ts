@@ -132,7 +132,7 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
   await retryApi(() =>
     env.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }),
   );
-  const m = primitiveManifests(plan);
+  const m = primitiveManifests(plan, env.node.shellImage);
   for (const s of m.semaphores) await ensureCreated(env, `${SYNC}/${ns}/semaphores`, s);
   await ensureCreated(env, `${SYNC}/${ns}/leases`, m.lease);
   await ensureCreated(env, `${SYNC}/${ns}/barriers`, m.barrier);
@@ -146,6 +146,7 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
     plan,
     history,
     stampsDir,
+    shellImage: env.node.shellImage,
     forceDeleted: new Map(),
     unguarded: new Set(),
     violations: [],
@@ -159,7 +160,10 @@ export async function runRound(opts: RoundOptions): Promise<RoundResult> {
     await sleep(pod.createAtMs);
     for (;;) {
       try {
-        await env.client.create(`/api/v1/namespaces/${ns}/pods`, podManifest(pod, stampsDir));
+        await env.client.create(
+          `/api/v1/namespaces/${ns}/pods`,
+          podManifest(pod, stampsDir, env.node.shellImage),
+        );
         created++;
         return;
       } catch (err) {

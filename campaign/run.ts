@@ -15,7 +15,7 @@ const HELP = `usage: npm run campaign -- [options]
   --rounds N         rounds to run (default 100; 0: only the bad-input flood)
   --seed S           the campaign's seed (default: a new random one, printed)
   --round R          replay round R of the seed alone (with --seed)
-  --node KIND        process (default: the devcluster's process kubelet) or real (not driven by the campaign yet)
+  --node KIND        process (default: the devcluster's process kubelet) or real (the devcluster's real node: kubelet, containerd; one per machine)
   --pods N           workload pods per round (default ${FULL_SHAPE.pods})
   --fault-seconds F  length of each round's fault phase (default ${FULL_SHAPE.faultPhaseMs / 1000})
   --short            the short rounds of npm test (${SHORT_SHAPE.pods} pods, ${SHORT_SHAPE.faultPhaseMs / 1000} s of faults)

@@ -10,6 +10,17 @@
 import type { PlannedPod, RoundPlan } from './plan.ts';
 
 export const STAMPS_MOUNT = '/campaign-stamps';
+/**
+ * The image of the workload's shell on the process kubelet: its sh, date and sleep are the host's (GNU date
+ * has `%N`). A real node runs the campaign's shell image instead (campaign/shellImage.ts: busybox's `date`
+ * has no `%N`).
+ */
+export const PROCESS_SHELL_IMAGE = 'busybox';
+/**
+ * GNU `date` by its path, on the host (process kubelet) and in the campaign's shell image: a bare `date` in
+ * busybox's `sh` is its applet, without `%N`.
+ */
+export const STAMP_DATE = '/usr/bin/date';
 /** Longer than any planned work (at most 14 s): a graceful deletion never ends in SIGKILL. */
 export const GRACE_SECONDS = 30;
 
@@ -23,18 +34,18 @@ export function workScript(pod: PlannedPod): string {
     : `X=${pod.exitCode}`;
   return [
     `F=${STAMPS_MOUNT}/$POD_NAME.$POD_UID`,
-    `trap 'echo term $(date +%s%N) >> "$F"' TERM`,
-    'echo start $(date +%s%N) >> "$F"',
+    `trap 'echo term $(${STAMP_DATE} +%s%N) >> "$F"' TERM`,
+    `echo start $(${STAMP_DATE} +%s%N) >> "$F"`,
     `sleep ${seconds} & p=$!`,
     // `wait` returns early when the trapped TERM arrives: keep waiting while the work runs.
     'while :; do wait $p && break; kill -0 $p 2>/dev/null || break; done',
     exit,
-    'echo end $(date +%s%N) >> "$F"',
+    `echo end $(${STAMP_DATE} +%s%N) >> "$F"`,
     'exit $X',
   ].join('\n');
 }
 
-export function podManifest(pod: PlannedPod, stampsDir: string) {
+export function podManifest(pod: PlannedPod, stampsDir: string, image = PROCESS_SHELL_IMAGE) {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -50,7 +61,7 @@ export function podManifest(pod: PlannedPod, stampsDir: string) {
       containers: [
         {
           name: 'main',
-          image: 'busybox',
+          image,
           command: ['sh', '-c', workScript(pod)],
           env: [
             { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
@@ -71,8 +82,8 @@ export function leaseManifest(name: string, spec: { ttl: string }) {
   return { apiVersion: API, kind: 'Lease', metadata: { name }, spec };
 }
 
-/** Every primitive of the round and the Job, in creation order. */
-export function primitiveManifests(plan: RoundPlan) {
+/** Every primitive of the round and the Job (its container runs `image`), in creation order. */
+export function primitiveManifests(plan: RoundPlan, image = PROCESS_SHELL_IMAGE) {
   const p = plan.primitives;
   return {
     semaphores: [semaphoreManifest('slots', p.slots), semaphoreManifest('pool', p.pool)],
@@ -103,7 +114,7 @@ export function primitiveManifests(plan: RoundPlan) {
             containers: [
               {
                 name: 'job',
-                image: 'busybox',
+                image,
                 command: ['sh', '-c', `sleep ${(p.prepMs / 1000).toFixed(1)}`],
               },
             ],

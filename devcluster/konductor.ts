@@ -54,6 +54,11 @@ export interface InstallOptions {
    */
   certMode?: 'devcluster' | 'self-managed';
   /**
+   * IP addresses the devcluster serving certificate names besides 127.0.0.1: an address pods reach the
+   * agent API at (the fault campaign on a real node: a proxy on the node IP in front of the agent port).
+   */
+  servingIpAddresses?: string[];
+  /**
    * Restart the manager when it dies, with backoff, as the Deployment it stands for would (default true).
    * stopManager() and uninstall() are deliberate and never restarted.
    */
@@ -148,7 +153,7 @@ export async function installKonductor(
     const serving = await signCertificate(ca, {
       commonName: 'konductor',
       dnsNames: ['localhost'],
-      ipAddresses: ['127.0.0.1'],
+      ipAddresses: ['127.0.0.1', ...(opts.servingIpAddresses ?? [])],
       usage: 'server',
     });
     await writeFile(join(certDir, 'tls.crt'), serving.certPem);

@@ -25,8 +25,15 @@ export interface ProxyTarget {
   port: number;
 }
 
-/** `target` may be a function: it is read for every new connection (a target known only later). */
-export async function startTcpProxy(target: ProxyTarget | (() => ProxyTarget)): Promise<TcpProxy> {
+/**
+ * `target` may be a function: it is read for every new connection (a target known only later). `listenHost`:
+ * the address it listens on (default 127.0.0.1; the campaign's agent proxy on a real node listens on the node
+ * IP, which pods reach).
+ */
+export async function startTcpProxy(
+  target: ProxyTarget | (() => ProxyTarget),
+  listenHost = '127.0.0.1',
+): Promise<TcpProxy> {
   const open = new Set<Socket>();
   let cut = false;
   let accepted = 0;
@@ -49,7 +56,7 @@ export async function startTcpProxy(target: ProxyTarget | (() => ProxyTarget)): 
     client.pipe(upstream);
     upstream.pipe(client);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, listenHost, resolve));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return {

@@ -5,9 +5,8 @@
  * (docs/reliability.md).
  */
 import { describe, expect, it } from 'vitest';
-import { runCampaign } from '../../campaign/campaign.ts';
 import { FAULT_KINDS, planRound, SHORT_SHAPE } from '../../campaign/plan.ts';
-import { failureBlock } from '../../campaign/report.ts';
+import { runShortCampaign } from '../helpers/campaign.ts';
 
 const SEED = 'short-2'; // both topologies, every kind planned
 const ROUNDS = 2;
@@ -20,25 +19,13 @@ describe('the fault campaign, short', () => {
       ).flat(),
     );
     expect([...planned].sort(), 'the seed plans every kind').toEqual([...FAULT_KINDS].sort());
-    const lines: string[] = [];
-    const report = await runCampaign({
+    const { report, lines, failures } = await runShortCampaign({
       seed: SEED,
       rounds: ROUNDS,
-      firstRound: 0,
-      shape: SHORT_SHAPE,
       node: 'process',
       badInput: 400,
-      // As the image runs it: the memory bound (the chart's 128Mi) is about the bundle; from the sources
-      // the manager carries ~25 MiB more (bench scale) and peaked just over 128 MiB in the flood.
-      managerFromBundle: true,
       command: 'vitest test/integration/campaign.test.ts',
-      log: (line) => lines.push(line),
-      resultsPath: '',
     });
-    const failures = report.rounds
-      .filter((r) => r.violations.length > 0)
-      .map((r) => failureBlock(r, planRound(SEED, r.round, SHORT_SHAPE)))
-      .join('\n');
     expect(report.totals.violations, failures || lines.join('\n')).toBe(0);
     // The latency bound is the long campaign's figure (docs/reliability.md): in npm test it is measured, not
     // asserted — a test must not depend on the machine's speed.

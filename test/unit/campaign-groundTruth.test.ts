@@ -30,12 +30,12 @@ function planned(
   };
 }
 
-function grant(uid: string, atUs: number, permitsAtGrant: number, permits = 1, rev = 1): GrantRecord {
+function grant(uid: string, atUs: number, permitsAtGrant: number, permits = 1): GrantRecord {
   return {
     uid,
     pod: uid,
     token: 1,
-    rev,
+    rev: 1,
     grantedAt: atUs / 1000,
     permitsAtGrant,
     permits,
@@ -128,30 +128,27 @@ describe('checkGroundTruth', () => {
     expect(bad.violations.map((v) => v.check)).toEqual(['concurrent-holders']);
   });
 
-  it("permits raised after a grant: the bound is the latest grant among the pods running, not the starter's", () => {
-    // Round 8 of seed reliability-4: x granted under permits 1 (rev 10); permits raised to 2; y granted under
-    // 2 (rev 12) and starts; x starts after y. Two running on 2 permits: not a violation.
-    const pods = [planned('x'), planned('y'), planned('z')];
-    const ok = check({
-      pods,
-      grants: [grant('x', T0 + 1 * S, 1, 1, 10), grant('y', T0 + 1.5 * S, 2, 1, 12)],
-      runs: [run('x', 2 * S, 3 * S), run('y', 1.6 * S, 9 * S)],
-    });
-    expect(ok.violations).toEqual([]);
-    // A third pod granted under 2 while x and y run is three on 2 permits, whoever starts last.
-    const bad = check({
-      pods,
-      grants: [
-        grant('x', T0 + 1 * S, 1, 1, 10),
-        grant('y', T0 + 1.5 * S, 2, 1, 12),
-        grant('z', T0 + 1.7 * S, 2, 1, 13),
-      ],
-      runs: [run('x', 2 * S, 3 * S), run('y', 1.6 * S, 9 * S), run('z', 1.8 * S, 9 * S)],
-    });
-    expect(bad.violations.map((v) => v.check)).toEqual(['concurrent-holders']);
-    expect(bad.violations[0]?.message).toMatch(
-      /3 permits .* when x started \(bound 2, .*latest grant among them: z's\)/,
+  it('raising permits lets a later grant in beside an earlier one granted under fewer: the latest grant bounds them', () => {
+    // Round 3 of seed real-1 on the real node: slots-28 granted under spec.permits 1 (a permits-change fault),
+    // permits raised back to 2, slots-31 granted under 2 a version later; the real kubelet started slots-31's
+    // container first, then slots-28's: two running, within slots-31's grant, which counted slots-28 as a holder.
+    const pods = [planned('slots-28'), planned('slots-31'), planned('slots-40')];
+    const g28 = { ...grant('slots-28', T0, 1), rev: 1219 };
+    const g31 = { ...grant('slots-31', T0 + 0.06 * S, 2), rev: 1225 };
+    const runs = [run('slots-31', 1.6 * S, 9.9 * S), run('slots-28', 3.5 * S, 6.6 * S)];
+    expect(check({ pods, grants: [g28, g31], runs }).violations).toEqual([]);
+    // The latest grant's bound still holds: a third pod granted under 2 while both run is over it.
+    const g40 = { ...grant('slots-40', T0 + 4 * S, 2), rev: 1300 };
+    const over = check({ pods, grants: [g28, g31, g40], runs: [...runs, run('slots-40', 4.1 * S, 5 * S)] });
+    expect(over.violations.map((v) => v.check)).toEqual(['concurrent-holders']);
+    expect(over.violations[0]?.message).toContain(
+      "bound 2, the spec.permits of the latest of their grants: slots-40's",
     );
+    // And the newer grant made under 1 while the older one runs is over its own bound, whichever starts first.
+    const g31at1 = { ...g31, permitsAtGrant: 1 };
+    expect(check({ pods, grants: [g28, g31at1], runs }).violations.map((v) => v.check)).toEqual([
+      'concurrent-holders',
+    ]);
   });
 
   it('a pod restarting under its grant holds it throughout: the bound applies when the holding begins', () => {

@@ -63,9 +63,14 @@ describe('campaign plan', () => {
       name: 'stamps',
       hostPath: { path: '/stamps', type: 'DirectoryOrCreate' },
     });
+    // The process kubelet maps busybox to the host's shell; a real node runs the image it is given.
+    expect(manifest.spec.containers[0]?.image).toBe('busybox');
+    expect(podManifest(pod, '/stamps', 'konductor/campaign-shell:1').spec.containers[0]?.image).toBe(
+      'konductor/campaign-shell:1',
+    );
     const script = workScript({ ...pod, workMs: 1500, exitCode: 1, failFirstRun: false });
     expect(script).toContain('F=/campaign-stamps/$POD_NAME.$POD_UID');
-    expect(script).toContain(`trap 'echo term $(date +%s%N) >> "$F"' TERM`);
+    expect(script).toContain(`trap 'echo term $(/usr/bin/date +%s%N) >> "$F"' TERM`);
     expect(script).toContain('sleep 1.500 & p=$!');
     expect(script).toMatch(/X=1\necho end .*\nexit \$X$/);
   });
