@@ -7,6 +7,10 @@
  * upper half of that ceiling ("equal jitter") and never drops below baseMs. So many clients retrying after
  * the same outage (agents after a manager restart, replicas after an API server restart) spread out, yet
  * none spins faster than baseMs or waits longer than maxMs.
+ *
+ * `backoffCeiling` is the same schedule without the jitter, for the few waits that are one process's own
+ * (a devcluster component becoming ready, the process kubelet's CrashLoopBackOff, the test harness
+ * restarting the manager): nothing else retries in step with them, and the kubelet shows the pause.
  */
 
 export interface BackoffPolicy {
@@ -23,15 +27,20 @@ export const RECONCILE_BACKOFF: BackoffPolicy = { baseMs: 5, maxMs: 5000 };
 /** The self-managed certificates' first sync: 250 ms .. 5 s. */
 export const CERTIFICATE_SETUP_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5000 };
 
+/** The ceiling of retry `attempt` (0 = first retry): baseMs doubling each attempt up to maxMs. */
+export function backoffCeiling(attempt: number, policy: BackoffPolicy): number {
+  const n = Math.max(0, Math.floor(attempt));
+  // 2^n overflows to Infinity for large n; Math.min keeps the ceiling finite.
+  return Math.min(policy.maxMs, policy.baseMs * 2 ** Math.min(n, 62));
+}
+
 /** Delay before retry `attempt` (0 = first retry). `random` returns a number in [0, 1). */
 export function backoffDelay(
   attempt: number,
   random: () => number,
   policy: BackoffPolicy = RECONNECT_BACKOFF,
 ): number {
-  const n = Math.max(0, Math.floor(attempt));
-  // 2^n overflows to Infinity for large n; Math.min keeps the ceiling finite.
-  const ceiling = Math.min(policy.maxMs, policy.baseMs * 2 ** Math.min(n, 62));
+  const ceiling = backoffCeiling(attempt, policy);
   const drawn = random();
   const r = Number.isFinite(drawn) ? Math.min(Math.max(drawn, 0), 1) : 0;
   const delay = ceiling / 2 + (r * ceiling) / 2;

@@ -6,12 +6,8 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  ADMISSION_PLUGINS,
-  type DevCluster,
-  type StartClusterOptions,
-  startCluster,
-} from '../controlPlane.ts';
+import { ADMISSION_PLUGINS } from '../componentFlags.ts';
+import { type DevCluster, type StartClusterOptions, startCluster } from '../controlPlane.ts';
 import { type ImageRecord, importImages } from '../images/index.ts';
 import { ProcessGroup } from '../processes.ts';
 import { logTail } from '../processInfo.ts';
