@@ -50,8 +50,10 @@ export const IMMUTABLE_METADATA_MESSAGE =
   'the konductor.io/managed label and the konductor.io/ annotations of a pod are immutable after admission ' +
   '(they decide what the pod waits for and holds); delete and recreate the pod to change them';
 
-/** The primitives' status subresources. */
-export const STATUS_SUBRESOURCES = Object.values(KINDS).map((k) => `${k.plural}/status`);
+/** The primitives' status subresources, sorted (as the chart lists them from its CRD files). */
+export const STATUS_SUBRESOURCES = Object.values(KINDS)
+  .map((k) => `${k.plural}/status`)
+  .sort();
 
 const q = (s: string) => `'${s}'`;
 
@@ -63,10 +65,10 @@ export const KONDUCTOR_METADATA_CHANGED =
   `oldObject.metadata.?annotations.orValue({}).exists(k, k.startsWith(${q(ANNOTATION_PREFIX)}) && ` +
   `!object.metadata.?annotations[?k].hasValue())`;
 
-/** The primitive annotations (a pod carrying one must have been injected). */
-const PRIMITIVE_ANNOTATIONS = ['semaphore', 'lease', 'barrier', 'gate'].map(
-  (a) => `${ANNOTATION_PREFIX}${a}`,
-);
+/** The primitive annotations (a pod carrying one must have been injected), sorted as the chart lists them. */
+const PRIMITIVE_ANNOTATIONS = Object.values(KINDS)
+  .map((k) => k.annotation)
+  .sort();
 
 function policy(name: string, labels: Record<string, string> | undefined, spec: Record<string, unknown>) {
   return {

@@ -24,7 +24,7 @@ export function crdName(kind: PrimitiveKind): string {
   return `${KINDS[kind].plural}.${GROUP}`;
 }
 
-/** The four CustomResourceDefinition objects, in the order Semaphore, Lease, Barrier, Gate. */
+/** One CustomResourceDefinition object per kind of the kind table, in its order. */
 export function loadCrdManifests(dir: string = CRD_DIR): Record<string, unknown>[] {
   return (Object.keys(KINDS) as PrimitiveKind[]).map((kind) => {
     const file = join(dir, crdFileName(kind));

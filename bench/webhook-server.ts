@@ -8,10 +8,9 @@
  * Usage: node bench/webhook-server.ts CERT_DIR. Prints `{"port":N}` on stdout once listening; on SIGUSR2
  * one JSON line of GC pauses and event-loop delay since the previous one (serverStats.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import pino from 'pino';
 import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
+import { caBundleReader } from '../certs/certDir.ts';
 import { createMetrics } from '../controller/metrics.ts';
 import { startHttpsServer } from '../webhook/httpsServer.ts';
 import { buildServer, mutateRoutes } from '../webhook/server.ts';
@@ -21,19 +20,13 @@ async function main(): Promise<void> {
   const certDir = process.argv[2];
   if (!certDir) throw new Error('usage: node bench/webhook-server.ts CERT_DIR');
   const log = pino({ level: 'info', base: { component: 'konductor' } }, pino.destination(2));
-  const caFile = join(certDir, 'ca.crt');
   // As cmd/konductor.ts: the CA may rotate, so it is re-read, but at most once a second.
-  const caCache = { value: '', readAt: 0 };
+  const readCaBundle = caBundleReader(certDir);
   const injection = {
     agentImage: DEFAULT_AGENT_IMAGE,
     agentUrl: 'https://konductor.konductor-system.svc:443',
     get caBundle(): string {
-      const now = Date.now();
-      if (now - caCache.readAt > 1000) {
-        caCache.value = existsSync(caFile) ? readFileSync(caFile, 'utf8') : '';
-        caCache.readAt = now;
-      }
-      return caCache.value;
+      return readCaBundle();
     },
   };
   const app = buildServer({ loggerInstance: log.child({ part: 'https' }), httpsOptions: {} });

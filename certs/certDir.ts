@@ -7,6 +7,7 @@
  * is rejected by the server and retried on the next file event.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TLS_CERT_FILE, TLS_KEY_FILE } from './tlsReload.ts';
@@ -18,6 +19,25 @@ export interface CertDirFiles {
   tlsKey: string;
   /** PEM bundle for ca.crt. */
   caBundle: string;
+}
+
+/**
+ * The trust bundle (`ca.crt`) of a cert dir as the injection hands it to the agent: the CA may rotate while
+ * the manager runs, so the file is read again, but at most once per `maxAgeMs` (not on every admission).
+ * '' while the file is missing.
+ */
+export function caBundleReader(dir: string, maxAgeMs = 1000, now: () => number = Date.now): () => string {
+  const file = join(dir, CA_FILE);
+  let value = '';
+  let readAt = Number.NEGATIVE_INFINITY;
+  return () => {
+    const t = now();
+    if (t - readAt > maxAgeMs) {
+      value = existsSync(file) ? readFileSync(file, 'utf8') : '';
+      readAt = t;
+    }
+    return value;
+  };
 }
 
 async function readOr(path: string): Promise<string | undefined> {

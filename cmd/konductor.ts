@@ -2,10 +2,8 @@
  * `konductor`: the manager — controller, admission webhook and agent API in one process.
  * Thin: parses flags, wires the parts, serves health and metrics, stops gracefully on SIGTERM.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { getHeapStatistics } from 'node:v8';
 import pino from 'pino';
@@ -20,6 +18,7 @@ import { parseBoundedDuration, parseDuration } from '../api/duration.ts';
 import { KubeClient } from '../api/kubeClient.ts';
 import { connectKubeconfig } from '../api/kubeconfigSource.ts';
 import type { Semaphore } from '../api/types.ts';
+import { caBundleReader } from '../certs/certDir.ts';
 import { servingSans, startSelfManagedCerts } from '../certs/selfManaged.ts';
 import { agentApiRoutes } from '../controller/agentApi.ts';
 import { AgentAuthenticator } from '../controller/agentAuth.ts';
@@ -207,8 +206,7 @@ async function main(): Promise<void> {
       }),
     });
   }
-  const caFile = join(certDir, 'ca.crt');
-  const caCache = { value: '', readAt: 0 };
+  const readCaBundle = caBundleReader(certDir);
   const webhookPort = portFlag(values['webhook-port'], 'webhook-port');
   const agentPort = portFlag(values['agent-port'], 'agent-port');
   if (webhookPort === agentPort && webhookPort !== 0) {
@@ -231,12 +229,7 @@ async function main(): Promise<void> {
     agentUrl: values['agent-url'] ?? `https://${values['service-name']}.${serviceNs}.svc:${agentPort}`,
     // The CA may rotate while we run: re-read it at most once a second (not on every admission).
     get caBundle(): string {
-      const now = Date.now();
-      if (now - caCache.readAt > 1000) {
-        caCache.value = existsSync(caFile) ? readFileSync(caFile, 'utf8') : '';
-        caCache.readAt = now;
-      }
-      return caCache.value;
+      return readCaBundle();
     },
   };
   // Two listeners with the same TLS identity: admission (the API server calls it; failurePolicy Fail makes

@@ -24,6 +24,7 @@ import {
 } from './arbitration/podIndex.ts';
 import type { PodView } from './arbitration/podView.ts';
 import { type StageState, waitersAt } from './arbitration/stages.ts';
+import { DecisionPause } from './decisionPause.ts';
 import { EventRecorder } from './eventRecorder.ts';
 import { HolderConfirmation } from './holderConfirmation.ts';
 import { LeaderElector } from './leaderElection.ts';
@@ -67,14 +68,17 @@ export class KonductorController {
   private readonly events: EventRecorder;
   private readonly elector: LeaderElector | undefined;
   private leading: boolean;
-  /** The cache whose gap (410 Gone, re-list pending) pauses decisions, once said in the log. */
-  private pausedBy: string | undefined;
+  private readonly pause: DecisionPause;
 
   constructor(opts: ControllerOptions) {
     this.opts = opts;
     const { client } = opts;
     this.log = opts.logger;
     this.leading = !opts.leaderElect;
+    this.pause = new DecisionPause(
+      this.log,
+      () => this.cache.gap() ?? (this.podInformer.current ? undefined : 'pod cache'),
+    );
     const now = () => (opts.now ? opts.now() : Date.now());
     const onError = (what: string, err: unknown, attempt: number) => this.watchError(what, err, attempt);
     const enqueue = (key: PrimitiveKey) => this.queue.add(key);
@@ -140,7 +144,8 @@ export class KonductorController {
     });
     this.queue = new WorkQueue({
       concurrency: opts.concurrency ?? 4,
-      process: async (key) => (this.mayDecide() ? this.reconciler.reconcile(key) : undefined),
+      process: async (key) =>
+        this.pause.mayDecide(this.leading, this.hasSynced) ? this.reconciler.reconcile(key) : undefined,
       onError: (key, err, attempt) => {
         if (!isConflict(err)) this.log.warn({ key, err, attempt }, 'reconcile failed; retrying');
       },
@@ -200,33 +205,9 @@ export class KonductorController {
     return this.leading;
   }
 
-  /** The first cache that missed events and has not re-listed yet (undefined: every cache is current). */
-  private cacheGap(): string | undefined {
-    return this.cache.gap() ?? (this.podInformer.current ? undefined : 'pod cache');
-  }
-
-  /**
-   * Only the leader decides, and never from a partial cache: a holder whose pod is not listed yet would look
-   * gone and be released (every key is enqueued again once all informers have synced: start()). Nor from a
-   * cache that missed events (its watch resumed into 410 Gone) until it has re-listed: a pod that finished or
-   * went meanwhile would still look like a waiter, and be granted. The re-list enqueues every key.
-   */
-  private mayDecide(): boolean {
-    if (!this.leading || !this.hasSynced) return false;
-    const gap = this.cacheGap();
-    if (gap === undefined) return true;
-    if (this.pausedBy === undefined)
-      this.log.info({ cache: gap }, 'decisions paused: a cache missed events (410 Gone) and is re-listing');
-    this.pausedBy = gap;
-    return false;
-  }
-
-  /** A cache re-listed after a gap: decide everything again from the complete caches. */
+  /** A cache re-listed after a gap: decide everything again from the complete caches (decisionPause.ts). */
   private onRelisted(): void {
-    if (this.cacheGap() !== undefined) return;
-    if (this.pausedBy) this.log.info({ cache: this.pausedBy }, 'caches re-listed: decisions resume');
-    this.pausedBy = undefined;
-    this.enqueueAll();
+    if (this.pause.relisted()) this.enqueueAll();
   }
 
   /** Primitives waiting in the work queue (a metric). */

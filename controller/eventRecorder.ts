@@ -6,15 +6,9 @@
  * EventCorrelator: they were most of the manager's API requests under load (docs/benchmarks.md), and the
  * per-pod events and the status already say the same.
  */
+import { budgetedBackoffDelay, EVENT_RETRY, type RetryBudget } from '../api/backoff.ts';
 import { KubeApiError, type KubeClient } from '../api/kubeClient.ts';
 import type { EventReason } from '../api/reasons.ts';
-
-/**
- * Pauses before the retries of an Event the API server could not take (a transport failure, 429 or 5xx):
- * ~30 s in all, so an Event outlives an API server restart (an Expired warning is the only word a user
- * gets that a pod lost its grant while it ran) without holding a sender for long.
- */
-export const EVENT_RETRY_DELAYS_MS: readonly number[] = [250, 500, 1000, 2000, 4000, 8000, 15_000];
 
 const retriable = (err: unknown) =>
   err instanceof KubeApiError && (err.statusCode === 0 || err.statusCode === 429 || err.statusCode >= 500);
@@ -42,8 +36,8 @@ export interface EventRecorderOptions {
   concurrency?: number;
   /** Aggregation window for Normal events on non-Pod objects, ms (default 1000; 0 = off). */
   aggregateMs?: number;
-  /** Pauses before each retry of a send that failed for a retriable reason (default EVENT_RETRY_DELAYS_MS). */
-  retryDelaysMs?: readonly number[];
+  /** The backoff of a send that failed for a retriable reason, and its budget (default EVENT_RETRY: ~30 s). */
+  retry?: RetryBudget;
   /** A send failed; willRetry: it is tried again after a pause. */
   onError?: (err: unknown, willRetry: boolean) => void;
 }
@@ -140,15 +134,18 @@ export class EventRecorder {
       lastTimestamp: now,
       count: ev.count ?? 1,
     };
-    const delays = this.opts.retryDelaysMs ?? EVENT_RETRY_DELAYS_MS;
-    for (let attempt = 0; ; attempt++) {
+    const budget = this.opts.retry ?? EVENT_RETRY;
+    for (let attempt = 0, waitedMs = 0; ; attempt++) {
       try {
         await this.opts.client.create(`/api/v1/namespaces/${ev.target.namespace}/events`, body);
         return;
       } catch (err) {
-        const delay = retriable(err) ? delays[attempt] : undefined;
+        const delay = retriable(err)
+          ? budgetedBackoffDelay(attempt, waitedMs, Math.random, budget)
+          : undefined;
         this.opts.onError?.(err, delay !== undefined);
         if (delay === undefined) return;
+        waitedMs += delay;
         await new Promise((resolve) => setTimeout(resolve, delay).unref());
       }
     }

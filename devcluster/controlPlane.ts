@@ -1,21 +1,31 @@
 /**
  * A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager as
- * child processes of this one, each logging to a file in the cluster directory. See
- * devcluster/README.md for the flags and why.
+ * child processes of this one, each logging to a file in the cluster directory. The flags are in
+ * componentFlags.ts, the readiness checks in componentReadiness.ts; see devcluster/README.md for why.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify as toYaml } from 'yaml';
-import { type KonductorError, konductorError } from '../api/errors.ts';
-import { isNotFound, KubeClient } from '../api/kubeClient.ts';
+import { KubeClient } from '../api/kubeClient.ts';
 import type { KubeConnection } from '../api/kubeRequest.ts';
 import { ensureK8sBinaries, type K8sBinaries } from './binaries.ts';
+import {
+  apiserverFlags,
+  controllerManagerFlags,
+  etcdFlags,
+  KUBERNETES_SERVICE_IP,
+} from './componentFlags.ts';
+import {
+  apiserverReadiness,
+  controllerManagerReadiness,
+  etcdReadiness,
+  waitReady,
+} from './componentReadiness.ts';
+import { kubeconfigYaml } from './kubeconfig.ts';
 import { writeClusterPki } from './pki.ts';
 import { assertPortFree, getFreePorts, LOOPBACK } from './ports.ts';
-import { type ManagedProcess, ProcessGroup, reapStaleClusters } from './processes.ts';
+import { ProcessGroup, reapStaleClusters } from './processes.ts';
 import { logTail } from './processInfo.ts';
 
 export interface StartClusterOptions {
@@ -81,123 +91,7 @@ export interface DevCluster {
   stop(): Promise<void>;
 }
 
-export const SERVICE_CLUSTER_IP_RANGE = '10.0.0.0/24';
-export const KUBERNETES_SERVICE_IP = '10.0.0.1';
-/** Admission plugins enabled besides the defaults (the real node adds NodeRestriction). */
-export const ADMISSION_PLUGINS = [
-  'NamespaceLifecycle',
-  'ServiceAccount',
-  'MutatingAdmissionWebhook',
-  'ValidatingAdmissionWebhook',
-  'ValidatingAdmissionPolicy',
-];
-/**
- * Audiences the apiserver accepts for service-account tokens: its issuer only, as in a real cluster. So an
- * ordinary service-account token (`kubectl create token`) is not a `konductor` token; the injected projected
- * token asks for audience `konductor` itself, and the manager's TokenReview names that audience.
- */
-export const API_AUDIENCES = ['https://kubernetes.default.svc'];
-
 const defaultLog = (line: string) => process.stderr.write(`[devcluster] ${line}\n`);
-
-/**
- * `base` with `extra` applied: an extra `--name=value` replaces the base flag of the same name (list
- * flags such as --authorization-mode fail when repeated), any other is appended.
- */
-export function mergeFlags(base: readonly string[], extra: readonly string[] = []): string[] {
-  const name = (f: string) => f.split('=')[0];
-  const out = [...base];
-  for (const flag of extra) {
-    const i = out.findIndex((f) => name(f) === name(flag));
-    if (i >= 0) out[i] = flag;
-    else out.push(flag);
-  }
-  return out;
-}
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function componentError(proc: ManagedProcess, what: string): KonductorError {
-  const tail = logTail(proc.logPath, 30);
-  const portInUse = /address already in use/i.test(tail);
-  const exit = proc.exitInfo
-    ? ` (exit ${proc.exitInfo.code ?? ''}${proc.exitInfo.signal ? ` signal ${proc.exitInfo.signal}` : ''})`
-    : '';
-  return konductorError(
-    portInUse ? 'KDR_DEVCLUSTER_PORT_IN_USE' : 'KDR_DEVCLUSTER_COMPONENT_FAILED',
-    [
-      `${proc.component} ${what}${exit}${portInUse ? ': its port is already in use by another process' : ''}.`,
-      `Log: ${proc.logPath}`,
-      'Last lines:',
-      ...tail.split('\n').map((l) => `  ${l}`),
-    ].join('\n'),
-  );
-}
-
-/** Polls `probe` until it returns true; fails fast if `proc` exits, or at the deadline. */
-async function waitReady(
-  proc: ManagedProcess,
-  probe: () => Promise<boolean>,
-  timeoutMs: number,
-  lastState: () => string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let delay = 25;
-  for (;;) {
-    if (proc.exitInfo) throw componentError(proc, 'exited during start-up');
-    if (await probe().catch(() => false)) return;
-    if (proc.exitInfo) throw componentError(proc, 'exited during start-up');
-    if (Date.now() > deadline) {
-      const state = lastState();
-      throw componentError(
-        proc,
-        `did not become ready within ${Math.round(timeoutMs / 1000)} s${state ? ` (last check: ${state})` : ''}`,
-      );
-    }
-    await sleep(delay);
-    delay = Math.min(delay * 2, 250);
-  }
-}
-
-function etcdHealthy(url: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = httpRequest(`${url}/health`, { timeout: 2000 }, (res) => {
-      let body = '';
-      res.on('data', (c) => {
-        body += c;
-      });
-      res.on('end', () => resolve(res.statusCode === 200 && body.includes('true')));
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
-}
-
-export function kubeconfigYaml(opts: {
-  name: string;
-  server: string;
-  caPem: string;
-  user: string;
-  cert: { pem?: string; path?: string };
-  key: { pem?: string; path?: string };
-}): string {
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const user: Record<string, string> = {};
-  if (opts.cert.pem) user['client-certificate-data'] = b64(opts.cert.pem);
-  if (opts.cert.path) user['client-certificate'] = opts.cert.path;
-  if (opts.key.pem) user['client-key-data'] = b64(opts.key.pem);
-  if (opts.key.path) user['client-key'] = opts.key.path;
-  return toYaml({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [
-      { name: opts.name, cluster: { server: opts.server, 'certificate-authority-data': b64(opts.caPem) } },
-    ],
-    users: [{ name: opts.user, user }],
-    contexts: [{ name: opts.name, context: { cluster: opts.name, user: opts.user } }],
-    'current-context': opts.name,
-  });
-}
 
 /** Starts etcd, kube-apiserver and (by default) kube-controller-manager; resolves when ready. */
 export async function startCluster(opts: StartClusterOptions = {}): Promise<DevCluster> {
@@ -263,64 +157,25 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
 
     // etcd
     const etcdUrl = `http://${LOOPBACK}:${etcdPort}`;
-    const peerUrl = `http://${LOOPBACK}:${etcdPeerPort}`;
     const etcd = await group.spawn(
       'etcd',
       binaries.etcd,
-      [
-        '--name=devcluster',
-        `--data-dir=${join(dataDir, 'etcd')}`,
-        `--listen-client-urls=${etcdUrl}`,
-        `--advertise-client-urls=${etcdUrl}`,
-        `--listen-peer-urls=${peerUrl}`,
-        `--initial-advertise-peer-urls=${peerUrl}`,
-        `--initial-cluster=devcluster=${peerUrl}`,
-        '--unsafe-no-fsync=true',
-        '--log-level=warn',
-        ...(opts.extraEtcdArgs ?? []),
-      ],
+      etcdFlags(
+        { dataDir: join(dataDir, 'etcd'), clientUrl: etcdUrl, peerUrl: `http://${LOOPBACK}:${etcdPeerPort}` },
+        opts.extraEtcdArgs,
+      ),
       logs.etcd!,
     );
-    await waitReady(
-      etcd,
-      () => etcdHealthy(etcdUrl),
-      timeoutMs,
-      () => '',
-    );
+    await waitReady(etcd, etcdReadiness(etcdUrl), timeoutMs);
 
     // kube-apiserver
     const apiserverUrl = `https://${bindAddress}:${apiserverPort}`;
-    const spawnApiserver = () =>
-      group.spawn('kube-apiserver', binaries.kubeApiserver, apiserverArgs, logs['kube-apiserver']!);
-    const apiserverArgs = mergeFlags(
-      [
-        `--etcd-servers=${etcdUrl}`,
-        `--bind-address=${bindAddress}`,
-        `--advertise-address=${bindAddress}`,
-        `--secure-port=${apiserverPort}`,
-        `--cert-dir=${p.dir}`,
-        `--tls-cert-file=${p.apiserverCert}`,
-        `--tls-private-key-file=${p.apiserverKey}`,
-        `--client-ca-file=${p.caCert}`,
-        '--authorization-mode=RBAC',
-        `--enable-admission-plugins=${ADMISSION_PLUGINS.join(',')}`,
-        '--allow-privileged=true',
-        `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
-        '--service-account-issuer=https://kubernetes.default.svc',
-        `--service-account-key-file=${p.serviceAccountPub}`,
-        `--service-account-signing-key-file=${p.serviceAccountKey}`,
-        `--api-audiences=${API_AUDIENCES.join(',')}`,
-        `--kubelet-client-certificate=${p.kubeletClientCert}`,
-        `--kubelet-client-key=${p.kubeletClientKey}`,
-        `--kubelet-certificate-authority=${p.caCert}`,
-        '--kubelet-preferred-address-types=InternalIP',
-        // A loopback advertise address cannot be an Endpoints address: do not reconcile the
-        // `kubernetes` Service endpoints (nothing in the devcluster reaches the apiserver through it).
-        '--endpoint-reconciler-type=none',
-        '--profiling=false',
-      ],
+    const apiserverArgs = apiserverFlags(
+      { etcdUrl, bindAddress, port: apiserverPort, pki: p },
       opts.extraApiserverArgs,
     );
+    const spawnApiserver = () =>
+      group.spawn('kube-apiserver', binaries.kubeApiserver, apiserverArgs, logs['kube-apiserver']!);
     let apiserver = await spawnApiserver();
     const kubeConfig: KubeConnection = {
       server: apiserverUrl,
@@ -329,28 +184,8 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
       key: pki.admin.keyPem,
     };
     client = new KubeClient(kubeConfig);
-    const c = client;
-    let lastReadyz = '';
-    const apiserverReady = () =>
-      waitReady(
-        apiserver,
-        async () => {
-          try {
-            const body = await c.request<string>('GET', '/readyz', { timeoutMs: 2000 });
-            lastReadyz = String(body);
-            return String(body).trim() === 'ok';
-          } catch (err) {
-            lastReadyz = (err as Error).message
-              .split('\n')
-              .filter((l) => l.includes('failed'))
-              .join('; ');
-            return false;
-          }
-        },
-        timeoutMs,
-        () => lastReadyz,
-      );
-    await apiserverReady();
+    const readiness = apiserverReadiness(client);
+    await waitReady(apiserver, readiness, timeoutMs);
     /** Kills kube-apiserver (a crash with SIGKILL) and starts it again on the same port and etcd. */
     const restartApiserver = async (signal: NodeJS.Signals = 'SIGKILL') => {
       const old = apiserver;
@@ -358,7 +193,7 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
       old.child.kill(signal);
       await old.exited;
       apiserver = await spawnApiserver();
-      await apiserverReady();
+      await waitReady(apiserver, readiness, timeoutMs);
     };
 
     const kubeconfigPath = join(dataDir, 'kubeconfig');
@@ -393,46 +228,10 @@ export async function startCluster(opts: StartClusterOptions = {}): Promise<DevC
       const kcm = await group.spawn(
         'kube-controller-manager',
         binaries.kubeControllerManager,
-        mergeFlags(
-          [
-            `--kubeconfig=${kcmKubeconfig}`,
-            `--authentication-kubeconfig=${kcmKubeconfig}`,
-            `--authorization-kubeconfig=${kcmKubeconfig}`,
-            '--secure-port=0',
-            '--leader-elect=false',
-            '--use-service-account-credentials=false',
-            `--service-account-private-key-file=${p.serviceAccountKey}`,
-            `--root-ca-file=${p.caCert}`,
-            `--cluster-signing-cert-file=${p.caCert}`,
-            `--cluster-signing-key-file=${p.caKey}`,
-            // Everything on by default except what needs cloud, node CIDRs or a node heartbeat we do
-            // not promise: node-lifecycle would taint and evict pods of a quiet process kubelet.
-            '--controllers=*,-node-ipam-controller,-node-lifecycle-controller,-persistentvolume-attach-detach-controller',
-            '--cluster-name=konductor-devcluster',
-            '--controller-start-interval=0s',
-          ],
-          opts.extraControllerManagerArgs,
-        ),
+        controllerManagerFlags({ kubeconfig: kcmKubeconfig, pki: p }, opts.extraControllerManagerArgs),
         logs['kube-controller-manager']!,
       );
-      // Ready when the serviceaccount controller has created default/default.
-      let lastSa = '';
-      await waitReady(
-        kcm,
-        async () => {
-          try {
-            await c.get('/api/v1/namespaces/default/serviceaccounts/default');
-            return true;
-          } catch (err) {
-            lastSa = isNotFound(err)
-              ? 'serviceaccount default/default not created yet'
-              : (err as Error).message;
-            return false;
-          }
-        },
-        timeoutMs,
-        () => lastSa,
-      );
+      await waitReady(kcm, controllerManagerReadiness(client), timeoutMs);
     }
 
     log(

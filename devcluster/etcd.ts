@@ -3,6 +3,7 @@
  * campaign need to put the API server's storage through its edges — compaction (watches resuming from an
  * older resourceVersion get 410 Gone) and an etcd crash or restart on the same data.
  */
+import { etcdReadiness, waitReady } from './componentReadiness.ts';
 import type { DevCluster } from './controlPlane.ts';
 import type { ManagedProcess } from './processes.ts';
 
@@ -58,17 +59,5 @@ export async function restartEtcd(
   await old.exited;
   clearTimeout(killer);
   const proc = await cluster.processes.spawn('etcd', old.bin, old.args, old.logPath);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (proc.exitInfo)
-      throw new Error(`etcd exited while restarting (${JSON.stringify(proc.exitInfo)}); log ${proc.logPath}`);
-    try {
-      const res = await fetch(`${cluster.etcdUrl}/health`, { signal: AbortSignal.timeout(2000) });
-      if (res.ok && (await res.text()).includes('true')) return;
-    } catch {
-      /* not up yet */
-    }
-    if (Date.now() > deadline) throw new Error(`etcd not healthy ${timeoutMs} ms after its restart`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitReady(proc, etcdReadiness(cluster.etcdUrl), timeoutMs);
 }

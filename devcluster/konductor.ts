@@ -9,6 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildAdmissionPolicies } from '../api/admissionPolicies.ts';
+import { backoffCeiling } from '../api/backoff.ts';
 import { DEFAULT_AGENT_IMAGE } from '../api/constants.ts';
 import { buildWebhookConfiguration, webhookNamespaceSelector } from '../api/webhookConfiguration.ts';
 import type { DevCluster } from './controlPlane.ts';
@@ -78,7 +79,7 @@ export interface InstallOptions {
 
 /** Delay before the n-th consecutive restart (0-based): 1 s doubling to 30 s, like a short CrashLoopBackOff. */
 export function restartDelayMs(restarts: number): number {
-  return Math.min(30_000, 1000 * 2 ** Math.min(Math.max(0, restarts), 10));
+  return backoffCeiling(restarts, { baseMs: 1000, maxMs: 30_000 });
 }
 
 /** A manager that ran this long before dying starts its backoff afresh. */

@@ -31,7 +31,10 @@ export function managerRbacRules(opts: ManagerRbacOptions = {}): {
   cluster: PolicyRule[];
   namespaced: PolicyRule[];
 } {
-  const plurals = Object.values(KINDS).map((k) => k.plural);
+  // Sorted, as the chart lists them from its CRD files.
+  const plurals = Object.values(KINDS)
+    .map((k) => k.plural)
+    .sort();
   const cluster: PolicyRule[] = [
     // patch: the scheduling gate konductor.io/wait comes off a granted scheduling-gate pod.
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'patch'] },

@@ -6,6 +6,7 @@
  * stopped — which the controller sees on its own too, so the call only makes it look sooner.
  */
 import { readFileSync } from 'node:fs';
+import { backoffCeiling } from '../api/backoff.ts';
 import { isKonductorError } from '../api/errors.ts';
 import type { ReleaseResponse } from '../api/protocol.ts';
 import type { AgentCallResult, AgentClient } from './agentClient.ts';
@@ -26,7 +27,7 @@ export const RELEASE_POLICY: ReleasePolicy = {
   attempts: 3,
   totalMs: 2000,
   attemptTimeoutMs: 600,
-  pauseMs: (retry) => 100 * 2 ** retry,
+  pauseMs: (retry) => backoffCeiling(retry, { baseMs: 100, maxMs: 2000 }),
 };
 
 /**

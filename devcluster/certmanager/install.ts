@@ -6,13 +6,14 @@
  * into the webhook configurations. The images must already be in the node's containerd
  * (`importImages()` of `ensureCertManagerImages()`); the pods never pull.
  */
-import { spawn } from 'node:child_process';
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { konductorError } from '../../api/errors.ts';
 import { KubeClient } from '../../api/kubeClient.ts';
 import { ensureGoTools } from '../binaries.ts';
+import { exec } from '../exec.ts';
 import { CERT_MANAGER_VERSION, ensureCertManagerChart } from './chart.ts';
 import { CERT_MANAGER_COMPONENTS, type CertManagerComponent, certManagerImageRef } from './images.ts';
 
@@ -133,25 +134,6 @@ export interface CertManagerInstall {
   webhookSeconds: number;
 }
 
-function runHelm(
-  helm: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(helm, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, out }));
-  });
-}
-
 /** helm with its config, cache and data in a throwaway home (never the user's ~/.config/helm). */
 export async function withHelmHome<T>(fn: (env: NodeJS.ProcessEnv) => Promise<T>): Promise<T> {
   const home = await mkdtemp(join(tmpdir(), 'konductor-helm-'));
@@ -195,11 +177,12 @@ export async function installCertManager(opts: InstallCertManagerOptions): Promi
   ];
   log(`helm upgrade --install ${release} cert-manager ${CERT_MANAGER_VERSION} (namespace ${namespace})`);
   const started = Date.now();
-  const r = await withHelmHome((env) => runHelm(helm, args, env));
+  // No timeout of our own: helm's --timeout bounds the wait.
+  const r = await withHelmHome((env) => exec(helm, args, { env, timeoutMs: 0 }));
   if (r.code !== 0) {
     throw konductorError(
       'KDR_CERTMANAGER_INSTALL_FAILED',
-      `helm ${args.join(' ')} failed:\n${r.out.slice(-3000)}`,
+      `helm ${args.join(' ')} failed:\n${`${r.stdout}${r.stderr}`.slice(-3000)}`,
     );
   }
   const helmSeconds = (Date.now() - started) / 1000;

@@ -3,8 +3,8 @@
  * checks that each name now points at the archive's manifest. The containerd is the caller's: its
  * socket address is always given, never a default (`/run/containerd` may belong to someone else).
  */
-import { spawn } from 'node:child_process';
 import { konductorError } from '../../api/errors.ts';
+import { exec } from '../exec.ts';
 import type { ImageRecord } from './cache.ts';
 import { defaultImageLog } from './cache.ts';
 import { readOciArchive } from './ociArchiveReader.ts';
@@ -31,32 +31,15 @@ export interface ImportedImage {
   archive: string;
 }
 
-function ctr(opts: ImportImagesOptions, args: string[]): Promise<string> {
+async function ctr(opts: ImportImagesOptions, args: string[]): Promise<string> {
   const full = ['--address', opts.address, '--namespace', opts.namespace ?? 'k8s.io', ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(opts.ctr, full, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      err += c.toString();
-    });
-    child.on('error', (e) =>
-      reject(konductorError('KDR_IMAGES_IMPORT_FAILED', `cannot run ${opts.ctr}: ${e.message}`).causedBy(e)),
-    );
-    child.on('close', (code) => {
-      if (code === 0) resolve(out);
-      else
-        reject(
-          konductorError(
-            'KDR_IMAGES_IMPORT_FAILED',
-            `\`ctr ${full.join(' ')}\` exited ${code}: ${(err || out).trim().slice(-2000)}`,
-          ),
-        );
-    });
-  });
+  // No timeout: importing a large image takes what it takes.
+  const r = await exec(opts.ctr, full, { timeoutMs: 0 });
+  if (r.code === 0) return r.stdout;
+  throw konductorError(
+    'KDR_IMAGES_IMPORT_FAILED',
+    `\`ctr ${full.join(' ')}\` exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(-2000)}`,
+  );
 }
 
 /** `ctr images ls` rows: name -> manifest digest (the columns are REF TYPE DIGEST ...). Pure. */

@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type CertAndKey, createCa, signCertificate } from '../pki.ts';
 import { type LogEntry, LogFileReader, renderEntries, tailEntries } from './containerLog.ts';
-import type { LogLookup } from './podRunner.ts';
+import type { LogLookup } from './containerSlot.ts';
 
 export interface LogServerOptions {
   /** PEM of the CA that signs clients (the API server's kubelet client certificate). */

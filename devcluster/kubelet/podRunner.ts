@@ -11,34 +11,17 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { isConflict, isNotFound, type KubeClient } from '../../api/kubeClient.ts';
+import { backoffCeiling } from '../../api/backoff.ts';
+import { isConflict, isNotFound } from '../../api/kubeClient.ts';
 import { resourcePath } from '../../api/kubeRequest.ts';
-import { ContainerLogWriter } from './containerLog.ts';
-import {
-  type BindMount,
-  type ContainerProcess,
-  type ProcessTools,
-  spawnContainer,
-} from './containerProcess.ts';
-import { envReferences, expandCommand, resolveEnv } from './env.ts';
-import { type ImageHandler, resolveImage } from './imageTable.ts';
-import { terminatedState } from './podStatus.ts';
-import type { KContainer, KPod, RuntimeContainer, RuntimePod } from './podTypes.ts';
+import { type ContainerLaunchDeps, type LaunchResult, launchContainer, nowIso } from './containerLaunch.ts';
+import { findSlotLog, type LogLookup, podSlots, type Slot, stopSlot } from './containerSlot.ts';
+import type { KPod, RuntimePod } from './podTypes.ts';
 import { PodVolumes } from './volumes.ts';
 
-export interface PodRunnerDeps {
-  client: KubeClient;
-  nodeName: string;
-  hostIP: string;
-  podIP: string;
-  /** Per-pod directory (volumes, logs). */
-  podDir: string;
-  images: readonly ImageHandler[];
-  tools: ProcessTools;
-  baseEnv: Record<string, string>;
-  serviceEnv: Record<string, string>;
-  nodeCapacity: Record<string, string>;
+export interface PodRunnerDeps extends ContainerLaunchDeps {
   clusterCaPem?: string;
+  /** CrashLoopBackOff: initialMs doubling to maxMs. */
   backoff: { initialMs: number; maxMs: number };
   /** Called on every state change; the status writer coalesces. */
   onChange: (runner: PodRunner) => void;
@@ -46,25 +29,6 @@ export interface PodRunnerDeps {
   flushStatus: (runner: PodRunner) => Promise<void>;
   log: (msg: string) => void;
 }
-
-type SlotKind = 'init' | 'sidecar' | 'main';
-
-interface Slot {
-  spec: KContainer;
-  kind: SlotKind;
-  rt: RuntimeContainer;
-  proc?: ContainerProcess;
-  /** Log file of each attempt, oldest first. */
-  logs: ContainerLogWriter[];
-}
-
-export type LogLookup =
-  | { ok: true; writer: ContainerLogWriter }
-  | { ok: false; status: number; message: string };
-
-type StartResult = { kind: 'started'; proc: ContainerProcess } | { kind: 'retry' } | { kind: 'blocked' };
-
-const nowIso = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 export class PodRunner {
   pod: KPod;
@@ -87,18 +51,7 @@ export class PodRunner {
     this.deps = deps;
     this.lastStatus = pod.status;
     mkdirSync(join(deps.podDir, 'logs'), { recursive: true });
-    const mk = (spec: KContainer, kind: SlotKind, reason: string): Slot => ({
-      spec,
-      kind,
-      logs: [],
-      rt: { name: spec.name, state: { kind: 'waiting', reason }, restartCount: 0, image: spec.image ?? '' },
-    });
-    this.slots = [
-      ...(pod.spec.initContainers ?? []).map((c) =>
-        mk(c, c.restartPolicy === 'Always' ? 'sidecar' : 'init', 'PodInitializing'),
-      ),
-      ...pod.spec.containers.map((c) => mk(c, 'main', 'PodInitializing')),
-    ];
+    this.slots = podSlots(pod);
     this.rt = {
       init: this.slots.filter((s) => s.kind !== 'main').map((s) => s.rt),
       main: this.slots.filter((s) => s.kind === 'main').map((s) => s.rt),
@@ -159,7 +112,7 @@ export class PodRunner {
 
   private backoffMs(restartCount: number): number {
     const { initialMs, maxMs } = this.deps.backoff;
-    return Math.min(maxMs, initialMs * 2 ** Math.min(restartCount, 16));
+    return backoffCeiling(restartCount, { baseMs: initialMs, maxMs });
   }
 
   private async run(): Promise<void> {
@@ -207,8 +160,7 @@ export class PodRunner {
     // The pod is done (or its initialization failed for good): stop the sidecars, newest first.
     this.finishing = true;
     const deadline = Date.now() + this.gracePeriodMs();
-    for (const s of this.slots.filter((x) => x.kind === 'sidecar').reverse())
-      await this.stopSlot(s, deadline);
+    for (const s of this.slots.filter((x) => x.kind === 'sidecar').reverse()) await stopSlot(s, deadline);
     this.teardown();
   }
 
@@ -297,146 +249,17 @@ export class PodRunner {
     if (prev.kind === 'terminated' && !this.stopping) slot.rt.restartCount++;
   }
 
-  private async fetchEnvSources(c: KContainer) {
-    const refs = envReferences(c);
-    const ns = this.pod.metadata.namespace ?? 'default';
-    const get = async (plural: 'configmaps' | 'secrets', name: string) => {
-      try {
-        const o = await this.deps.client.get<{ data?: Record<string, string> }>(
-          resourcePath({ version: 'v1', plural, namespace: ns, name }),
-        );
-        const data = o.data ?? {};
-        if (plural === 'secrets') {
-          for (const k of Object.keys(data)) data[k] = Buffer.from(data[k] ?? '', 'base64').toString('utf8');
-        }
-        return [name, data] as const;
-      } catch (err) {
-        if (isNotFound(err)) return [name, undefined] as const;
-        throw err;
-      }
-    };
-    const [cms, secrets] = await Promise.all([
-      Promise.all(refs.configMaps.map((n) => get('configmaps', n))),
-      Promise.all(refs.secrets.map((n) => get('secrets', n))),
-    ]);
-    return { configMaps: new Map(cms), secrets: new Map(secrets) };
-  }
-
-  private waitingError(slot: Slot, reason: string, message: string): void {
-    slot.rt.state = { kind: 'waiting', reason, message };
-    this.changed();
-  }
-
-  private async startContainer(slot: Slot): Promise<StartResult> {
-    const c = slot.spec;
-    // Environment
-    let env: Record<string, string>;
-    try {
-      const sources = await this.fetchEnvSources(c);
-      const r = resolveEnv(
-        c,
-        {
-          pod: this.pod,
-          nodeName: this.deps.nodeName,
-          podIP: this.deps.podIP,
-          hostIP: this.deps.hostIP,
-          baseEnv: { ...this.deps.baseEnv, HOSTNAME: this.pod.spec.hostname ?? this.pod.metadata.name ?? '' },
-          serviceEnv: this.deps.serviceEnv,
-          nodeCapacity: this.deps.nodeCapacity,
-        },
-        sources,
-      );
-      if (!r.ok) {
-        this.waitingError(slot, r.reason, r.message);
-        return { kind: 'retry' };
-      }
-      env = r.env;
-    } catch (err) {
-      this.waitingError(slot, 'CreateContainerConfigError', (err as Error).message);
-      return { kind: 'retry' };
-    }
-    if (this.stopping) return { kind: 'blocked' };
-    // Image
-    const image = resolveImage(this.deps.images, c.image ?? '', expandCommand(c, env));
-    if (!image.ok) {
-      this.waitingError(slot, image.reason, image.message);
-      return image.reason === 'ErrImageNeverPull' ? { kind: 'blocked' } : { kind: 'retry' };
-    }
-    slot.rt.imageID = image.imageID;
-    // Mounts
-    const mounts: BindMount[] = [];
-    for (const m of c.volumeMounts ?? []) {
-      const dir = this.volumes.hostPath(m.name);
-      if (!dir) {
-        this.waitingError(
-          slot,
-          'CreateContainerConfigError',
-          `volume "${m.name}" not found in the pod's volumes`,
-        );
-        return { kind: 'blocked' };
-      }
-      const source = m.subPath ? join(dir, m.subPath) : dir;
-      if (m.subPath) mkdirSync(source, { recursive: true });
-      mounts.push({ source, target: m.mountPath, readOnly: m.readOnly === true });
-    }
-    // Process
-    const log = new ContainerLogWriter(join(this.deps.podDir, 'logs', `${c.name}-${slot.logs.length}.log`));
-    slot.logs.push(log);
-    const startedAt = nowIso();
-    let proc: ContainerProcess;
-    try {
-      proc = await spawnContainer(this.deps.tools, {
-        argv: image.argv,
-        env,
-        workingDir: c.workingDir ?? '/',
-        mounts,
-        log,
-      });
-    } catch (err) {
-      log.close();
-      slot.rt.state = {
-        kind: 'terminated',
-        exitCode: 128,
-        reason: 'StartError',
-        message: `process kubelet could not start ${image.argv[0]}: ${(err as Error).message}`,
-        startedAt,
-        finishedAt: nowIso(),
-      };
-      this.changed();
-      return { kind: 'retry' };
-    }
-    slot.proc = proc;
-    slot.rt.containerID = `process://${proc.pid}`;
-    slot.rt.state = { kind: 'running', startedAt };
-    this.changed();
-    void proc.exited.then((exit) => {
-      slot.rt.state = terminatedState(exit, startedAt, nowIso());
-      this.changed();
-    });
-    if (this.stopping) proc.signal('SIGKILL');
-    return { kind: 'started', proc };
-  }
-
-  /** SIGTERM, wait until the deadline, SIGKILL; resolves once the process is gone. */
-  private async stopSlot(slot: Slot, deadline: number): Promise<void> {
-    const proc = slot.proc;
-    if (!proc?.running) return;
-    proc.signal('SIGTERM');
-    const left = deadline - Date.now();
-    let timer: NodeJS.Timeout | undefined;
-    const killed = new Promise<void>((resolve) => {
-      timer = setTimeout(
-        () => {
-          proc.signal('SIGKILL');
-          proc.killGroup('SIGKILL');
-          resolve();
-        },
-        Math.max(0, left),
-      );
-    });
-    await Promise.race([proc.exited, killed]);
-    clearTimeout(timer);
-    await proc.exited;
+  private startContainer(slot: Slot): Promise<LaunchResult> {
+    return launchContainer(
+      {
+        pod: this.pod,
+        deps: this.deps,
+        volumePath: (name) => this.volumes.hostPath(name),
+        stopping: () => this.stopping,
+        changed: () => this.changed(),
+      },
+      slot,
+    );
   }
 
   /** Updates the pod object; a deletionTimestamp starts termination. */
@@ -459,11 +282,8 @@ export class PodRunner {
         opts.graceMs ?? (typeof graceFromPod === 'number' ? graceFromPod * 1000 : this.gracePeriodMs());
       const deadline = Date.now() + grace;
       this.abort.abort();
-      await Promise.all(
-        this.slots.filter((s) => s.kind !== 'sidecar').map((s) => this.stopSlot(s, deadline)),
-      );
-      for (const s of this.slots.filter((x) => x.kind === 'sidecar').reverse())
-        await this.stopSlot(s, deadline);
+      await Promise.all(this.slots.filter((s) => s.kind !== 'sidecar').map((s) => stopSlot(s, deadline)));
+      for (const s of this.slots.filter((x) => x.kind === 'sidecar').reverse()) await stopSlot(s, deadline);
       await this.runDone;
       this.teardown();
       if (!opts.deleteFromApi) return;
@@ -495,25 +315,6 @@ export class PodRunner {
 
   /** Log file of a container (current attempt, or the previous one). */
   findLog(container: string, previous: boolean): LogLookup {
-    const slot = this.slots.find((s) => s.spec.name === container);
-    const podName = this.pod.metadata.name;
-    if (!slot)
-      return { ok: false, status: 404, message: `container ${container} is not valid for pod ${podName}` };
-    const writer = previous ? slot.logs[slot.logs.length - 2] : slot.logs[slot.logs.length - 1];
-    if (writer) return { ok: true, writer };
-    if (previous) {
-      return {
-        ok: false,
-        status: 400,
-        message: `previous terminated container "${container}" in pod "${podName}" not found`,
-      };
-    }
-    const st = slot.rt.state;
-    const reason = st.kind === 'waiting' ? `${st.reason}${st.message ? `: ${st.message}` : ''}` : '';
-    return {
-      ok: false,
-      status: 400,
-      message: `container "${container}" in pod "${podName}" is waiting to start: ${reason}`,
-    };
+    return findSlotLog(this.slots, this.pod.metadata.name ?? '', container, previous);
   }
 }

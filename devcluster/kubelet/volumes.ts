@@ -106,56 +106,25 @@ export class PodVolumes {
     }
     await mkdir(dir, { recursive: true, mode: 0o777 });
     await chmod(dir, 0o777); // emptyDir semantics: writable by any user the container runs as
+    const objectFiles = objectFilesOf({
+      configMap: v.configMap,
+      secret: v.secret && { ...v.secret, name: v.secret.secretName },
+    });
     if (v.emptyDir) {
       // nothing to fill
-    } else if (v.configMap) {
-      await this.writeObjectFiles(
-        dir,
-        'configmaps',
-        v.configMap.name,
-        v.configMap.items,
-        v.configMap.optional,
-        mode(v.configMap),
-        v.name,
-      );
-    } else if (v.secret) {
-      await this.writeObjectFiles(
-        dir,
-        'secrets',
-        v.secret.secretName,
-        v.secret.items,
-        v.secret.optional,
-        mode(v.secret),
-        v.name,
-      );
+    } else if (objectFiles) {
+      await this.writeObjectFiles(dir, objectFiles, mode(v.configMap ?? v.secret ?? {}), v.name);
     } else if (v.downwardAPI) {
       await this.writeDownward(dir, v.downwardAPI.items ?? [], v.downwardAPI.defaultMode ?? 0o644);
     } else if (v.projected) {
       const defaultMode = v.projected.defaultMode ?? 0o644;
       for (const src of v.projected.sources ?? []) {
+        const files = objectFilesOf(src);
         if (src.serviceAccountToken) {
           const t = src.serviceAccountToken;
           await this.writeToken(dir, t.path, t.audience, t.expirationSeconds ?? 3600, defaultMode, v.name);
-        } else if (src.configMap) {
-          await this.writeObjectFiles(
-            dir,
-            'configmaps',
-            src.configMap.name,
-            src.configMap.items,
-            src.configMap.optional,
-            defaultMode,
-            v.name,
-          );
-        } else if (src.secret) {
-          await this.writeObjectFiles(
-            dir,
-            'secrets',
-            src.secret.name,
-            src.secret.items,
-            src.secret.optional,
-            defaultMode,
-            v.name,
-          );
+        } else if (files) {
+          await this.writeObjectFiles(dir, files, defaultMode, v.name);
         } else if (src.downwardAPI) {
           await this.writeDownward(dir, (src.downwardAPI.items ?? []) as DownwardApiFile[], defaultMode);
         } else {
@@ -205,10 +174,7 @@ export class PodVolumes {
 
   private async writeObjectFiles(
     dir: string,
-    plural: 'configmaps' | 'secrets',
-    name: string,
-    items: KeyToPath[] | undefined,
-    optional: boolean | undefined,
+    { plural, name, items, optional }: ObjectFiles,
     fileMode: number,
     volume: string,
   ): Promise<void> {
@@ -301,6 +267,29 @@ export class PodVolumes {
     t.unref();
     this.timers.add(t);
   }
+}
+
+/** A ConfigMap or Secret whose keys a volume (or a projected source) writes as files. */
+interface ObjectFiles {
+  plural: 'configmaps' | 'secrets';
+  name: string;
+  items?: KeyToPath[];
+  optional?: boolean;
+}
+
+interface ObjectFilesSource {
+  name: string;
+  items?: KeyToPath[];
+  optional?: boolean;
+}
+
+function objectFilesOf(src: {
+  configMap?: ObjectFilesSource;
+  secret?: ObjectFilesSource;
+}): ObjectFiles | undefined {
+  if (src.configMap) return { plural: 'configmaps', ...src.configMap };
+  if (src.secret) return { plural: 'secrets', ...src.secret };
+  return undefined;
 }
 
 function mode(src: object): number {

@@ -18,9 +18,9 @@
 import { existsSync, readdirSync, readFileSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
 import { rm, unlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { exec } from '../exec.ts';
 import { reapStaleClusters } from '../processes.ts';
 import { isProcessAlive } from '../processInfo.ts';
-import { exec } from './exec.ts';
 import { cgroupMounts } from './hostCheck.ts';
 import { nodeChains, removeNodeRules } from './iptables.ts';
 import {

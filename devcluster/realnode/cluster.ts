@@ -6,12 +6,9 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  ADMISSION_PLUGINS,
-  type DevCluster,
-  type StartClusterOptions,
-  startCluster,
-} from '../controlPlane.ts';
+import { ADMISSION_PLUGINS } from '../componentFlags.ts';
+import { type DevCluster, type StartClusterOptions, startCluster } from '../controlPlane.ts';
+import { execOk } from '../exec.ts';
 import { type ImageRecord, importImages } from '../images/index.ts';
 import { ProcessGroup } from '../processes.ts';
 import { logTail } from '../processInfo.ts';
@@ -20,7 +17,6 @@ import { type SweepReport, sweepRealNode, sweptAnything } from './cleanup.ts';
 import { type Containerd, startContainerd } from './containerd.ts';
 import { corednsManifests, waitForServiceDns } from './coredns.ts';
 import { clusterCa, writeComponentKubeconfig, writeServingCert } from './credentials.ts';
-import { execOk } from './exec.ts';
 import { cgroupMounts } from './hostCheck.ts';
 import { startKubelet, waitNodeReady } from './kubelet.ts';
 import { startKubeProxy } from './kubeProxy.ts';

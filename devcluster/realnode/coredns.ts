@@ -7,7 +7,7 @@
 import { Resolver } from 'node:dns/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { stringify as toYaml } from 'yaml';
-import { KUBERNETES_SERVICE_IP } from '../controlPlane.ts';
+import { KUBERNETES_SERVICE_IP } from '../componentFlags.ts';
 import { CLUSTER_DNS_IP, CLUSTER_DOMAIN } from './layout.ts';
 
 export function corefile(forward: boolean): string {

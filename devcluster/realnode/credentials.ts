@@ -7,7 +7,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DevCluster } from '../controlPlane.ts';
-import { kubeconfigYaml } from '../controlPlane.ts';
+import { kubeconfigYaml } from '../kubeconfig.ts';
 import { type CertAndKey, type CertRequest, signCertificate } from '../pki.ts';
 
 export async function clusterCa(cluster: DevCluster): Promise<CertAndKey> {

@@ -5,7 +5,7 @@
  * and the rules that jump to them (`stripNodeRules`, pure), and loaded back with `iptables-restore`.
  */
 
-import { exec } from './exec.ts';
+import { exec } from '../exec.ts';
 import { CNI_NETWORK } from './layout.ts';
 
 export interface StripResult {

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { konductorError } from '../../api/errors.ts';
 import { ensureGoTools } from '../binaries.ts';
 import { ensureCertManagerImages, installCertManager } from '../certmanager/index.ts';
+import { exec } from '../exec.ts';
 import { ensureImages, type ImageRecord, konductorChartImageArgs } from '../images/index.ts';
 import { REPO_ROOT } from '../konductor.ts';
 import type { RealCluster } from './cluster.ts';
-import { exec } from './exec.ts';
 
 export const KONDUCTOR_RELEASE = 'konductor';
 export const KONDUCTOR_NAMESPACE = 'konductor-system';

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { konductorError } from '../../api/errors.ts';
-import { exec, execOk } from './exec.ts';
+import { exec, execOk } from '../exec.ts';
 import {
   BRIDGE,
   CNI_NETWORK,

@@ -74,7 +74,7 @@ describe('EventRecorder', () => {
       let failed = 0;
       const recorder = new EventRecorder({
         client,
-        retryDelaysMs: [100, 200, 400, 800, 1600, 3200, 6400],
+        retry: { baseMs: 100, maxMs: 6400, budgetMs: 12_700 },
         onError: () => failed++,
       });
       proxy.cut();

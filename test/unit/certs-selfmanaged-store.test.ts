@@ -5,12 +5,12 @@
  * real kube-apiserver in test/integration/certs-store.test.ts.
  */
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeCertDir } from '../../certs/certDir.ts';
+import { caBundleReader, writeCertDir } from '../../certs/certDir.ts';
 import { type CertMaterial, inspectMaterial, serialOf, trustBundle } from '../../certs/certMaterial.ts';
 import { planRotation, rotationPolicy } from '../../certs/rotationPlan.ts';
 import { materialFromSecret, secretFromMaterial, type TlsSecret } from '../../certs/secretStore.ts';
@@ -123,5 +123,28 @@ describe('self-managed certificate storage', () => {
     const { readdir, stat } = await import('node:fs/promises');
     expect((await readdir(dir)).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
     expect((await stat(join(dir, 'tls.key'))).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('caBundleReader', () => {
+  it('reads ca.crt again at most once per maxAgeMs, and answers empty while it is missing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'konductor-ca-reader-'));
+    try {
+      let clock = 0;
+      const read = caBundleReader(dir, 1000, () => clock);
+      expect(read()).toBe('');
+      await writeFile(join(dir, 'ca.crt'), 'CA-1');
+      clock = 1000;
+      expect(read()).toBe(''); // not yet: read at 0
+      clock = 1001;
+      expect(read()).toBe('CA-1');
+      await writeFile(join(dir, 'ca.crt'), 'CA-2');
+      clock = 1500;
+      expect(read()).toBe('CA-1');
+      clock = 2002;
+      expect(read()).toBe('CA-2');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { mergeFlags } from '../../devcluster/controlPlane.ts';
+import { mergeFlags } from '../../devcluster/componentFlags.ts';
 import { mountsUnder } from '../../devcluster/realnode/cleanup.ts';
 import { containerdConfig } from '../../devcluster/realnode/containerd.ts';
 import { corefile } from '../../devcluster/realnode/coredns.ts';

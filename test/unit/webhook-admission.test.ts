@@ -5,13 +5,14 @@ import { describe, expect, it, vi } from 'vitest';
 import { IMMUTABLE_METADATA_MESSAGE } from '../../api/admissionPolicies.ts';
 import type { PrimitiveKind } from '../../api/constants.ts';
 import type { Container, CronJob, Job, Pod } from '../../api/types.ts';
-import { type AdmissionDeps, changedKonductorMetadata, reviewAdmission } from '../../webhook/admission.ts';
+import { type AdmissionDeps, reviewAdmission } from '../../webhook/admission.ts';
 import {
   type AdmissionRequest,
   type AdmissionReview,
   admissionReviewProblem,
 } from '../../webhook/admissionReview.ts';
 import type { InjectionConfig } from '../../webhook/injectionPatch.ts';
+import { changedKonductorMetadata } from '../../webhook/podChecks.ts';
 
 const CONFIG: InjectionConfig = {
   agentImage: 'logiciq/konductor-agent:0.1.0',

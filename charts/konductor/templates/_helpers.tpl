@@ -166,3 +166,44 @@ request.operation == 'UPDATE' ? ({{ include "konductor.metadataChangedExpression
 {{- fail "podMonitor.enabled=true needs controller.args.metricsBindAddress with a port, e.g. \":8080\"" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The primitive kinds, read from their CRDs in files/crds/ (one file a kind, <plural>.sync.konductor.io.yaml):
+a JSON list of {plural, singular}. Adding a kind adds its CRD file, and the lists below follow it (the
+manager's RBAC rules, the status-writer and require-injection policies).
+*/}}
+{{- define "konductor.primitiveNames" -}}
+{{- $names := list }}
+{{- range $path, $_ := .Files.Glob "files/crds/*.yaml" }}
+{{- $crd := $.Files.Get $path | fromYaml }}
+{{- $spec := $crd.spec | default dict }}
+{{- if ne (toString (default "" $spec.group)) "sync.konductor.io" }}
+{{- fail (printf "%s is not a CustomResourceDefinition of sync.konductor.io" $path) }}
+{{- end }}
+{{- $names = append $names (pick $spec.names "plural" "singular") }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
+{{/*
+The primitives' resources with a suffix, as a YAML flow list sorted by name: ["barriers", ...] or
+["barriers/status", ...]. Usage: include "konductor.primitiveResources" (list . "/status")
+*/}}
+{{- define "konductor.primitiveResources" -}}
+{{- $resources := list }}
+{{- range include "konductor.primitiveNames" (index . 0) | fromJsonArray }}
+{{- $resources = append $resources (printf "%s%s" .plural (index $ 1)) }}
+{{- end }}
+{{- $resources | sortAlpha | toJson }}
+{{- end }}
+
+{{/*
+The primitive annotations (konductor.io/<singular>), sorted, as a CEL list's items: 'konductor.io/barrier', ...
+*/}}
+{{- define "konductor.primitiveAnnotations" -}}
+{{- $annotations := list }}
+{{- range include "konductor.primitiveNames" . | fromJsonArray }}
+{{- $annotations = append $annotations (printf "'konductor.io/%s'" .singular) }}
+{{- end }}
+{{- $annotations | sortAlpha | join ", " }}
+{{- end }}

@@ -1,6 +1,6 @@
-/** Runs a host command (ip, iptables, umount, ctr) and collects its output. */
+/** Runs a host command (ip, iptables, umount, ctr, helm) and collects its output. */
 import { spawn } from 'node:child_process';
-import { konductorError } from '../../api/errors.ts';
+import { konductorError } from '../api/errors.ts';
 
 export interface ExecResult {
   code: number;
