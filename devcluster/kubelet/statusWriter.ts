@@ -5,7 +5,7 @@
  * and go out in the next write at once. A terminated state is thus never held back by more than one
  * in-flight write.
  */
-import { isConflict, isNotFound, type KubeClient } from '../../api/kubeClient.ts';
+import { isConflict, isNotFound, KubeApiError, type KubeClient } from '../../api/kubeClient.ts';
 import { resourcePath } from '../../api/kubeRequest.ts';
 import type { PodRunner } from './podRunner.ts';
 import { computePodStatus } from './podStatus.ts';
@@ -79,8 +79,9 @@ export class StatusWriter {
       );
       r.lastStatus = updated.status;
     } catch (err) {
-      // NotFound: the pod is gone; Conflict: its uid changed (a new pod of the same name).
-      if (isNotFound(err) || isConflict(err)) {
+      // NotFound: the pod is gone; Conflict, or 422 "metadata.uid: field is immutable": its uid changed (a new
+      // pod of the same name). Retrying either would go on for ever.
+      if (isNotFound(err) || isConflict(err) || uidChanged(err)) {
         s.gone = true;
         return;
       }
@@ -89,4 +90,11 @@ export class StatusWriter {
       await new Promise((res) => setTimeout(res, 200));
     }
   }
+}
+
+/** The API server's answer to a status patch whose uid precondition names another pod than the one stored. */
+function uidChanged(err: unknown): boolean {
+  return (
+    err instanceof KubeApiError && err.statusCode === 422 && /metadata\.uid: .*immutable/.test(err.message)
+  );
 }

@@ -307,7 +307,7 @@ describe('Lease: exclusive access', () => {
           const h = await holderOf('del');
           return h?.pod === 'del-next' ? h : undefined;
         },
-        { timeoutMs: 30_000, message: 'next granted once the holder stopped' },
+        { timeoutMs: 90_000, message: 'next granted once the holder stopped' },
       );
       expect(next.token).toBeGreaterThan(first.token);
       const old = await getPod('del-holder');
@@ -327,7 +327,7 @@ describe('Lease: exclusive access', () => {
     }
     await client.delete(`${PODS}/del-probe`).catch(() => undefined);
     expect(violations).toEqual([]);
-  });
+  }, 240_000);
 });
 
 describe('Lease: the manager is killed while one pod holds and others wait', () => {
