@@ -110,10 +110,18 @@ export class EventRecorder {
     }
   }
 
-  private async send(ev: RecordedEvent & { count?: number }): Promise<void> {
+  /**
+   * Sends one Event now, outside the queue, and resolves once the API server has taken it; rejects when it
+   * did not (the caller retries). For an announcement that must precede what it announces.
+   */
+  async announce(ev: RecordedEvent): Promise<void> {
+    await this.opts.client.create(`/api/v1/namespaces/${ev.target.namespace}/events`, this.body(ev));
+  }
+
+  private body(ev: RecordedEvent & { count?: number }) {
     const now = new Date().toISOString();
     const component = this.opts.component ?? 'konductor';
-    const body = {
+    return {
       apiVersion: 'v1',
       kind: 'Event',
       metadata: { generateName: `${ev.target.name}.`, namespace: ev.target.namespace },
@@ -134,6 +142,10 @@ export class EventRecorder {
       lastTimestamp: now,
       count: ev.count ?? 1,
     };
+  }
+
+  private async send(ev: RecordedEvent & { count?: number }): Promise<void> {
+    const body = this.body(ev);
     const budget = this.opts.retry ?? EVENT_RETRY;
     for (let attempt = 0, waitedMs = 0; ; attempt++) {
       try {

@@ -55,6 +55,9 @@ export class Reconciler {
     const decision = await this.decide(kind, key, obj, this.opts.now());
     if (decision.changed) {
       const path = primitivePath(kind, namespace, name, 'status');
+      // Announcements first: an Event the API server did not take throws, and the work queue retries the
+      // whole decision later (the grant stays meanwhile: the safe side).
+      await this.announce(kind, obj, decision.events);
       let updated: Primitive;
       const writeStartedAt = performance.now();
       try {
@@ -79,7 +82,11 @@ export class Reconciler {
         pods: this.opts.podsOf(key),
         writeStartedAt,
       });
-      this.recordEvents(kind, updated, decision.events);
+      this.recordEvents(
+        kind,
+        updated,
+        decision.events.filter((ev) => !ev.beforeWrite),
+      );
       this.opts.written(key, kind, namespace, name);
     }
     metrics?.reconcileSeconds.observe({ kind }, (performance.now() - started) / 1000);
@@ -157,14 +164,23 @@ export class Reconciler {
   }
 
   private recordEvents(kind: PrimitiveKind, obj: Primitive, events: PlannedEvent[]): void {
+    for (const ev of events) this.opts.events.record(this.recorded(kind, obj, ev));
+  }
+
+  /** Sends the decision's announcements (`beforeWrite`) and waits until the API server has taken them. */
+  private async announce(kind: PrimitiveKind, obj: Primitive, events: PlannedEvent[]): Promise<void> {
+    const first = events.filter((ev) => ev.beforeWrite);
+    if (first.length > 0)
+      await Promise.all(first.map((ev) => this.opts.events.announce(this.recorded(kind, obj, ev))));
+  }
+
+  private recorded(kind: PrimitiveKind, obj: Primitive, ev: PlannedEvent) {
     const namespace = obj.metadata.namespace ?? '';
-    for (const ev of events) {
-      const target =
-        ev.target === 'primitive'
-          ? this.primitiveTarget(kind, obj)
-          : { apiVersion: 'v1', kind: 'Pod', name: ev.target.pod, namespace, uid: ev.target.uid };
-      this.opts.events.record({ target, type: ev.type, reason: ev.reason, message: ev.message });
-    }
+    const target =
+      ev.target === 'primitive'
+        ? this.primitiveTarget(kind, obj)
+        : { apiVersion: 'v1', kind: 'Pod', name: ev.target.pod, namespace, uid: ev.target.uid };
+    return { target, type: ev.type, reason: ev.reason, message: ev.message };
   }
 
   private primitiveTarget(kind: PrimitiveKind, obj: Primitive) {

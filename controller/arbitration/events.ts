@@ -1,7 +1,10 @@
 /**
  * Events the arbitration core plans. Pure data: the controller records them (on the pod or on the
  * primitive) after the status write that carries the decision has succeeded, so an event never
- * announces a decision that was lost to a write conflict.
+ * announces a decision that was lost to a write conflict — except an announcement (`beforeWrite`): a grant
+ * taken from a pod that may still run (a ttl expiry) is announced first and only then written, so a manager
+ * that dies between the two never leaves a revocation nobody was told of (the fault campaign found one:
+ * the manager SIGKILLed 0.4 s after the status write, its Expired Events still queued).
  */
 
 import type { EventReason } from '../../api/reasons.ts';
@@ -18,6 +21,8 @@ export interface PlannedEvent {
   type: EventType;
   reason: EventReason;
   message: string;
+  /** Sent, and accepted by the API server, before the status write that carries the decision. */
+  beforeWrite?: true;
 }
 
 export function primitiveEvent(type: EventType, reason: EventReason, message: string): PlannedEvent {

@@ -47,8 +47,12 @@ export function reviewHolder(
   const holdFrom = grantedAt === undefined ? undefined : holdStartedAt(pod!, grantedAt);
   if (ttl.kind === 'valid' && holdFrom !== undefined && holdFrom + ttl.ms <= now) {
     const msg = `held for longer than ttl ${ttlSpec} since ${holder.grantedAt}`;
-    events.push(podEvent(holder, 'Warning', 'Expired', `lost ${what}: ${msg}`));
-    events.push(primitiveEvent('Warning', 'Expired', `pod ${holder.pod} lost ${what}: ${msg}`));
+    // Announced before the write: the pod may still be running when its grant goes (docs/arbitration.md).
+    events.push({ ...podEvent(holder, 'Warning', 'Expired', `lost ${what}: ${msg}`), beforeWrite: true });
+    events.push({
+      ...primitiveEvent('Warning', 'Expired', `pod ${holder.pod} lost ${what}: ${msg}`),
+      beforeWrite: true,
+    });
     return { fate: 'expired' };
   }
   const from = grantedAt === undefined ? undefined : (holdFrom ?? grantedAt);

@@ -319,3 +319,81 @@ describe('a status write too large for etcd', () => {
     expect(event.type).toBe('Warning');
   });
 });
+
+describe('a ttl expiry', () => {
+  it('is announced before the status takes the grant: while the manager may not send Events the holder keeps it', async () => {
+    const ROLE = '/apis/rbac.authorization.k8s.io/v1/clusterroles/konductor-manager';
+    await cluster.client.create(SEMS, {
+      apiVersion: 'sync.konductor.io/v1',
+      kind: 'Semaphore',
+      metadata: { name: 'announce' },
+      spec: { permits: 1, ttl: '2s' },
+    });
+    const getSem = () => cluster.client.get<Semaphore>(`${SEMS}/announce`);
+    const pod = annotatedPod('announce-holder', 'sleep 3600');
+    pod.metadata.annotations = { 'konductor.io/semaphore': 'announce' };
+    const holder = await cluster.client.create<Pod>(PODS, pod);
+    const role = await cluster.client.get<{ rules: { resources?: string[]; verbs: string[] }[] }>(ROLE);
+    let takenWhileSilenced = false;
+    let silenced = false;
+    const watcher = new Informer<Semaphore>(cluster.client, {
+      path: SEMS,
+      fieldSelector: 'metadata.name=announce',
+      onEvent: (ev) => {
+        const holds = ev.object.status?.holders?.some((h) => h.uid === holder.metadata.uid) ?? false;
+        if (silenced && ev.type !== 'deleted' && !holds) takenWhileSilenced = true;
+      },
+    }).start();
+    await watcher.synced;
+    const log = konductor.manager()?.logPath ?? '';
+    const logSize = async () => (await readFile(log, 'utf8')).length;
+    try {
+      await waitFor(async () => (await getSem()).status?.holders?.[0]?.uid === holder.metadata.uid, {
+        message: 'announce-holder holds the permit',
+      });
+      // Then the manager may not create Events: the grant's ttl (2 s) runs out while it is silenced.
+      const from = await logSize();
+      await cluster.client.replace(ROLE, {
+        ...role,
+        rules: role.rules.map((r) =>
+          r.resources?.includes('events') ? { ...r, verbs: r.verbs.filter((v) => v !== 'create') } : r,
+        ),
+      });
+      silenced = true;
+      // Past the ttl the manager decides to expire the grant; its Expired announcement is refused (403) and the
+      // decision is retried — or, without the announcement first, the grant is simply taken.
+      await waitFor(
+        async () => {
+          const text = (await readFile(log, 'utf8')).slice(from);
+          const refused = text
+            .split('\n')
+            .some((l) => l.includes('reconcile failed') && l.includes('events is forbidden'));
+          return takenWhileSilenced || refused;
+        },
+        {
+          timeoutMs: 60_000,
+          message: 'the expiry held back by its refused announcement, or the grant taken',
+        },
+      );
+      expect(takenWhileSilenced, 'the grant was taken while its Expired Event could not be sent').toBe(false);
+      expect((await getSem()).status?.holders?.map((h) => h.pod)).toEqual(['announce-holder']);
+    } finally {
+      silenced = false;
+      await cluster.client.replace(ROLE, { ...(await cluster.client.get<object>(ROLE)), rules: role.rules });
+    }
+    // Allowed again: the Event is sent, then the grant goes.
+    await waitFor(async () => ((await getSem()).status?.holders ?? []).length === 0, {
+      timeoutMs: 60_000,
+      message: 'the grant expires once its Event can be sent',
+    });
+    const events = await cluster.client.list<{ involvedObject: { name: string }; reason: string }>(
+      `/api/v1/namespaces/${NS}/events`,
+    );
+    expect(
+      events.items.some((e) => e.involvedObject.name === 'announce-holder' && e.reason === 'Expired'),
+    ).toBe(true);
+    watcher.stop();
+    expect(takenWhileSilenced).toBe(false);
+    await cluster.client.delete(`${PODS}/announce-holder`, { gracePeriodSeconds: 0 });
+  });
+});
