@@ -66,7 +66,7 @@ import {
 } from './common.ts';
 import { type ControlPlaneProbe, startControlPlaneFloor } from './controlPlaneFloor.ts';
 import { flooredFigure, pairedRatio } from './floors.ts';
-import { BENCH_SCHEDULER, startKubeScheduler } from './kubeScheduler.ts';
+import { BENCH_SCHEDULER, startKubeScheduler, untaintNode } from './kubeScheduler.ts';
 import { startUngateFloor } from './ungateFloor.ts';
 
 const TARGET_P50_MS = 20;
@@ -786,6 +786,7 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
   try {
     // kube-scheduler places the scheduling-gate series' pods (and its floor's) once ungated.
     await startKubeScheduler(bc.cluster, { schedulerName: BENCH_SCHEDULER, log });
+    if (bc.kubelet) await untaintNode(bc.cluster.client, bc.kubelet.nodeName);
     for (const { primitive, mode, count } of plan) {
       const s = await runSeries(bc, primitive, mode, count, warmup, managerTrace, log);
       series.push(s);

@@ -7,6 +7,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { KubeClient } from '../api/kubeClient.ts';
 import { ensureGoTools } from '../devcluster/binaries.ts';
 import type { DevCluster } from '../devcluster/index.ts';
 
@@ -41,4 +42,13 @@ export async function startKubeScheduler(
     logPath,
   );
   return { pid: proc.pid, logPath };
+}
+
+/**
+ * Removes a Node's taints: the TaintNodesByCondition admission plugin gives every new Node the not-ready taint,
+ * which node-lifecycle (not running in the devcluster) would remove once the node is Ready. The process
+ * kubelet's binder ignores taints; kube-scheduler does not.
+ */
+export async function untaintNode(client: KubeClient, name: string): Promise<void> {
+  await client.patchMerge(`/api/v1/nodes/${encodeURIComponent(name)}`, { spec: { taints: null } });
 }
