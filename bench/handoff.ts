@@ -387,7 +387,10 @@ interface Series {
   handoffToMainStartMs: Summary;
   /** konductor-wait exit -> the same pod's main container starts (the kubelet starts konductor-hold first). */
   waitExitToMainStartMs: Summary;
-  /** Scheduling-gate mode: the handoff's parts (GateHandoffParts). */
+  /**
+   * Scheduling-gate mode: the handoff's parts (GateHandoffParts). There `parts` and `oursMs` (the init-container
+   * split) fold the scheduling and the pod's start into putToStreamWrite: read these instead.
+   */
   gateParts?: Record<keyof GateHandoffParts, Summary>;
   grantMtimeHandoffMs: Summary;
   /** Holder main exit -> the controller's decision to grant the next (grantedAt, ms precision). */
@@ -801,6 +804,11 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
       log(
         `    floor (PATCH pods/status -> watch + PUT status -> watch, ${s.floor.probes} probes): ${fmtSummary(s.floor.floorMs)}`,
       );
+      if (s.gateParts) {
+        // The init-container parts fold scheduling and the pod's start into "PUT -> stream write" here.
+        log(`    paired ratio release -> main start / floor ${s.pairedMainStartRatio}`);
+        continue;
+      }
       log(`    ours (konductor's parts summed): ${fmtSummary(s.oursMs)}`);
       log(`    paired ratio handoff / floor ${s.pairedRatio}; ours / floor ${s.pairedOursRatio}`);
       for (const [v, x] of Object.entries(s.variants ?? {}))
