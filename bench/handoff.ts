@@ -65,7 +65,7 @@ import {
   writeResult,
 } from './common.ts';
 import { type ControlPlaneProbe, startControlPlaneFloor } from './controlPlaneFloor.ts';
-import { flooredFigure, pairedRatio } from './floors.ts';
+import { flooredFigure, median, pairedRatio, pairRatios } from './floors.ts';
 import { BENCH_SCHEDULER, startKubeScheduler, untaintNode } from './kubeScheduler.ts';
 import { startUngateFloor } from './ungateFloor.ts';
 
@@ -379,6 +379,19 @@ export interface GateHandoffParts {
 
 type WaitMode = 'init-container' | 'scheduling-gate';
 
+const GATE_PART_KEYS = [
+  'exitToDecision',
+  'decisionToUngated',
+  'ungatedToBound',
+  'boundToWaitExit',
+  'waitExitToMainStart',
+] as const satisfies readonly (keyof GateHandoffParts)[];
+
+const summarizeGateParts = (parts: readonly GateHandoffParts[]) =>
+  Object.fromEntries(
+    GATE_PART_KEYS.map((k) => [k, summarize(parts.map((p) => p[k]).filter(Number.isFinite))]),
+  ) as Record<keyof GateHandoffParts, Summary>;
+
 interface Series {
   primitive: 'Semaphore' | 'Lease';
   mode: WaitMode;
@@ -434,6 +447,19 @@ interface Series {
    * sum / count).
    */
   apiserverMeanMs: Record<string, number>;
+  /** Per counted handoff, and per (handoff, floor probe) pair: what several rounds of a series are pooled from. */
+  raw: {
+    handoffMs: number[];
+    oursMs: number[];
+    toMainStartMs: number[];
+    floorMs: number[];
+    handoffRatios: number[];
+    oursRatios: number[];
+    mainStartRatios: number[];
+    gateParts: GateHandoffParts[];
+    /** Scheduling-gate mode: each floor probe's bare-pod part (ungateFloor.ts). */
+    ungateMs: number[];
+  };
   counted: number;
   warmup: number;
   excludedNotQueued: number;
@@ -448,12 +474,13 @@ async function runSeries(
   warmup: number,
   managerTracePath: string,
   log: (l: string) => void,
+  roundIndex = 0,
 ): Promise<Series> {
   const { client } = bc.cluster;
   const ns = bc.namespace;
   const rootDir = bc.kubelet?.rootDir ?? '';
   const gated = mode === 'scheduling-gate';
-  const name = `handoff-${primitive.toLowerCase()}${gated ? '-gate' : ''}`;
+  const name = `handoff-${primitive.toLowerCase()}${gated ? '-gate' : ''}${roundIndex ? `-r${roundIndex}` : ''}`;
   const label = `${primitive} ${mode}`;
   const holdSeconds = gated ? GATE_HOLD_SECONDS : HOLD_SECONDS;
   const plural = primitive === 'Semaphore' ? 'semaphores' : 'leases';
@@ -693,13 +720,6 @@ async function runSeries(
       : undefined;
   const floorMs = probes.map((p) => p.floorMs);
   const probeSummary = (f: (p: (typeof probes)[number]) => number) => summarize(probes.map(f));
-  const gatePartKeys = [
-    'exitToDecision',
-    'decisionToUngated',
-    'ungatedToBound',
-    'boundToWaitExit',
-    'waitExitToMainStart',
-  ] as const;
   return {
     primitive,
     mode,
@@ -708,9 +728,7 @@ async function runSeries(
     waitExitToMainStartMs: summarize(waitExitToMain),
     ...(gated
       ? {
-          gateParts: Object.fromEntries(
-            gatePartKeys.map((k) => [k, summarize(gateParts.map((p) => p[k]).filter(Number.isFinite))]),
-          ) as Record<keyof GateHandoffParts, Summary>,
+          gateParts: summarizeGateParts(gateParts),
           pairedMainStartRatio: round(pairedRatio(toMainStart, floorMs.slice(warmup)), 3),
         }
       : {}),
@@ -731,6 +749,17 @@ async function runSeries(
     },
     pairedRatio: round(pairedRatio(latencies, floorMs.slice(warmup)), 3),
     pairedOursRatio: round(pairedRatio(ours, floorMs.slice(warmup)), 3),
+    raw: {
+      handoffMs: latencies,
+      oursMs: ours,
+      toMainStartMs: toMainStart,
+      floorMs,
+      handoffRatios: pairRatios(latencies, floorMs.slice(warmup)),
+      oursRatios: pairRatios(ours, floorMs.slice(warmup)),
+      mainStartRatios: pairRatios(toMainStart, floorMs.slice(warmup)),
+      gateParts,
+      ungateMs: probes.flatMap((p) => (p.ungateMs === undefined ? [] : [p.ungateMs])),
+    },
     ...(variants ? { variants } : {}),
     apiserverMeanMs,
     counted: latencies.length,
@@ -740,12 +769,34 @@ async function runSeries(
   };
 }
 
+/** Several rounds of one (primitive, mode) series as one: summaries of the pooled handoffs, median of all pairs. */
+function poolSeries(rounds: readonly Series[]) {
+  const cat = (f: (s: Series) => readonly number[]) => rounds.flatMap((s) => [...f(s)]);
+  const med = (f: (s: Series) => readonly number[]) => round(median(cat(f)), 3);
+  const first = rounds[0] as Series;
+  return {
+    primitive: first.primitive,
+    mode: first.mode,
+    rounds: rounds.length,
+    handoffMs: summarize(cat((s) => s.raw.handoffMs)),
+    oursMs: summarize(cat((s) => s.raw.oursMs).filter(Number.isFinite)),
+    toMainStartMs: summarize(cat((s) => s.raw.toMainStartMs)),
+    floorMs: summarize(cat((s) => s.raw.floorMs)),
+    pairedRatio: med((s) => s.raw.handoffRatios),
+    pairedOursRatio: med((s) => s.raw.oursRatios),
+    pairedMainStartRatio: med((s) => s.raw.mainStartRatios),
+    gateParts: summarizeGateParts(rounds.flatMap((s) => s.raw.gateParts)),
+    ungateMs: summarize(cat((s) => s.raw.ungateMs)),
+  };
+}
+
 export async function runHandoff(opts: BenchOptions): Promise<void> {
   const env = environment();
   const started = Date.now();
   const handoffs = byMode(opts.mode, { full: 200, quick: 20, tiny: 3 });
   // Each scheduling-gate handoff is a pod start plus a longer hold (and its floor probe a pod start).
-  const gateHandoffs = byMode(opts.mode, { full: 100, quick: 15, tiny: 3 });
+  const gateHandoffs = byMode(opts.mode, { full: 100, quick: 16, tiny: 3 });
+  const rounds = byMode(opts.mode, { full: 4, quick: 2, tiny: 1 });
   const warmup = byMode(opts.mode, { full: 5, quick: 3, tiny: 1 });
   const log = opts.log;
   log(
@@ -781,20 +832,25 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
     else process.env.KONDUCTOR_MANAGER_NODE_ARGS = savedArgs;
   }
   const series: Series[] = [];
-  const plan = [
-    { primitive: 'Semaphore', mode: 'init-container', count: handoffs },
-    { primitive: 'Lease', mode: 'init-container', count: handoffs },
-    { primitive: 'Semaphore', mode: 'scheduling-gate', count: gateHandoffs },
-  ] as const;
+  // The Semaphore's two wait modes alternate in rounds (init-container, scheduling-gate, init-container, ...), so
+  // that the machine's load hits both alike; their figures pool the rounds. The Lease series follows.
+  const plan: { primitive: 'Semaphore' | 'Lease'; mode: WaitMode; count: number; round: number }[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const count = (n: number) => Math.ceil(n / rounds);
+    plan.push({ primitive: 'Semaphore', mode: 'init-container', count: count(handoffs), round: r });
+    plan.push({ primitive: 'Semaphore', mode: 'scheduling-gate', count: count(gateHandoffs), round: r });
+  }
+  plan.push({ primitive: 'Lease', mode: 'init-container', count: handoffs, round: 0 });
   try {
     // kube-scheduler places the scheduling-gate series' pods (and its floor's) once ungated.
     await startKubeScheduler(bc.cluster, { schedulerName: BENCH_SCHEDULER, log });
     if (bc.kubelet) await untaintNode(bc.cluster.client, bc.kubelet.nodeName);
-    for (const { primitive, mode, count } of plan) {
-      const s = await runSeries(bc, primitive, mode, count, warmup, managerTrace, log);
+    for (const { primitive, mode, count, round: r } of plan) {
+      const s = await runSeries(bc, primitive, mode, count, warmup, managerTrace, log, r);
       series.push(s);
       log(
-        `  ${primitive} (${mode}): ${fmtSummary(s.handoffMs)}; excluded (next not yet queued): ${s.excludedNotQueued}`,
+        `  ${primitive} (${mode}${rounds > 1 && primitive === 'Semaphore' ? `, round ${r + 1}/${rounds}` : ''}): ` +
+          `${fmtSummary(s.handoffMs)}; excluded (next not yet queued): ${s.excludedNotQueued}`,
       );
       log(`    release -> next main container starts: ${fmtSummary(s.handoffToMainStartMs)}`);
       for (const [k, v] of Object.entries(s.gateParts ?? {}))
@@ -838,8 +894,14 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
     `on the process kubelet's node once ungated, holding ${GATE_HOLD_SECONDS} s; handoff = next main-start - holder ` +
     'main-exit (counted if the next pod was created before the holder exited); its floor adds to the control-plane ' +
     "probe a bare pod's gate removal (JSON patch) -> its main container's first clock reading, through the same " +
-    "scheduler and kubelet (bench/ungateFloor.ts), probed while a holder's main container runs.";
-  const figures: Figure[] = series.flatMap((s) => {
+    "scheduler and kubelet (bench/ungateFloor.ts), probed while a holder's main container runs. The Semaphore's " +
+    `two modes alternate in ${rounds} round(s) (init-container, scheduling-gate, ...), each with its warm-up; ` +
+    'their figures pool the rounds (summaries of all handoffs, median of all pairs). The Lease series follows.';
+  // One figure per (primitive, mode), pooled over its rounds.
+  const pooled = [...new Set(series.map((x) => `${x.primitive}/${x.mode}`))].map((key) =>
+    poolSeries(series.filter((x) => `${x.primitive}/${x.mode}` === key)),
+  );
+  const figures: Figure[] = pooled.flatMap((s) => {
     const floorName = 'PATCH pods/status -> watch + PUT status -> watch (same run, alternated)';
     if (s.mode === 'scheduling-gate') {
       const gateFloorName =
@@ -849,16 +911,16 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
       return [
         flooredFigure({
           name: `${name} p50`,
-          value: s.handoffToMainStartMs.p50,
-          floor: s.floor.floorMs.p50,
+          value: s.toMainStartMs.p50,
+          floor: s.floorMs.p50,
           ratio: s.pairedMainStartRatio ?? Number.NaN,
           unit: 'ms',
           floorName: gateFloorName,
         }),
         flooredFigure({
           name: `${name} p99`,
-          value: s.handoffToMainStartMs.p99,
-          floor: s.floor.floorMs.p99,
+          value: s.toMainStartMs.p99,
+          floor: s.floorMs.p99,
           unit: 'ms',
           floorName: `${gateFloorName}, p99`,
         }),
@@ -866,8 +928,8 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
     }
     const toMain = flooredFigure({
       name: `handoff in init-container mode, release -> next main container starts (${s.primitive}) p50`,
-      value: s.handoffToMainStartMs.p50,
-      floor: s.floor.floorMs.p50,
+      value: s.toMainStartMs.p50,
+      floor: s.floorMs.p50,
       unit: 'ms',
       floorName: `${floorName} (the kubelet starting konductor-hold and main after konductor-wait exits is not in it)`,
     });
@@ -875,7 +937,7 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
       flooredFigure({
         name: `handoff p50 (${s.primitive})`,
         value: s.handoffMs.p50,
-        floor: s.floor.floorMs.p50,
+        floor: s.floorMs.p50,
         ratio: s.pairedRatio,
         unit: 'ms',
         floorName,
@@ -886,7 +948,7 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
       flooredFigure({
         name: `handoff p99 (${s.primitive})`,
         value: s.handoffMs.p99,
-        floor: s.floor.floorMs.p99,
+        floor: s.floorMs.p99,
         unit: 'ms',
         floorName: `${floorName}, p99`,
         target: `<= ${TARGET_P99_MS} ms`,
@@ -895,7 +957,7 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
       flooredFigure({
         name: `handoff: konductor's added latency p50 (${s.primitive})`,
         value: s.oursMs.p50,
-        floor: s.floor.floorMs.p50,
+        floor: s.floorMs.p50,
         ratio: s.pairedOursRatio,
         unit: 'ms',
         floorName,
@@ -923,7 +985,7 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
       agentVariantB,
     },
     figures,
-    details: { series },
+    details: { pooled, series },
     durationSeconds: round((Date.now() - started) / 1000, 1),
   });
   log(`wrote ${path}`);
