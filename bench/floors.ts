@@ -40,8 +40,12 @@ export function median(values: readonly number[]): number {
  * pairs each run with the floor measured right after it (drift between rounds cancels out).
  */
 export function pairedRatio(ours: readonly number[], floor: readonly number[]): number {
-  const ratios = ours.map((v, i) => v / (floor[i] ?? Number.NaN));
-  return median(ratios);
+  return median(pairRatios(ours, floor));
+}
+
+/** Each round's ratio ours[i] / floor[i] (to pool several A/B series before taking the median). */
+export function pairRatios(ours: readonly number[], floor: readonly number[]): number[] {
+  return ours.map((v, i) => v / (floor[i] ?? Number.NaN));
 }
 
 export interface FlooredFigureSpec {

@@ -17,6 +17,15 @@
  * holder runs, one pod status PATCH and one primitive status PUT are each timed until a watch delivers
  * them (the kubelet's report and the manager's grant, without anything of ours).
  *
+ * Scheduling-gate mode (a third series, Semaphore): the waiters carry `konductor.io/wait-mode: scheduling-gate`
+ * and name a profile of the real kube-scheduler (kubeScheduler.ts), which binds them to the process kubelet's
+ * node once the manager has removed their gate. Its handoff is the holder's main exit -> the next pod's main
+ * container starts (its first `date +%s%N`), so it includes the grant, the gate removal, kube-scheduler's
+ * binding, the kubelet starting the pod and `konductor-wait` confirming the grant. Its floor adds to the
+ * control plane's a bare pod's gate removal -> main container start through the same scheduler and kubelet
+ * (ungateFloor.ts), probed while a holder holds (holders sleep longer in this series, so the probe does not
+ * overlap a handoff). Every series also reports the release -> next main container start, for the comparison.
+ *
  * Parts. Without changing the product's code, marks are taken by preloads: the manager
  * (bench/trace-manager.ts: its watch seeing the holder's main container terminated, the status PUT,
  * the `granted` line written to the waiter's stream), the agent (bench/trace-agent.mjs: `granted`
@@ -31,11 +40,12 @@ import type { ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { SHARED_MOUNT_PATH, SHARED_VOLUME } from '../api/constants.ts';
+import { ANNOTATIONS, SHARED_MOUNT_PATH, SHARED_VOLUME } from '../api/constants.ts';
 import { Informer } from '../api/informer.ts';
 import type { Pod } from '../api/types.ts';
 import { MANAGER_NODE_ARGS } from '../devcluster/konductor.ts';
 import { agentImageHandler, type ImageHandler } from '../devcluster/kubelet/index.ts';
+import { PROCESS_KUBELET_LABEL } from '../devcluster/kubelet/node.ts';
 import { AGENT_BUNDLE, buildAgent, ROOT } from '../scripts/build.ts';
 import { type BenchCluster, startBenchCluster } from './cluster.ts';
 import {
@@ -55,12 +65,18 @@ import {
   writeResult,
 } from './common.ts';
 import { type ControlPlaneProbe, startControlPlaneFloor } from './controlPlaneFloor.ts';
-import { flooredFigure, pairedRatio } from './floors.ts';
+import { flooredFigure, median, pairedRatio, pairRatios } from './floors.ts';
+import { BENCH_SCHEDULER, startKubeScheduler, untaintNode } from './kubeScheduler.ts';
+import { startUngateFloor } from './ungateFloor.ts';
 
 const TARGET_P50_MS = 20;
 const TARGET_P99_MS = 100;
 const WINDOW = 3;
 const HOLD_SECONDS = 0.3;
+/** Scheduling-gate holders hold longer: the floor probe (a pod start) runs while one holds. */
+const GATE_HOLD_SECONDS = 1.5;
+/** Scheduling-gate pods go to the process kubelet's node (not the floor's kubelet-less one). */
+const GATE_NODE_SELECTOR = { [PROCESS_KUBELET_LABEL]: 'true' };
 const WAIT_EXIT_FILE = 'wait-exit';
 const AGENT_TRACE_FILE = 'agent-trace.json';
 /** Our added latency (handoff - the floor's share of it) should stay within this multiple of the floor. */
@@ -126,6 +142,8 @@ interface AgentTrace {
 interface PodRecord {
   name: string;
   index: number;
+  /** Wall clock (ms, µs precision) the main container printed first thing. */
+  mainStartMs: number;
   /** Wall clock (ms, µs precision) the main container printed right before exiting. */
   mainExitMs: number;
   /** Wall clock (ms) right after konductor-wait exited (bash $EPOCHREALTIME, µs). */
@@ -146,11 +164,13 @@ const nsToMs = (ns: string) => Number(BigInt(ns) / 1000n) / 1000;
 function readRecord(rootDir: string, pod: Pod, index: number): PodRecord {
   const dir = join(rootDir, 'pods', pod.metadata.uid ?? '');
   const logText = (container: string) => readFileSync(join(dir, 'logs', `${container}-0.log`), 'utf8');
-  const mainLine = logText('main')
+  const mainStamps = logText('main')
     .split('\n')
     .map((l) => /^\S+ stdout F (\d{15,})$/.exec(l)?.[1])
-    .find((v) => v !== undefined);
-  if (!mainLine) throw new Error(`pod ${pod.metadata.name}: no timestamp in the main container's log`);
+    .filter((v) => v !== undefined);
+  const [startLine, mainLine] = [mainStamps[0], mainStamps[mainStamps.length - 1]];
+  if (mainStamps.length < 2 || !startLine || !mainLine)
+    throw new Error(`pod ${pod.metadata.name}: no start and end timestamps in the main container's log`);
   const queuedLine = logText('konductor-wait')
     .split('\n')
     .find((l) => / waiting for /.test(l));
@@ -163,6 +183,7 @@ function readRecord(rootDir: string, pod: Pod, index: number): PodRecord {
   return {
     name: pod.metadata.name ?? '',
     index,
+    mainStartMs: nsToMs(startLine),
     mainExitMs: nsToMs(mainLine),
     waitExitMs: Number(readFileSync(join(volume, WAIT_EXIT_FILE), 'utf8').trim()) * 1000,
     grantMtimeMs: Number(statSync(join(volume, 'grant.json'), { bigint: true }).mtimeNs / 1000n) / 1000,
@@ -342,9 +363,48 @@ const AGENT_PARTS = [
   'processExit',
 ] as const;
 
+/** One scheduling-gate handoff's parts (ms), from the records and the benchmark's own watch of the pods. */
+export interface GateHandoffParts {
+  /** Holder's main exit -> the controller's decision to grant the next (grantedAt). */
+  exitToDecision: number;
+  /** Decision -> a watch shows the next pod without its gate (status PUT, the gate's JSON patch). */
+  decisionToUngated: number;
+  /** Gate gone -> a watch shows the pod bound (kube-scheduler: queue, filters, Binding). */
+  ungatedToBound: number;
+  /** Bound -> konductor-wait exited (the kubelet starts the pod; the agent starts, confirms its grant, exits). */
+  boundToWaitExit: number;
+  /** konductor-wait exited -> the main container's first instruction (the hold sidecar starts first). */
+  waitExitToMainStart: number;
+}
+
+type WaitMode = 'init-container' | 'scheduling-gate';
+
+const GATE_PART_KEYS = [
+  'exitToDecision',
+  'decisionToUngated',
+  'ungatedToBound',
+  'boundToWaitExit',
+  'waitExitToMainStart',
+] as const satisfies readonly (keyof GateHandoffParts)[];
+
+const summarizeGateParts = (parts: readonly GateHandoffParts[]) =>
+  Object.fromEntries(
+    GATE_PART_KEYS.map((k) => [k, summarize(parts.map((p) => p[k]).filter(Number.isFinite))]),
+  ) as Record<keyof GateHandoffParts, Summary>;
+
 interface Series {
   primitive: 'Semaphore' | 'Lease';
+  mode: WaitMode;
   handoffMs: Summary;
+  /** Holder main exit -> the next pod's main container started (its first clock reading). */
+  handoffToMainStartMs: Summary;
+  /** konductor-wait exit -> the same pod's main container starts (the kubelet starts konductor-hold first). */
+  waitExitToMainStartMs: Summary;
+  /**
+   * Scheduling-gate mode: the handoff's parts (GateHandoffParts). There `parts` and `oursMs` (the init-container
+   * split) fold the scheduling and the pod's start into putToStreamWrite: read these instead.
+   */
+  gateParts?: Record<keyof GateHandoffParts, Summary>;
   grantMtimeHandoffMs: Summary;
   /** Holder main exit -> the controller's decision to grant the next (grantedAt, ms precision). */
   exitToDecisionMs: Summary;
@@ -363,8 +423,12 @@ interface Series {
     patchWatchMs: Summary;
     putResponseMs: Summary;
     putWatchMs: Summary;
+    /** Scheduling-gate mode: a bare pod's gate removed -> its main container starts (ungateFloor.ts). */
+    ungateMs?: Summary;
     floorMs: Summary;
   };
+  /** Scheduling-gate mode: median over pairs of (release -> main start) / floor. */
+  pairedMainStartRatio?: number;
   /** Median over the pairs (handoff i, floor probe i) of handoff / floor, and of ours / floor. */
   pairedRatio: number;
   pairedOursRatio: number;
@@ -383,6 +447,19 @@ interface Series {
    * sum / count).
    */
   apiserverMeanMs: Record<string, number>;
+  /** Per counted handoff, and per (handoff, floor probe) pair: what several rounds of a series are pooled from. */
+  raw: {
+    handoffMs: number[];
+    oursMs: number[];
+    toMainStartMs: number[];
+    floorMs: number[];
+    handoffRatios: number[];
+    oursRatios: number[];
+    mainStartRatios: number[];
+    gateParts: GateHandoffParts[];
+    /** Scheduling-gate mode: each floor probe's bare-pod part (ungateFloor.ts). */
+    ungateMs: number[];
+  };
   counted: number;
   warmup: number;
   excludedNotQueued: number;
@@ -392,15 +469,20 @@ interface Series {
 async function runSeries(
   bc: BenchCluster,
   primitive: 'Semaphore' | 'Lease',
+  mode: WaitMode,
   handoffs: number,
   warmup: number,
   managerTracePath: string,
   log: (l: string) => void,
+  roundIndex = 0,
 ): Promise<Series> {
   const { client } = bc.cluster;
   const ns = bc.namespace;
   const rootDir = bc.kubelet?.rootDir ?? '';
-  const name = `handoff-${primitive.toLowerCase()}`;
+  const gated = mode === 'scheduling-gate';
+  const name = `handoff-${primitive.toLowerCase()}${gated ? '-gate' : ''}${roundIndex ? `-r${roundIndex}` : ''}`;
+  const label = `${primitive} ${mode}`;
+  const holdSeconds = gated ? GATE_HOLD_SECONDS : HOLD_SECONDS;
   const plural = primitive === 'Semaphore' ? 'semaphores' : 'leases';
   const primitivePath = `/apis/sync.konductor.io/v1/namespaces/${ns}/${plural}`;
   await client.create(primitivePath, {
@@ -410,12 +492,25 @@ async function runSeries(
     spec: primitive === 'Semaphore' ? { permits: 1 } : { ttl: '10m' },
   });
   const floor = await startControlPlaneFloor(client, primitive);
+  const ungate = gated
+    ? await startUngateFloor(client, {
+        rootDir,
+        schedulerName: BENCH_SCHEDULER,
+        nodeSelector: GATE_NODE_SELECTOR,
+      })
+    : undefined;
   const annotation = primitive === 'Semaphore' ? 'konductor.io/semaphore' : 'konductor.io/lease';
   const total = handoffs + warmup + 1;
-  const prefix = `${primitive === 'Semaphore' ? 's' : 'l'}-${randomBytes(2).toString('hex')}`;
+  const prefix = `${primitive === 'Semaphore' ? 's' : 'l'}${gated ? 'g' : ''}-${randomBytes(2).toString('hex')}`;
   const podName = (i: number) => `${prefix}-${String(i).padStart(4, '0')}`;
   const records: PodRecord[] = [];
-  const probes: ControlPlaneProbe[] = [];
+  const probes: (ControlPlaneProbe & { ungateMs?: number })[] = [];
+  // What this process's watch saw of each pod, on the wall clock: created (the API answered), gate gone, bound.
+  const createdAt = new Map<string, number>();
+  const ungatedSeen = new Map<string, number>();
+  const boundSeen = new Map<string, number>();
+  const wallNow = () => performance.timeOrigin + performance.now();
+  const probedDuring = new Set<string>();
   const seen = new Set<string>();
   let created = 0;
   let probing = false;
@@ -433,16 +528,22 @@ async function runSeries(
       metadata: {
         name: podName(i),
         labels: { 'konductor.io/bench': name },
-        annotations: { [annotation]: name },
+        annotations: { [annotation]: name, ...(gated ? { [ANNOTATIONS.waitMode]: mode } : {}) },
       },
       spec: {
         restartPolicy: 'Never',
         terminationGracePeriodSeconds: 5,
+        ...(gated ? { schedulerName: BENCH_SCHEDULER, nodeSelector: GATE_NODE_SELECTOR } : {}),
         containers: [
-          { name: 'main', image: 'busybox', command: ['sh', '-c', `sleep ${HOLD_SECONDS}; date +%s%N`] },
+          {
+            name: 'main',
+            image: 'busybox',
+            command: ['sh', '-c', `date +%s%N; sleep ${holdSeconds}; date +%s%N`],
+          },
         ],
       },
     });
+    createdAt.set(podName(i), wallNow());
   };
   // A/B: after each pod completes (the handoff it took part in is over and the next holder sleeps), one
   // floor probe, on the same machine at the same moment of the cycle.
@@ -453,7 +554,11 @@ async function runSeries(
       client
         .get<{ status?: Record<string, unknown> }>(`${primitivePath}/${name}`)
         .then((real) => floor.probe(probes.length, real.status))
-        .then((p) => probes.push(p))
+        .then(async (p) => {
+          if (!ungate) return probes.push(p);
+          const ungateMs = await ungate.probe(probes.length);
+          return probes.push({ ...p, ungateMs, floorMs: round(p.floorMs + ungateMs, 3) });
+        })
         .catch((err: unknown) => {
           failure ??= err as Error;
         })
@@ -471,6 +576,18 @@ async function runSeries(
       const pod = ev.object;
       const podNameNow = pod.metadata.name ?? '';
       const phase = pod.status?.phase;
+      if (!ungatedSeen.has(podNameNow) && !(pod.spec.schedulingGates ?? []).length)
+        ungatedSeen.set(podNameNow, wallNow());
+      if (!boundSeen.has(podNameNow) && pod.spec.nodeName) boundSeen.set(podNameNow, wallNow());
+      // Scheduling-gate mode: the floor is probed while a holder holds (its main container runs), between
+      // handoffs; the pod start it includes would otherwise compete with the handoff it is the floor of.
+      const mainRunning = (pod.status?.containerStatuses ?? []).some(
+        (c) => c.name === 'main' && c.state?.running !== undefined,
+      );
+      if (gated && mainRunning && phase === 'Running' && !probedDuring.has(podNameNow)) {
+        probedDuring.add(podNameNow);
+        probeSoon();
+      }
       if ((phase !== 'Succeeded' && phase !== 'Failed') || seen.has(podNameNow)) return;
       seen.add(podNameNow);
       try {
@@ -486,18 +603,18 @@ async function runSeries(
           gracePeriodSeconds: 0,
         })
         .catch(() => undefined);
-      if (records.length % 25 === 0) log(`    ${primitive}: ${records.length}/${total} pods done`);
+      if (records.length % 25 === 0) log(`    ${label}: ${records.length}/${total} pods done`);
       createNext().catch((err: unknown) => {
         failure ??= err as Error;
       });
-      probeSoon();
+      if (!gated) probeSoon();
     },
   }).start();
   try {
     await informer.synced;
     for (let i = 0; i < WINDOW; i++) await createNext();
     await waitUntil(
-      `${total} ${primitive} pods to complete`,
+      `${total} ${label} pods to complete`,
       () => {
         if (failure) throw failure;
         return records.length >= total && !probing;
@@ -509,6 +626,7 @@ async function runSeries(
     informer.stop();
     kubelet.stop();
     floor.stop();
+    ungate?.stop();
   }
   const seconds = (Date.now() - started) / 1000;
   const api1 = await apiserverStats(client);
@@ -525,6 +643,9 @@ async function runSeries(
   // Grant order = handoff order: consecutive pods in the order their waits ended.
   records.sort((a, b) => a.waitExitMs - b.waitExitMs);
   const latencies: number[] = [];
+  const toMainStart: number[] = [];
+  const waitExitToMain: number[] = [];
+  const gateParts: GateHandoffParts[] = [];
   const mtimeLatencies: number[] = [];
   const toDecision: number[] = [];
   const toWaitExit: number[] = [];
@@ -537,11 +658,27 @@ async function runSeries(
     const next = records[i] as PodRecord;
     if (i <= warmup) continue;
     const exitMs = holder.mainExitMs;
-    if (next.queuedAtMs === undefined || next.queuedAtMs > exitMs) {
+    // Queued before the holder exited: in init-container mode its konductor-wait said so; a gated pod's
+    // konductor-wait starts only once granted, so its creation (admission) is what counts.
+    const queuedAt = gated ? createdAt.get(next.name) : next.queuedAtMs;
+    if (queuedAt === undefined || queuedAt > exitMs) {
       excluded++;
       continue;
     }
     latencies.push(next.waitExitMs - exitMs);
+    toMainStart.push(next.mainStartMs - exitMs);
+    waitExitToMain.push(next.mainStartMs - next.waitExitMs);
+    if (gated) {
+      const ungated = ungatedSeen.get(next.name) ?? Number.NaN;
+      const bound = boundSeen.get(next.name) ?? Number.NaN;
+      gateParts.push({
+        exitToDecision: next.grantedAtMs - exitMs,
+        decisionToUngated: ungated - next.grantedAtMs,
+        ungatedToBound: bound - ungated,
+        boundToWaitExit: next.waitExitMs - bound,
+        waitExitToMainStart: next.mainStartMs - next.waitExitMs,
+      });
+    }
     mtimeLatencies.push(next.grantMtimeMs - exitMs);
     toDecision.push(next.grantedAtMs - exitMs);
     toWaitExit.push(next.waitExitMs - next.grantedAtMs);
@@ -582,10 +719,19 @@ async function runSeries(
         )
       : undefined;
   const floorMs = probes.map((p) => p.floorMs);
-  const probeSummary = (f: (p: ControlPlaneProbe) => number) => summarize(probes.map(f));
+  const probeSummary = (f: (p: (typeof probes)[number]) => number) => summarize(probes.map(f));
   return {
     primitive,
+    mode,
     handoffMs: summarize(latencies),
+    handoffToMainStartMs: summarize(toMainStart),
+    waitExitToMainStartMs: summarize(waitExitToMain),
+    ...(gated
+      ? {
+          gateParts: summarizeGateParts(gateParts),
+          pairedMainStartRatio: round(pairedRatio(toMainStart, floorMs.slice(warmup)), 3),
+        }
+      : {}),
     grantMtimeHandoffMs: summarize(mtimeLatencies),
     exitToDecisionMs: summarize(toDecision),
     decisionToWaitExitMs: summarize(toWaitExit),
@@ -598,10 +744,22 @@ async function runSeries(
       patchWatchMs: probeSummary((p) => p.patchWatchMs),
       putResponseMs: probeSummary((p) => p.putResponseMs),
       putWatchMs: probeSummary((p) => p.putWatchMs),
+      ...(gated ? { ungateMs: probeSummary((p) => p.ungateMs ?? Number.NaN) } : {}),
       floorMs: summarize(floorMs),
     },
     pairedRatio: round(pairedRatio(latencies, floorMs.slice(warmup)), 3),
     pairedOursRatio: round(pairedRatio(ours, floorMs.slice(warmup)), 3),
+    raw: {
+      handoffMs: latencies,
+      oursMs: ours,
+      toMainStartMs: toMainStart,
+      floorMs,
+      handoffRatios: pairRatios(latencies, floorMs.slice(warmup)),
+      oursRatios: pairRatios(ours, floorMs.slice(warmup)),
+      mainStartRatios: pairRatios(toMainStart, floorMs.slice(warmup)),
+      gateParts,
+      ungateMs: probes.flatMap((p) => (p.ungateMs === undefined ? [] : [p.ungateMs])),
+    },
     ...(variants ? { variants } : {}),
     apiserverMeanMs,
     counted: latencies.length,
@@ -611,13 +769,40 @@ async function runSeries(
   };
 }
 
+/** Several rounds of one (primitive, mode) series as one: summaries of the pooled handoffs, median of all pairs. */
+function poolSeries(rounds: readonly Series[]) {
+  const cat = (f: (s: Series) => readonly number[]) => rounds.flatMap((s) => [...f(s)]);
+  const med = (f: (s: Series) => readonly number[]) => round(median(cat(f)), 3);
+  const first = rounds[0] as Series;
+  return {
+    primitive: first.primitive,
+    mode: first.mode,
+    rounds: rounds.length,
+    handoffMs: summarize(cat((s) => s.raw.handoffMs)),
+    oursMs: summarize(cat((s) => s.raw.oursMs).filter(Number.isFinite)),
+    toMainStartMs: summarize(cat((s) => s.raw.toMainStartMs)),
+    floorMs: summarize(cat((s) => s.raw.floorMs)),
+    pairedRatio: med((s) => s.raw.handoffRatios),
+    pairedOursRatio: med((s) => s.raw.oursRatios),
+    pairedMainStartRatio: med((s) => s.raw.mainStartRatios),
+    gateParts: summarizeGateParts(rounds.flatMap((s) => s.raw.gateParts)),
+    ungateMs: summarize(cat((s) => s.raw.ungateMs)),
+  };
+}
+
 export async function runHandoff(opts: BenchOptions): Promise<void> {
   const env = environment();
   const started = Date.now();
   const handoffs = byMode(opts.mode, { full: 200, quick: 20, tiny: 3 });
+  // Each scheduling-gate handoff is a pod start plus a longer hold (and its floor probe a pod start).
+  const gateHandoffs = byMode(opts.mode, { full: 100, quick: 16, tiny: 3 });
+  const rounds = byMode(opts.mode, { full: 4, quick: 2, tiny: 1 });
   const warmup = byMode(opts.mode, { full: 5, quick: 3, tiny: 1 });
   const log = opts.log;
-  log(`handoff: ${handoffs} handoffs each on a Semaphore (1 permit) and a Lease, after ${warmup} warm-up`);
+  log(
+    `handoff: ${handoffs} handoffs each on a Semaphore (1 permit) and a Lease, ${gateHandoffs} on a Semaphore ` +
+      `in scheduling-gate mode, after ${warmup} warm-up`,
+  );
   await buildAgent();
   const traceDir = mkdtempSync(join(tmpdir(), 'konductor-bench-handoff-'));
   // An experiment, off by default: every other waiter's agent runs with these node flags (variant B).
@@ -647,16 +832,39 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
     else process.env.KONDUCTOR_MANAGER_NODE_ARGS = savedArgs;
   }
   const series: Series[] = [];
+  // The Semaphore's two wait modes alternate in rounds (init-container, scheduling-gate, init-container, ...), so
+  // that the machine's load hits both alike; their figures pool the rounds. The Lease series follows.
+  const plan: { primitive: 'Semaphore' | 'Lease'; mode: WaitMode; count: number; round: number }[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const count = (n: number) => Math.ceil(n / rounds);
+    plan.push({ primitive: 'Semaphore', mode: 'init-container', count: count(handoffs), round: r });
+    plan.push({ primitive: 'Semaphore', mode: 'scheduling-gate', count: count(gateHandoffs), round: r });
+  }
+  plan.push({ primitive: 'Lease', mode: 'init-container', count: handoffs, round: 0 });
   try {
-    for (const primitive of ['Semaphore', 'Lease'] as const) {
-      const s = await runSeries(bc, primitive, handoffs, warmup, managerTrace, log);
+    // kube-scheduler places the scheduling-gate series' pods (and its floor's) once ungated.
+    await startKubeScheduler(bc.cluster, { schedulerName: BENCH_SCHEDULER, log });
+    if (bc.kubelet) await untaintNode(bc.cluster.client, bc.kubelet.nodeName);
+    for (const { primitive, mode, count, round: r } of plan) {
+      const s = await runSeries(bc, primitive, mode, count, warmup, managerTrace, log, r);
       series.push(s);
       log(
-        `  ${primitive}: ${fmtSummary(s.handoffMs)}; excluded (next not yet queued): ${s.excludedNotQueued}`,
+        `  ${primitive} (${mode}${rounds > 1 && primitive === 'Semaphore' ? `, round ${r + 1}/${rounds}` : ''}): ` +
+          `${fmtSummary(s.handoffMs)}; excluded (next not yet queued): ${s.excludedNotQueued}`,
       );
+      log(`    release -> next main container starts: ${fmtSummary(s.handoffToMainStartMs)}`);
+      for (const [k, v] of Object.entries(s.gateParts ?? {}))
+        log(`      ${k.padEnd(20)} p50 ${v.p50} ms  p95 ${v.p95} ms (n=${v.n})`);
+      if (s.floor.ungateMs)
+        log(`    floor's bare pod ungated -> main starts: ${fmtSummary(s.floor.ungateMs)}`);
       log(
         `    floor (PATCH pods/status -> watch + PUT status -> watch, ${s.floor.probes} probes): ${fmtSummary(s.floor.floorMs)}`,
       );
+      if (s.gateParts) {
+        // The init-container parts fold scheduling and the pod's start into "PUT -> stream write" here.
+        log(`    paired ratio release -> main start / floor ${s.pairedMainStartRatio}`);
+        continue;
+      }
       log(`    ours (konductor's parts summed): ${fmtSummary(s.oursMs)}`);
       log(`    paired ratio handoff / floor ${s.pairedRatio}; ours / floor ${s.pairedOursRatio}`);
       for (const [v, x] of Object.entries(s.variants ?? {}))
@@ -674,21 +882,62 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
   }
   const method =
     'devcluster with the process kubelet, webhook and manager (one namespace). Pods created through the API in a ' +
-    `sliding window of ${WINDOW} (1 holds, 2 wait); main container \`sleep ${HOLD_SECONDS}; date +%s%N\` = its exit ` +
-    'time (ns, from its log file); konductor-wait wrapped as `agent wait; echo $EPOCHREALTIME > /var/run/konductor/wait-exit` ' +
+    `sliding window of ${WINDOW} (1 holds, 2 wait); main container \`date +%s%N; sleep ${HOLD_SECONDS}; date +%s%N\` = its ` +
+    'start and exit times (ns, from its log file); konductor-wait wrapped as `agent wait; echo $EPOCHREALTIME > /var/run/konductor/wait-exit` ' +
     '(bash builtin, no fork) = the first instant after it exited. Handoff = next waiter wait-exit - holder main-exit, ' +
     'pairs taken in wait-exit order; counted only if the waiter had printed `waiting for` before the holder exited. ' +
     'Floor, alternated with the handoffs (one probe after each pod completes): a pod status PATCH and a primitive ' +
     'status PUT, each timed until a watch delivers it (bench/controlPlaneFloor.ts). Parts from marks taken by preloads ' +
     '(bench/trace-manager.ts, bench/trace-agent.mjs) and diagnostics_channel (the kubelet PATCH); ours = the sum of ' +
-    "konductor's parts. Ratios: median over pairs (handoff i, probe i).";
-  const figures: Figure[] = series.flatMap((s) => {
+    "konductor's parts. Ratios: median over pairs (handoff i, probe i). Scheduling-gate series (Semaphore): pods " +
+    `annotated konductor.io/wait-mode: scheduling-gate, placed by the real kube-scheduler (profile ${BENCH_SCHEDULER}) ` +
+    `on the process kubelet's node once ungated, holding ${GATE_HOLD_SECONDS} s; handoff = next main-start - holder ` +
+    'main-exit (counted if the next pod was created before the holder exited); its floor adds to the control-plane ' +
+    "probe a bare pod's gate removal (JSON patch) -> its main container's first clock reading, through the same " +
+    "scheduler and kubelet (bench/ungateFloor.ts), probed while a holder's main container runs. The Semaphore's " +
+    `two modes alternate in ${rounds} round(s) (init-container, scheduling-gate, ...), each with its warm-up; ` +
+    'their figures pool the rounds (summaries of all handoffs, median of all pairs). The Lease series follows.';
+  // One figure per (primitive, mode), pooled over its rounds.
+  const pooled = [...new Set(series.map((x) => `${x.primitive}/${x.mode}`))].map((key) =>
+    poolSeries(series.filter((x) => `${x.primitive}/${x.mode}` === key)),
+  );
+  const figures: Figure[] = pooled.flatMap((s) => {
     const floorName = 'PATCH pods/status -> watch + PUT status -> watch (same run, alternated)';
+    if (s.mode === 'scheduling-gate') {
+      const gateFloorName =
+        'PATCH pods/status -> watch + PUT status -> watch + a bare pod: gate removed -> kube-scheduler binds -> ' +
+        'main container starts (same run, alternated)';
+      const name = `handoff in scheduling-gate mode, release -> next main container starts (${s.primitive})`;
+      return [
+        flooredFigure({
+          name: `${name} p50`,
+          value: s.toMainStartMs.p50,
+          floor: s.floorMs.p50,
+          ratio: s.pairedMainStartRatio ?? Number.NaN,
+          unit: 'ms',
+          floorName: gateFloorName,
+        }),
+        flooredFigure({
+          name: `${name} p99`,
+          value: s.toMainStartMs.p99,
+          floor: s.floorMs.p99,
+          unit: 'ms',
+          floorName: `${gateFloorName}, p99`,
+        }),
+      ];
+    }
+    const toMain = flooredFigure({
+      name: `handoff in init-container mode, release -> next main container starts (${s.primitive}) p50`,
+      value: s.toMainStartMs.p50,
+      floor: s.floorMs.p50,
+      unit: 'ms',
+      floorName: `${floorName} (the kubelet starting konductor-hold and main after konductor-wait exits is not in it)`,
+    });
     return [
       flooredFigure({
         name: `handoff p50 (${s.primitive})`,
         value: s.handoffMs.p50,
-        floor: s.floor.floorMs.p50,
+        floor: s.floorMs.p50,
         ratio: s.pairedRatio,
         unit: 'ms',
         floorName,
@@ -699,7 +948,7 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
       flooredFigure({
         name: `handoff p99 (${s.primitive})`,
         value: s.handoffMs.p99,
-        floor: s.floor.floorMs.p99,
+        floor: s.floorMs.p99,
         unit: 'ms',
         floorName: `${floorName}, p99`,
         target: `<= ${TARGET_P99_MS} ms`,
@@ -708,12 +957,13 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
       flooredFigure({
         name: `handoff: konductor's added latency p50 (${s.primitive})`,
         value: s.oursMs.p50,
-        floor: s.floor.floorMs.p50,
+        floor: s.floorMs.p50,
         ratio: s.pairedOursRatio,
         unit: 'ms',
         floorName,
         ratioTarget: { max: HANDOFF_RATIO_TARGETS.oursToFloor },
       }),
+      ...(s.primitive === 'Semaphore' ? [toMain] : []),
     ];
   });
   log(`method: ${method}`);
@@ -724,9 +974,18 @@ export async function runHandoff(opts: BenchOptions): Promise<void> {
     mode: opts.mode,
     environment: env,
     method,
-    parameters: { handoffs, warmup, window: WINDOW, holdSeconds: HOLD_SECONDS, agentVariantB },
+    parameters: {
+      handoffs,
+      gateHandoffs,
+      warmup,
+      window: WINDOW,
+      holdSeconds: HOLD_SECONDS,
+      gateHoldSeconds: GATE_HOLD_SECONDS,
+      scheduler: `kube-scheduler (profile ${BENCH_SCHEDULER}) for the scheduling-gate series`,
+      agentVariantB,
+    },
     figures,
-    details: { series },
+    details: { pooled, series },
     durationSeconds: round((Date.now() - started) / 1000, 1),
   });
   log(`wrote ${path}`);

@@ -4,7 +4,8 @@
  *
  *   npm run bench                      all, full counts (<= 15 minutes)
  *   npm run bench -- --quick           all, small counts (<= 2 minutes), for development
- *   npm run bench -- handoff webhook   only these (handoff, throughput, webhook, scale, agent, memory-limit)
+ *   npm run bench -- handoff webhook   only these (handoff, throughput, webhook, scale, agent, memory-limit,
+ *                                      wait-resources)
  *   npm run bench -- --tiny            the smoke test's mode: minimal counts, checks the plumbing only
  *   --results-dir DIR                  write the JSON there instead of bench/results
  *   --profile                          also take a CPU profile of the manager (throughput, scale) or the
@@ -23,6 +24,7 @@ import { runMemoryLimit } from './memoryLimit.ts';
 import { runRealNode } from './realnode.ts';
 import { runScale } from './scale.ts';
 import { runThroughput } from './throughput.ts';
+import { runWaitResources } from './waitResources.ts';
 import { runWebhook } from './webhook.ts';
 
 const BENCHMARKS: Record<string, (opts: BenchOptions) => Promise<void>> = {
@@ -32,6 +34,7 @@ const BENCHMARKS: Record<string, (opts: BenchOptions) => Promise<void>> = {
   throughput: runThroughput,
   scale: runScale,
   'memory-limit': runMemoryLimit,
+  'wait-resources': runWaitResources,
   // Needs root and this machine's one real node (devcluster/realnode/): only when named.
   realnode: runRealNode,
 };

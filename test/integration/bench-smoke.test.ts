@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { BenchResult } from '../../bench/common.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const BENCHMARKS = ['agent', 'webhook', 'handoff', 'throughput', 'scale', 'memory-limit'];
+const BENCHMARKS = ['agent', 'webhook', 'handoff', 'throughput', 'scale', 'memory-limit', 'wait-resources'];
 const resultsDir = mkdtempSync(join(tmpdir(), 'konductor-bench-smoke-'));
 afterAll(() => rmSync(resultsDir, { recursive: true, force: true }));
 
@@ -34,7 +34,7 @@ function runBench(args: string[]): Promise<{ code: number | null; output: string
 }
 
 describe('bench (tiny mode)', () => {
-  // Six benchmarks, each with its floor and most with a fresh devcluster: about 4 minutes here, well over 10
+  // Seven benchmarks, each with its floor and most with a fresh devcluster: about 4 minutes here, well over 10
   // at a load average of 50 on 2 cores. The bound only catches a hang.
   it('runs every benchmark and writes well-formed JSON', { timeout: 1_500_000 }, async () => {
     const { code, output } = await runBench(['--tiny', '--results-dir', resultsDir]);
