@@ -1,7 +1,7 @@
 /**
- * A short fault campaign as the tests run it (test/integration/campaign.test.ts on the process kubelet,
- * test/realnode/campaign.test.ts on the real node): the short shape, the manager from the bundle the image
- * runs, no results file; the campaign's lines kept, and each failing round's printed block.
+ * A short fault campaign as the tests run it (test/integration/campaign.test.ts on the process kubelet): the
+ * short shape, the manager from the bundle the image runs, no results file; the campaign's lines kept, and
+ * each failing round's printed block.
  */
 import { type CampaignReport, runCampaign } from '../../campaign/campaign.ts';
 import type { NodeKind } from '../../campaign/environment.ts';
