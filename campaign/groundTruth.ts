@@ -118,7 +118,9 @@ function expiryCut(removal: RemovalRecord | undefined, announced: boolean): numb
   } catch {
     /* keep the listed expiry */
   }
-  return at * 1000;
+  // At the latest when the removal was seen: a status may list an expiresAt computed from an older spec (its
+  // observedGeneration behind), e.g. 8760h for a ttl already set back to 8s (round 29 of reliability-6).
+  return Math.min(at, removal.observedAt) * 1000;
 }
 
 export function checkGroundTruth(input: GroundTruthInput): GroundTruthResult {

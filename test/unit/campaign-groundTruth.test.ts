@@ -235,6 +235,34 @@ describe('checkGroundTruth', () => {
     ).toEqual([]);
   });
 
+  it('an announced expiry ends the hold when it was seen, even if the last expiresAt listed came from an older ttl', () => {
+    // Round 29 of reliability-6: the last status listing the holder had an expiresAt under ttl 8760h (the
+    // manager decided from a spec not yet set back to 8s); the expiry came with ttl 8s and was announced.
+    const pods = [planned('a', 'Lease'), planned('b', 'Lease')];
+    const grants = [grant('a', T0, 1), grant('b', T0 + 10 * S, 1)];
+    const runs = [run('a', 0.1 * S, 15 * S), run('b', 10.1 * S, 11 * S)];
+    const stale: RemovalRecord = {
+      uid: 'a',
+      rev: 9,
+      observedAt: (T0 + 10 * S) / 1000,
+      lastExpiresAt: (T0 + 8760 * 3600 * S) / 1000,
+      ttlBefore: '10s',
+      ttlAtRemoval: '10s',
+      objectDeleted: false,
+    };
+    const key = 'Lease/lock';
+    const c = { pods, grants, runs, removals: [stale], key };
+    expect(check({ ...c, expired: ['Lease/lock/a'] }).violations).toEqual([]);
+    // b starting before the expiry was seen still overlaps a.
+    const before = check({
+      ...c,
+      grants: [grant('a', T0, 1), grant('b', T0 + 9 * S, 1)],
+      runs: [run('a', 0.1 * S, 15 * S), run('b', 9.5 * S, 11 * S)],
+      expired: ['Lease/lock/a'],
+    });
+    expect(before.violations.map((v) => v.check)).toEqual(['concurrent-holders']);
+  });
+
   it("a grant that leaves the status while its holder's container runs is a violation", () => {
     const pods = [planned('a')];
     const grants = [grant('a', T0, 1)];
