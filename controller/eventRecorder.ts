@@ -10,6 +10,8 @@ import { budgetedBackoffDelay, EVENT_RETRY, type RetryBudget } from '../api/back
 import { KubeApiError, type KubeClient } from '../api/kubeClient.ts';
 import type { EventReason } from '../api/reasons.ts';
 
+const eventsPath = (ev: RecordedEvent) => `/api/v1/namespaces/${ev.target.namespace}/events`;
+
 const retriable = (err: unknown) =>
   err instanceof KubeApiError && (err.statusCode === 0 || err.statusCode === 429 || err.statusCode >= 500);
 
@@ -115,7 +117,7 @@ export class EventRecorder {
    * did not (the caller retries). For an announcement that must precede what it announces.
    */
   async announce(ev: RecordedEvent): Promise<void> {
-    await this.opts.client.create(`/api/v1/namespaces/${ev.target.namespace}/events`, this.body(ev));
+    await this.opts.client.create(eventsPath(ev), this.body(ev));
   }
 
   private body(ev: RecordedEvent & { count?: number }) {
@@ -149,7 +151,7 @@ export class EventRecorder {
     const budget = this.opts.retry ?? EVENT_RETRY;
     for (let attempt = 0, waitedMs = 0; ; attempt++) {
       try {
-        await this.opts.client.create(`/api/v1/namespaces/${ev.target.namespace}/events`, body);
+        await this.opts.client.create(eventsPath(ev), body);
         return;
       } catch (err) {
         const delay = retriable(err)
